@@ -1,0 +1,26 @@
+//! # replog
+//!
+//! Kafka's replication model inside one process: topics, partitions, replicas hosted
+//! by broker threads that talk through a pluggable [`Transport`], ISR, `acks` 0/1/all,
+//! `min.insync.replicas`, leader epochs, clean and unclean leader election, consumer
+//! groups, and segment files with CRC32.
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod ids;
+mod protocol;
+mod record;
+pub(crate) mod storage;
+mod transport;
+
+pub use config::{
+    Acks, ConsumerConfig, FsyncPolicy, OffsetReset, ProducerConfig, TopicConfig,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SEGMENT_BYTES,
+};
+pub use error::{Error, Result};
+pub use ids::{BrokerId, NodeId, TopicPartition};
+pub use protocol::{Envelope, Mailbox};
+pub use record::{ConsumedRecord, Record};
+pub use transport::{ChannelTransport, FaultStats, FaultTransport, Transport};

@@ -1,0 +1,1 @@
+//! Rack-aware replica assignment.

@@ -13,6 +13,7 @@ mod error;
 mod ids;
 mod protocol;
 mod record;
+pub(crate) mod replication;
 pub(crate) mod storage;
 mod transport;
 

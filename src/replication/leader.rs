@@ -1,0 +1,373 @@
+//! The leader side of one partition: follower progress, ISR changes, the high
+//! watermark, and the `acks=all` waiters it completes.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use crate::ids::BrokerId;
+use crate::protocol::PartitionState;
+
+/// What a follower has shown the leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Progress {
+    /// The follower's log end offset: the offset of its last fetch.
+    leo: u64,
+    /// Last time the follower was caught up to the leader's log end (Kafka's
+    /// `lastCaughtUpTimeMs`).
+    last_caught_up: Duration,
+    /// Time of the previous fetch and the leader's log end then.
+    last_fetch: Duration,
+    last_fetch_leader_leo: u64,
+}
+
+/// An `acks=all` append waiting for the high watermark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Waiter {
+    id: u64,
+    /// The HW the record needs: its last offset + 1.
+    required: u64,
+    deadline: Duration,
+}
+
+/// How an `acks=all` waiter ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AckOutcome {
+    /// Committed with the ISR at or above `min.insync.replicas`.
+    Committed,
+    /// Committed, but the ISR had shrunk below `min.insync.replicas` (Kafka's
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    CommittedBelowMinIsr { isr: usize },
+    /// The deadline passed first.
+    TimedOut,
+    /// Leadership moved first.
+    NotLeader,
+}
+
+/// What the shell must act on after an input.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct LeaderReady {
+    /// The new high watermark, when it moved.
+    pub hw: Option<u64>,
+    /// Waiters that ended, by id.
+    pub acks: Vec<(u64, AckOutcome)>,
+    /// An ISR to propose to the controller (AlterPartition).
+    pub alter_isr: Option<Vec<BrokerId>>,
+}
+
+/// The leader's replication state for one partition.
+#[derive(Debug)]
+pub(crate) struct Leader {
+    local: BrokerId,
+    replicas: Vec<BrokerId>,
+    isr: Vec<BrokerId>,
+    /// An ISR proposed to the controller and not yet answered, with when it was sent.
+    pending_isr: Option<(Vec<BrokerId>, Duration)>,
+    leader_epoch: u32,
+    partition_epoch: u32,
+    min_insync: usize,
+    lag_max: Duration,
+    followers: BTreeMap<BrokerId, Progress>,
+    leo: u64,
+    hw: u64,
+    /// Offset at which this leader's epoch starts; a follower must reach it to rejoin.
+    epoch_start: u64,
+    waiters: VecDeque<Waiter>,
+}
+
+/// How long an unanswered AlterPartition waits before it is sent again (it may have
+/// been lost on the transport).
+const ALTER_RETRY: Duration = Duration::from_millis(200);
+
+impl Leader {
+    /// Becomes leader of `state` with a local log ending at `leo` and a high watermark
+    /// known to be at least `hw`. Followers count as caught up now, so none is dropped
+    /// from the ISR before it had `lag_max` to fetch.
+    pub fn new(
+        local: BrokerId,
+        state: &PartitionState,
+        leo: u64,
+        hw: u64,
+        lag_max: Duration,
+        now: Duration,
+    ) -> Self {
+        let mut leader = Leader {
+            local,
+            replicas: state.replicas.clone(),
+            isr: state.isr.clone(),
+            pending_isr: None,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            min_insync: state.config.min_insync_replicas as usize,
+            lag_max,
+            followers: BTreeMap::new(),
+            leo,
+            hw: hw.min(leo),
+            epoch_start: leo,
+            waiters: VecDeque::new(),
+        };
+        leader.sync_followers(now);
+        leader
+    }
+
+    fn sync_followers(&mut self, now: Duration) {
+        let local = self.local;
+        self.followers.retain(|b, _| *b != local);
+        for &r in &self.replicas {
+            if r != local {
+                self.followers.entry(r).or_insert(Progress {
+                    leo: 0,
+                    last_caught_up: now,
+                    last_fetch: now,
+                    last_fetch_leader_leo: 0,
+                });
+            }
+        }
+    }
+
+    /// The committed ISR (as the controller last confirmed it).
+    pub fn isr(&self) -> &[BrokerId] {
+        &self.isr
+    }
+
+    /// The high watermark.
+    pub fn hw(&self) -> u64 {
+        self.hw
+    }
+
+    /// The leader's log end offset as last reported.
+    pub fn leo(&self) -> u64 {
+        self.leo
+    }
+
+    /// The leader epoch this leader serves.
+    pub fn leader_epoch(&self) -> u32 {
+        self.leader_epoch
+    }
+
+    /// The partition epoch of the ISR this leader holds.
+    pub fn partition_epoch(&self) -> u32 {
+        self.partition_epoch
+    }
+
+    /// Whether an ISR change is waiting for the controller.
+    pub fn has_pending_isr(&self) -> bool {
+        self.pending_isr.is_some()
+    }
+
+    /// A follower's log end offset as last seen.
+    pub fn follower_leo(&self, broker: BrokerId) -> Option<u64> {
+        self.followers.get(&broker).map(|p| p.leo)
+    }
+
+    /// Rule 3: an `acks=all` append is refused before anything is written when the
+    /// ISR is smaller than `min.insync.replicas`. Returns the ISR size on refusal.
+    pub fn check_min_isr(&self) -> Result<(), usize> {
+        if self.isr.len() < self.min_insync {
+            Err(self.isr.len())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `min.insync.replicas` of the partition.
+    pub fn min_insync(&self) -> usize {
+        self.min_insync
+    }
+
+    /// The local log grew to `leo`. With `waiter`, an `acks=all` append whose last
+    /// offset is `leo - 1` waits for the HW until `deadline`.
+    pub fn appended(
+        &mut self,
+        leo: u64,
+        waiter: Option<(u64, Duration)>,
+        now: Duration,
+    ) -> LeaderReady {
+        debug_assert!(leo >= self.leo, "the leader's log never shrinks");
+        self.leo = leo;
+        if let Some((id, deadline)) = waiter {
+            self.wait_for(id, leo, deadline);
+        }
+        let mut ready = LeaderReady::default();
+        self.advance_hw(&mut ready);
+        let _ = now;
+        ready
+    }
+
+    /// Adds a waiter for offset `required` (HW must reach it). Used for appends and
+    /// for retried idempotent batches answered from the producer table.
+    pub fn wait_for(&mut self, id: u64, required: u64, deadline: Duration) {
+        let w = Waiter {
+            id,
+            required,
+            deadline,
+        };
+        // Appends arrive in offset order; a retried duplicate may be older.
+        let pos = self
+            .waiters
+            .iter()
+            .rposition(|x| x.required <= required)
+            .map_or(0, |p| p + 1);
+        self.waiters.insert(pos, w);
+    }
+
+    /// A follower fetched from `fetch_offset` (its log end offset) at `now`.
+    pub fn fetched(&mut self, follower: BrokerId, fetch_offset: u64, now: Duration) -> LeaderReady {
+        let mut ready = LeaderReady::default();
+        let leo = self.leo;
+        let Some(p) = self.followers.get_mut(&follower) else {
+            return ready;
+        };
+        // Kafka's rule: caught up now if at the leader's end; caught up as of the
+        // previous fetch if it reached what the leader had then.
+        if fetch_offset >= leo {
+            p.last_caught_up = now;
+        } else if fetch_offset >= p.last_fetch_leader_leo {
+            p.last_caught_up = p.last_caught_up.max(p.last_fetch);
+        }
+        p.leo = fetch_offset.min(leo);
+        p.last_fetch = now;
+        p.last_fetch_leader_leo = leo;
+        let follower_leo = p.leo;
+        // Rule 4: rejoin once it reaches the HW (and this epoch's start, so it has
+        // truncated any divergent tail).
+        if !self.effective_isr_contains(follower)
+            && self.pending_isr.is_none()
+            && follower_leo >= self.hw
+            && follower_leo >= self.epoch_start
+        {
+            let mut isr = self.isr.clone();
+            isr.push(follower);
+            isr.sort_by_key(|b| self.replicas.iter().position(|r| r == b));
+            self.propose(isr.clone(), now, &mut ready);
+        }
+        self.advance_hw(&mut ready);
+        ready
+    }
+
+    /// Periodic work: ISR shrink for lagging followers, expiry of waiters, resending
+    /// an unanswered AlterPartition.
+    pub fn tick(&mut self, now: Duration) -> LeaderReady {
+        let mut ready = LeaderReady::default();
+        if let Some((isr, sent)) = &self.pending_isr {
+            if now.saturating_sub(*sent) >= ALTER_RETRY {
+                ready.alter_isr = Some(isr.clone());
+                let isr = isr.clone();
+                self.pending_isr = Some((isr, now));
+            }
+        } else {
+            let lagging: BTreeSet<BrokerId> = self
+                .isr
+                .iter()
+                .filter(|b| **b != self.local)
+                .filter(|b| {
+                    self.followers.get(b).is_some_and(|p| {
+                        p.leo < self.leo && now.saturating_sub(p.last_caught_up) > self.lag_max
+                    })
+                })
+                .copied()
+                .collect();
+            if !lagging.is_empty() {
+                let isr: Vec<BrokerId> = self
+                    .isr
+                    .iter()
+                    .filter(|b| !lagging.contains(b))
+                    .copied()
+                    .collect();
+                self.propose(isr, now, &mut ready);
+            }
+        }
+        while let Some(pos) = self.waiters.iter().position(|w| w.deadline <= now) {
+            let w = self.waiters.remove(pos).expect("position is in range");
+            ready.acks.push((w.id, AckOutcome::TimedOut));
+        }
+        ready
+    }
+
+    /// The earliest time `tick` may have something to do.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let waiter = self.waiters.iter().map(|w| w.deadline).min();
+        let alter = self.pending_isr.as_ref().map(|(_, sent)| *sent + ALTER_RETRY);
+        [waiter, alter].into_iter().flatten().min()
+    }
+
+    /// The controller accepted a change (or sent a newer state with the same leader
+    /// epoch): adopt its ISR and partition epoch.
+    pub fn isr_updated(&mut self, state: &PartitionState, now: Duration) -> LeaderReady {
+        let mut ready = LeaderReady::default();
+        if state.leader_epoch != self.leader_epoch || state.partition_epoch < self.partition_epoch
+        {
+            return ready;
+        }
+        self.isr = state.isr.clone();
+        self.replicas = state.replicas.clone();
+        self.partition_epoch = state.partition_epoch;
+        self.min_insync = state.config.min_insync_replicas as usize;
+        self.pending_isr = None;
+        self.sync_followers(now);
+        self.advance_hw(&mut ready);
+        ready
+    }
+
+    /// The controller refused the proposal: forget it; the next fetch or tick proposes
+    /// again from the current facts.
+    pub fn alter_refused(&mut self) {
+        self.pending_isr = None;
+    }
+
+    /// Leadership is gone: every waiter ends with `NotLeader`.
+    pub fn resign(&mut self) -> Vec<(u64, AckOutcome)> {
+        self.waiters
+            .drain(..)
+            .map(|w| (w.id, AckOutcome::NotLeader))
+            .collect()
+    }
+
+    fn effective_isr_contains(&self, b: BrokerId) -> bool {
+        self.isr.contains(&b)
+            || self
+                .pending_isr
+                .as_ref()
+                .is_some_and(|(isr, _)| isr.contains(&b))
+    }
+
+    fn propose(&mut self, isr: Vec<BrokerId>, now: Duration, ready: &mut LeaderReady) {
+        // Rule 4: the ISR never becomes empty, and always holds the leader.
+        debug_assert!(isr.contains(&self.local));
+        if isr == self.isr {
+            return;
+        }
+        ready.alter_isr = Some(isr.clone());
+        self.pending_isr = Some((isr, now));
+    }
+
+    /// Rule 2: HW = min LEO over the ISR, taken over the larger of the committed and
+    /// the pending ISR (KIP-497), and never decreasing.
+    fn advance_hw(&mut self, ready: &mut LeaderReady) {
+        let mut min = self.leo;
+        let members = self
+            .isr
+            .iter()
+            .chain(self.pending_isr.iter().flat_map(|(isr, _)| isr.iter()));
+        for b in members {
+            if *b == self.local {
+                continue;
+            }
+            let leo = self.followers.get(b).map_or(0, |p| p.leo);
+            min = min.min(leo);
+        }
+        if min > self.hw {
+            self.hw = min;
+            ready.hw = Some(min);
+        }
+        let isr = self.isr.len();
+        while self.waiters.front().is_some_and(|w| w.required <= self.hw) {
+            let w = self.waiters.pop_front().expect("front exists");
+            let outcome = if isr < self.min_insync {
+                AckOutcome::CommittedBelowMinIsr { isr }
+            } else {
+                AckOutcome::Committed
+            };
+            ready.acks.push((w.id, outcome));
+        }
+    }
+}

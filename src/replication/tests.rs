@@ -1,0 +1,243 @@
+//! Table tests of the HW and ISR rules: no thread, no clock, no storage.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::config::TopicConfig;
+use crate::ids::{BrokerId, TopicPartition};
+use crate::protocol::PartitionState;
+
+const LAG: Duration = Duration::from_millis(100);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn b(n: u32) -> BrokerId {
+    BrokerId(n)
+}
+
+fn state(isr: &[u32], min_isr: u32) -> PartitionState {
+    PartitionState {
+        tp: TopicPartition::new("t", 0),
+        replicas: vec![b(0), b(1), b(2)],
+        leader: Some(b(0)),
+        leader_epoch: 1,
+        isr: isr.iter().map(|n| b(*n)).collect(),
+        partition_epoch: 1,
+        config: Arc::new(TopicConfig::new(1, 3).min_insync_replicas(min_isr)),
+    }
+}
+
+/// One step of a scripted scenario.
+enum Step {
+    /// The leader's log grows to `leo`; `Some(id)` waits for acks=all.
+    Append(u64, Option<u64>),
+    /// Follower `b` fetches at offset `o` at time `t` ms.
+    Fetch(u32, u64, u64),
+    /// Tick at time `t` ms.
+    Tick(u64),
+    /// The controller confirms this ISR.
+    Confirm(&'static [u32]),
+}
+
+/// Expected observation after a step.
+struct Expect {
+    hw: u64,
+    acks: &'static [(u64, AckOutcome)],
+    alter: Option<&'static [u32]>,
+}
+
+fn run(initial_isr: &[u32], min_isr: u32, script: &[(Step, Expect)]) {
+    let mut st = state(initial_isr, min_isr);
+    let mut leader = Leader::new(b(0), &st, 0, 0, LAG, ms(0));
+    for (i, (step, expect)) in script.iter().enumerate() {
+        let ready = match step {
+            Step::Append(leo, w) => leader.appended(*leo, w.map(|id| (id, ms(10_000))), ms(0)),
+            Step::Fetch(f, o, t) => leader.fetched(b(*f), *o, ms(*t)),
+            Step::Tick(t) => leader.tick(ms(*t)),
+            Step::Confirm(isr) => {
+                st.isr = isr.iter().map(|n| b(*n)).collect();
+                st.partition_epoch += 1;
+                leader.isr_updated(&st, ms(0))
+            }
+        };
+        assert_eq!(leader.hw(), expect.hw, "step {i}: high watermark");
+        assert_eq!(ready.acks, expect.acks.to_vec(), "step {i}: acks");
+        let alter: Option<Vec<BrokerId>> = expect.alter.map(|a| a.iter().map(|n| b(*n)).collect());
+        assert_eq!(ready.alter_isr, alter, "step {i}: AlterPartition proposal");
+    }
+}
+
+use AckOutcome::*;
+use Step::*;
+
+#[test]
+fn hw_is_min_leo_over_isr() {
+    run(
+        &[0, 1, 2],
+        1,
+        &[
+            (Append(10, None), Expect { hw: 0, acks: &[], alter: None }),
+            (Fetch(1, 10, 1), Expect { hw: 0, acks: &[], alter: None }),
+            (Fetch(2, 4, 1), Expect { hw: 4, acks: &[], alter: None }),
+            (Fetch(2, 10, 2), Expect { hw: 10, acks: &[], alter: None }),
+        ],
+    );
+}
+
+#[test]
+fn hw_never_decreases() {
+    let st = state(&[0, 1], 1);
+    let mut leader = Leader::new(b(0), &st, 0, 0, LAG, ms(0));
+    leader.appended(10, None, ms(0));
+    leader.fetched(b(1), 10, ms(1));
+    assert_eq!(leader.hw(), 10);
+    // A follower reporting an older offset (a reordered fetch) moves nothing back.
+    leader.fetched(b(1), 3, ms(2));
+    assert_eq!(leader.hw(), 10);
+    // Nor does an ISR expansion with a follower that is behind the HW.
+    let mut wider = st.clone();
+    wider.isr = vec![b(0), b(1), b(2)];
+    wider.partition_epoch = 2;
+    leader.isr_updated(&wider, ms(3));
+    assert_eq!(leader.hw(), 10);
+}
+
+#[test]
+fn acks_all_completes_when_hw_passes_the_record() {
+    run(
+        &[0, 1, 2],
+        2,
+        &[
+            (Append(5, Some(7)), Expect { hw: 0, acks: &[], alter: None }),
+            (Fetch(1, 5, 1), Expect { hw: 0, acks: &[], alter: None }),
+            (Fetch(2, 5, 1), Expect { hw: 5, acks: &[(7, Committed)], alter: None }),
+        ],
+    );
+}
+
+#[test]
+fn acks_all_waits_for_stalled_follower_until_it_leaves_the_isr() {
+    run(
+        &[0, 1, 2],
+        2,
+        &[
+            (Append(5, Some(1)), Expect { hw: 0, acks: &[], alter: None }),
+            (Fetch(1, 5, 10), Expect { hw: 0, acks: &[], alter: None }),
+            // Follower 2 never fetches. Within the lag time nothing changes.
+            (Tick(50), Expect { hw: 0, acks: &[], alter: None }),
+            // Past replica.lag.time.max it is proposed out…
+            (Tick(150), Expect { hw: 0, acks: &[], alter: Some(&[0, 1]) }),
+            // …but the HW still uses the larger ISR until the controller answers.
+            (Fetch(1, 5, 160), Expect { hw: 0, acks: &[], alter: None }),
+            (Confirm(&[0, 1]), Expect { hw: 5, acks: &[(1, Committed)], alter: None }),
+        ],
+    );
+}
+
+#[test]
+fn caught_up_follower_is_never_removed_from_isr() {
+    // KAFKA-7152: a follower whose LEO equals the leader's is in sync however long
+    // ago it last fetched.
+    run(
+        &[0, 1],
+        1,
+        &[
+            (Append(5, None), Expect { hw: 0, acks: &[], alter: None }),
+            (Fetch(1, 5, 1), Expect { hw: 5, acks: &[], alter: None }),
+            (Tick(10_000), Expect { hw: 5, acks: &[], alter: None }),
+        ],
+    );
+}
+
+#[test]
+fn follower_rejoins_isr_on_reaching_hw() {
+    run(
+        &[0, 1],
+        1,
+        &[
+            (Append(8, None), Expect { hw: 0, acks: &[], alter: None }),
+            (Fetch(1, 8, 1), Expect { hw: 8, acks: &[], alter: None }),
+            // Follower 2 is out of the ISR and behind the HW: not yet.
+            (Fetch(2, 3, 2), Expect { hw: 8, acks: &[], alter: None }),
+            (Fetch(2, 8, 3), Expect { hw: 8, acks: &[], alter: Some(&[0, 1, 2]) }),
+            (Confirm(&[0, 1, 2]), Expect { hw: 8, acks: &[], alter: None }),
+        ],
+    );
+}
+
+#[test]
+fn committed_below_min_isr_is_reported() {
+    run(
+        &[0, 1],
+        2,
+        &[
+            (Append(5, Some(3)), Expect { hw: 0, acks: &[], alter: None }),
+            (Tick(500), Expect { hw: 0, acks: &[], alter: Some(&[0]) }),
+            (Confirm(&[0]), Expect { hw: 5, acks: &[(3, CommittedBelowMinIsr { isr: 1 })], alter: None }),
+        ],
+    );
+}
+
+#[test]
+fn single_member_isr_commits_on_append() {
+    run(
+        &[0],
+        1,
+        &[(Append(3, Some(9)), Expect { hw: 3, acks: &[(9, Committed)], alter: None })],
+    );
+}
+
+#[test]
+fn min_isr_refuses_before_append() {
+    let leader = Leader::new(b(0), &state(&[0], 2), 0, 0, LAG, ms(0));
+    assert_eq!(leader.check_min_isr(), Err(1));
+    let leader = Leader::new(b(0), &state(&[0, 1], 2), 0, 0, LAG, ms(0));
+    assert_eq!(leader.check_min_isr(), Ok(()));
+}
+
+#[test]
+fn waiters_time_out_and_resign_fails_the_rest() {
+    let mut leader = Leader::new(b(0), &state(&[0, 1], 1), 0, 0, LAG, ms(0));
+    leader.appended(1, Some((1, ms(50))), ms(0));
+    leader.appended(2, Some((2, ms(500))), ms(0));
+    assert_eq!(leader.next_deadline(), Some(ms(50)));
+    let r = leader.tick(ms(60));
+    assert_eq!(r.acks, vec![(1, TimedOut)]);
+    assert_eq!(leader.resign(), vec![(2, NotLeader)]);
+}
+
+#[test]
+fn unanswered_alter_partition_is_resent() {
+    let mut leader = Leader::new(b(0), &state(&[0, 1], 1), 0, 0, LAG, ms(0));
+    leader.appended(1, None, ms(0));
+    let r = leader.tick(ms(500));
+    assert_eq!(r.alter_isr, Some(vec![b(0)]));
+    // No answer: the same proposal goes out again after the retry interval.
+    assert_eq!(leader.tick(ms(600)).alter_isr, None);
+    assert_eq!(leader.tick(ms(800)).alter_isr, Some(vec![b(0)]));
+    leader.alter_refused();
+    assert!(!leader.has_pending_isr());
+}
+
+#[test]
+fn stale_state_does_not_replace_newer_isr() {
+    let st = state(&[0, 1, 2], 1);
+    let mut leader = Leader::new(b(0), &st, 0, 0, LAG, ms(0));
+    let mut newer = st.clone();
+    newer.partition_epoch = 5;
+    newer.isr = vec![b(0), b(1)];
+    leader.isr_updated(&newer, ms(0));
+    let mut older = st.clone();
+    older.partition_epoch = 3;
+    leader.isr_updated(&older, ms(0));
+    assert_eq!(leader.isr(), &[b(0), b(1)]);
+    // A state from another leader epoch is not this leader's to apply.
+    let mut other = newer.clone();
+    other.leader_epoch = 9;
+    other.isr = vec![b(0)];
+    leader.isr_updated(&other, ms(0));
+    assert_eq!(leader.isr(), &[b(0), b(1)]);
+}

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+pub(crate) mod broker;
 pub(crate) mod controller;
 mod error;
 mod ids;

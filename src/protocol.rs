@@ -141,6 +141,10 @@ pub(crate) enum Message {
     },
     Heartbeat {
         broker_epoch: u64,
+        /// A digest of the (leader epoch, partition epoch) of every partition the broker
+        /// hosts: when it differs from the controller's, the controller sends the
+        /// broker's whole state again (a LeaderAndIsr may have been lost).
+        state_digest: u64,
     },
     AlterPartition {
         broker_epoch: u64,
@@ -214,8 +218,92 @@ pub(crate) enum Inbound {
 /// Requests from clients and handles, answered on the enclosed channel.
 #[derive(Debug)]
 pub(crate) enum ClientRequest {
-    /// Placeholder until the client path lands.
-    Ping(Sender<()>),
+    // to a broker
+    Produce(ProduceRequest),
+    Fetch(ClientFetch),
+    ListOffsets {
+        tp: TopicPartition,
+        reply: Sender<crate::Result<OffsetsInfo>>,
+    },
+    // to the controller
+    CreateTopic {
+        name: String,
+        config: TopicConfig,
+        reply: Sender<crate::Result<()>>,
+    },
+    DeleteTopic {
+        name: String,
+        reply: Sender<crate::Result<()>>,
+    },
+    ElectPreferredLeaders {
+        reply: Sender<()>,
+    },
+    AllocateProducerId {
+        reply: Sender<u64>,
+    },
+    /// A broker's thread exited: the controller learns it at once.
+    BrokerStopped(BrokerId),
+}
+
+/// A batch for a partition leader.
+#[derive(Debug)]
+pub(crate) struct ProduceRequest {
+    pub id: u64,
+    pub tp: TopicPartition,
+    pub acks: crate::Acks,
+    pub batch: Batch,
+    /// How long the leader may hold an `acks=all` request (request.timeout.ms).
+    pub timeout: std::time::Duration,
+    pub reply: Sender<ProduceResponse>,
+}
+
+/// The leader's answer: the base offset given to the batch.
+#[derive(Debug)]
+pub(crate) struct ProduceResponse {
+    pub id: u64,
+    pub result: crate::Result<u64>,
+}
+
+/// How far a client fetch may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadLimit {
+    /// A consumer: only the leader answers, and only below the high watermark.
+    HighWatermark,
+    /// `Replica::read`: this replica's own log, whatever its role.
+    LogEnd,
+}
+
+/// A consumer fetch (long-poll) or a local read.
+#[derive(Debug)]
+pub(crate) struct ClientFetch {
+    pub partitions: Vec<(TopicPartition, u64)>,
+    pub max_wait: std::time::Duration,
+    pub max_bytes: usize,
+    pub limit: ReadLimit,
+    pub reply: Sender<ClientFetchResponse>,
+}
+
+/// Per partition: batches from the offset asked (possibly holding earlier records of
+/// the first batch, and records at or past `hw` that the reader must skip).
+#[derive(Debug)]
+pub(crate) struct ClientFetchResponse {
+    pub partitions: Vec<(TopicPartition, crate::Result<ClientFetchData>)>,
+}
+
+/// One partition's fetched data.
+#[derive(Debug)]
+pub(crate) struct ClientFetchData {
+    pub batches: Vec<Batch>,
+    /// Records at or past this offset must not be returned.
+    pub upto: u64,
+}
+
+/// A partition's offsets as its leader sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OffsetsInfo {
+    pub log_start: u64,
+    pub high_watermark: u64,
+    pub log_end: u64,
 }
 
 /// Where the transport delivers a node's messages.
@@ -237,4 +325,15 @@ impl Mailbox {
     pub fn deliver(&self, envelope: Envelope) -> bool {
         self.tx.send(Inbound::Peer(envelope)).is_ok()
     }
+}
+
+/// The digest a broker reports in its heartbeat and the controller recomputes: an
+/// order-independent sum over the partitions of one broker.
+pub(crate) fn state_digest<'a>(states: impl Iterator<Item = (&'a TopicPartition, u32, u32)>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    states.fold(0u64, |acc, (tp, leader_epoch, partition_epoch)| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (tp, leader_epoch, partition_epoch).hash(&mut h);
+        acc.wrapping_add(h.finish())
+    })
 }

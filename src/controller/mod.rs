@@ -14,6 +14,7 @@ use crate::Result;
 
 pub(crate) mod assignment;
 pub(crate) mod metadata_log;
+pub(crate) use metadata_log::MetadataLog;
 
 /// Settings of the controller core.
 #[derive(Clone, Debug)]

@@ -1,0 +1,1084 @@
+//! The broker thread: hosts replicas of many partitions, drives the replication
+//! core for those it leads, fetches for those it follows, answers clients, and
+//! heartbeats to the controller. It only moves messages and calls the cores.
+
+mod fetcher;
+mod replica;
+mod status;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::config::{Acks, FsyncPolicy};
+use crate::ids::{BrokerId, NodeId, TopicPartition};
+use crate::protocol::{
+    self, ClientFetch, ClientFetchData, ClientFetchResponse, ClientRequest, Envelope,
+    EpochEndOffset, FetchData, FetchError, FetchPartition, FetchPartitionResponse, Inbound,
+    Message, OffsetsInfo, PartitionState, ProduceRequest, ProduceResponse, ReadLimit,
+};
+use crate::replication::{AckOutcome, LeaderReady, SequenceCheck};
+use crate::transport::Transport;
+use crate::{Error, Result};
+
+use fetcher::Fetchers;
+use replica::{Replica, Role};
+pub(crate) use status::{BrokerShared, ReplicaStatus};
+
+/// Settings one broker thread runs with.
+#[derive(Clone, Debug)]
+pub(crate) struct BrokerConfig {
+    pub id: BrokerId,
+    pub rack: Option<String>,
+    /// The broker's own directory; `None` keeps logs in memory.
+    pub dir: Option<PathBuf>,
+    pub replica_lag_time_max: Duration,
+    pub heartbeat_interval: Duration,
+    /// `replica.fetch.wait.max.ms`.
+    pub replica_fetch_wait_max: Duration,
+    /// `replica.fetch.max.bytes`.
+    pub replica_fetch_max_bytes: usize,
+    pub fsync: FsyncPolicy,
+    /// Started again after a kill: with memory storage, every log is gone.
+    pub restarted: bool,
+}
+
+/// Everything a broker thread owns.
+pub(crate) struct Broker {
+    config: BrokerConfig,
+    start: Instant,
+    inbox: Receiver<Inbound>,
+    transport: Arc<dyn Transport>,
+    controller: Sender<Inbound>,
+    killed: Arc<AtomicBool>,
+    shared: Arc<BrokerShared>,
+    broker_epoch: Option<u64>,
+    last_register: Option<Duration>,
+    next_heartbeat: Duration,
+    next_tick: Duration,
+    replicas: HashMap<TopicPartition, Replica>,
+    fetchers: Fetchers,
+    /// acks=all produce requests waiting for the HW, by waiter id.
+    pending_acks: HashMap<u64, PendingAck>,
+    next_waiter: u64,
+    parked_replica_fetches: Vec<ParkedReplicaFetch>,
+    parked_client_fetches: Vec<ParkedClientFetch>,
+    /// Partitions whose log or HW changed since parked fetches were last looked at.
+    dirty: HashSet<TopicPartition>,
+    lost_data: Vec<TopicPartition>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("id", &self.config.id)
+            .field("replicas", &self.replicas.len())
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+struct PendingAck {
+    request_id: u64,
+    tp: TopicPartition,
+    base_offset: u64,
+    reply: Sender<ProduceResponse>,
+}
+
+#[derive(Debug)]
+struct ParkedReplicaFetch {
+    from: BrokerId,
+    request_id: u64,
+    max_bytes: usize,
+    partitions: Vec<FetchPartition>,
+    deadline: Duration,
+}
+
+#[derive(Debug)]
+struct ParkedClientFetch {
+    fetch: ClientFetch,
+    deadline: Duration,
+}
+
+/// How many inbox messages are handled before parked fetches are looked at, so that
+/// a burst of produce requests wakes each follower once.
+const DRAIN: usize = 256;
+
+impl Broker {
+    /// Opens the broker's logs (recovering them from its directory) and prepares the
+    /// thread state. Nothing runs until [`Broker::run`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: BrokerConfig,
+        start: Instant,
+        inbox: Receiver<Inbound>,
+        transport: Arc<dyn Transport>,
+        controller: Sender<Inbound>,
+        killed: Arc<AtomicBool>,
+        shared: Arc<BrokerShared>,
+    ) -> Result<Self> {
+        let mut broker = Broker {
+            fetchers: Fetchers::new(config.replica_fetch_wait_max),
+            config,
+            start,
+            inbox,
+            transport,
+            controller,
+            killed,
+            shared,
+            broker_epoch: None,
+            last_register: None,
+            next_heartbeat: Duration::ZERO,
+            next_tick: Duration::ZERO,
+            replicas: HashMap::new(),
+            pending_acks: HashMap::new(),
+            next_waiter: 0,
+            parked_replica_fetches: Vec::new(),
+            parked_client_fetches: Vec::new(),
+            dirty: HashSet::new(),
+            lost_data: Vec::new(),
+        };
+        broker.shared.clear();
+        broker.open_existing_logs()?;
+        Ok(broker)
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn me(&self) -> NodeId {
+        NodeId::Broker(self.config.id)
+    }
+
+    /// Recovers every partition directory found under the broker's directory.
+    fn open_existing_logs(&mut self) -> Result<()> {
+        let Some(dir) = self.config.dir.clone() else {
+            return Ok(());
+        };
+        for (tp, path) in replica::partition_dirs(&dir)? {
+            let (replica, lost) = Replica::open_disk(
+                tp.clone(),
+                &path,
+                self.config.fsync,
+                self.shared.status(&tp),
+            )?;
+            if lost {
+                self.lost_data.push(tp.clone());
+            }
+            self.replicas.insert(tp, replica);
+        }
+        Ok(())
+    }
+
+    /// The thread body: runs until killed, stopped, or the inbox closes.
+    pub(crate) fn run(mut self) {
+        self.register();
+        loop {
+            let now = self.now();
+            let deadline = self.next_deadline(now);
+            let first = match self.inbox.recv_timeout(deadline.saturating_sub(now)) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            if let Some(m) = first {
+                if !self.handle(m) {
+                    return;
+                }
+                for _ in 0..DRAIN {
+                    if self.killed.load(Ordering::Acquire) {
+                        return;
+                    }
+                    match self.inbox.try_recv() {
+                        Ok(m) => {
+                            if !self.handle(m) {
+                                return;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            if self.killed.load(Ordering::Acquire) {
+                return;
+            }
+            self.on_idle();
+        }
+    }
+
+    fn next_deadline(&self, now: Duration) -> Duration {
+        let mut d = self.next_heartbeat.min(self.next_tick);
+        if self.broker_epoch.is_none() {
+            d = d.min(self.last_register.map_or(now, |t| t + REGISTER_RETRY));
+        }
+        for p in &self.parked_replica_fetches {
+            d = d.min(p.deadline);
+        }
+        for p in &self.parked_client_fetches {
+            d = d.min(p.deadline);
+        }
+        if self.broker_epoch.is_some() {
+            if let Some(f) = self.fetchers.next_deadline() {
+                d = d.min(f);
+            }
+        }
+        for r in self.replicas.values() {
+            if let Role::Leader(l) = &r.role {
+                if let Some(x) = l.next_deadline() {
+                    d = d.min(x);
+                }
+            }
+        }
+        d.max(now)
+    }
+
+    /// Handles one inbox message; false ends the thread.
+    fn handle(&mut self, m: Inbound) -> bool {
+        match m {
+            Inbound::Stop { clean } => {
+                if clean {
+                    for r in self.replicas.values_mut() {
+                        let _ = r.log.flush();
+                    }
+                }
+                false
+            }
+            Inbound::Client(req) => {
+                self.handle_client(req);
+                true
+            }
+            Inbound::Peer(env) => {
+                self.handle_peer(env);
+                true
+            }
+        }
+    }
+
+    fn send(&self, to: NodeId, message: Message) {
+        self.transport.send(Envelope::new(self.me(), to, message));
+    }
+
+    fn register(&mut self) {
+        let now = self.now();
+        self.last_register = Some(now);
+        let lost_all = self.config.restarted && self.config.dir.is_none();
+        self.send(
+            NodeId::Controller,
+            Message::RegisterBroker {
+                broker: self.config.id,
+                rack: self.config.rack.clone(),
+                lost_data: self.lost_data.clone(),
+                lost_all,
+            },
+        );
+    }
+
+    // ---- periodic work -------------------------------------------------------
+
+    fn on_idle(&mut self) {
+        let now = self.now();
+        if self.broker_epoch.is_none()
+            && self
+                .last_register
+                .is_none_or(|t| now >= t + REGISTER_RETRY)
+        {
+            self.register();
+        }
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.config.heartbeat_interval;
+            if let Some(broker_epoch) = self.broker_epoch {
+                let state_digest = protocol::state_digest(
+                    self.replicas
+                        .values()
+                        .filter_map(|r| r.state.as_ref())
+                        .map(|s| (&s.tp, s.leader_epoch, s.partition_epoch)),
+                );
+                self.send(
+                    NodeId::Controller,
+                    Message::Heartbeat {
+                        broker_epoch,
+                        state_digest,
+                    },
+                );
+            }
+        }
+        if now >= self.next_tick {
+            self.next_tick = now + (self.config.replica_lag_time_max / 4).max(MIN_TICK);
+            self.tick_leaders(now);
+        } else {
+            // Waiter deadlines and AlterPartition retries may be due before the ISR check.
+            self.tick_due_leaders(now);
+        }
+        self.serve_parked(now);
+        self.send_fetches(now);
+    }
+
+    fn tick_leaders(&mut self, now: Duration) {
+        let tps: Vec<TopicPartition> = self
+            .replicas
+            .iter()
+            .filter(|(_, r)| matches!(r.role, Role::Leader(_)))
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in tps {
+            self.tick_leader(&tp, now);
+        }
+    }
+
+    fn tick_due_leaders(&mut self, now: Duration) {
+        let tps: Vec<TopicPartition> = self
+            .replicas
+            .iter()
+            .filter(|(_, r)| match &r.role {
+                Role::Leader(l) => l.next_deadline().is_some_and(|d| d <= now),
+                _ => false,
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in tps {
+            self.tick_leader(&tp, now);
+        }
+    }
+
+    fn tick_leader(&mut self, tp: &TopicPartition, now: Duration) {
+        let Some(r) = self.replicas.get_mut(tp) else {
+            return;
+        };
+        let Role::Leader(l) = &mut r.role else {
+            return;
+        };
+        let ready = l.tick(now);
+        self.apply_ready(tp, ready);
+    }
+
+    /// Acts on what the leader core decided: publish the HW, answer finished acks,
+    /// propose an ISR change.
+    fn apply_ready(&mut self, tp: &TopicPartition, ready: LeaderReady) {
+        let Some(r) = self.replicas.get_mut(tp) else {
+            return;
+        };
+        let Role::Leader(l) = &r.role else {
+            return;
+        };
+        if let Some(hw) = ready.hw {
+            r.status.set_hw(hw);
+            self.dirty.insert(tp.clone());
+        }
+        let isr_len = l.isr().len();
+        let min_isr = l.min_insync();
+        if let Some(isr) = ready.alter_isr {
+            let message = Message::AlterPartition {
+                broker_epoch: self.broker_epoch.unwrap_or(0),
+                tp: tp.clone(),
+                leader_epoch: l.leader_epoch(),
+                partition_epoch: l.partition_epoch(),
+                new_isr: isr,
+            };
+            self.send(NodeId::Controller, message);
+        }
+        for (id, outcome) in ready.acks {
+            let Some(p) = self.pending_acks.remove(&id) else {
+                continue;
+            };
+            let result = match outcome {
+                AckOutcome::Committed => Ok(p.base_offset),
+                AckOutcome::CommittedBelowMinIsr { isr } => {
+                    Err(Error::NotEnoughReplicasAfterAppend {
+                        topic: p.tp.topic.clone(),
+                        partition: p.tp.partition,
+                        isr,
+                        required: min_isr,
+                    })
+                }
+                AckOutcome::TimedOut => Err(Error::Timeout {
+                    what: format!("acks=all on {} (ISR of {isr_len})", p.tp),
+                    after: Duration::ZERO,
+                }),
+                AckOutcome::NotLeader => Err(Error::NotLeader {
+                    topic: p.tp.topic.clone(),
+                    partition: p.tp.partition,
+                    broker: self.config.id,
+                }),
+            };
+            let _ = p.reply.send(ProduceResponse {
+                id: p.request_id,
+                result,
+            });
+        }
+    }
+
+    // ---- messages from peers -------------------------------------------------
+
+    fn handle_peer(&mut self, env: Envelope) {
+        let now = self.now();
+        let from = env.from;
+        match env.message {
+            Message::Registered { broker_epoch } => {
+                if self.broker_epoch.is_none() {
+                    self.broker_epoch = Some(broker_epoch);
+                    // What was lost is reported once; after that the controller knows.
+                    self.lost_data.clear();
+                }
+            }
+            Message::HeartbeatReply { fenced } => {
+                if fenced {
+                    self.broker_epoch = None;
+                    self.last_register = None;
+                }
+            }
+            Message::LeaderAndIsr { partitions } => {
+                for st in partitions {
+                    self.apply_partition_state(st, now);
+                }
+            }
+            Message::StopReplica { partitions, delete } => {
+                for tp in partitions {
+                    self.stop_replica(&tp, delete);
+                }
+            }
+            Message::AlterPartitionReply { tp, result } => match result {
+                Ok(st) => self.apply_partition_state(st, now),
+                Err(_) => {
+                    if let Some(Replica {
+                        role: Role::Leader(l),
+                        ..
+                    }) = self.replicas.get_mut(&tp)
+                    {
+                        l.alter_refused();
+                    }
+                }
+            },
+            Message::Fetch {
+                request_id,
+                replica,
+                max_wait_ms,
+                max_bytes,
+                partitions,
+                ..
+            } => {
+                let _ = from;
+                self.handle_replica_fetch(
+                    replica,
+                    request_id,
+                    max_bytes,
+                    partitions,
+                    now + Duration::from_millis(max_wait_ms),
+                    now,
+                );
+            }
+            Message::FetchReply {
+                request_id,
+                partitions,
+            } => {
+                if let NodeId::Broker(leader) = from {
+                    if self.fetchers.complete(leader, request_id) {
+                        for p in partitions {
+                            self.handle_fetch_response(leader, p, now);
+                        }
+                    }
+                }
+            }
+            // Controller-bound messages never reach a broker.
+            Message::RegisterBroker { .. }
+            | Message::Heartbeat { .. }
+            | Message::AlterPartition { .. } => {}
+        }
+    }
+
+    /// Applies a LeaderAndIsr (or an accepted AlterPartition) for one partition.
+    fn apply_partition_state(&mut self, st: PartitionState, now: Duration) {
+        let me = self.config.id;
+        if !st.replicas.contains(&me) {
+            return;
+        }
+        if !self.replicas.contains_key(&st.tp) {
+            match self.create_replica(&st.tp) {
+                Ok(r) => {
+                    self.replicas.insert(st.tp.clone(), r);
+                }
+                Err(_) => return,
+            }
+        }
+        let lag = self.config.replica_lag_time_max;
+        let r = self.replicas.get_mut(&st.tp).expect("inserted above");
+        if let Some(cur) = &r.state {
+            if st.leader_epoch < cur.leader_epoch
+                || (st.leader_epoch == cur.leader_epoch
+                    && st.partition_epoch <= cur.partition_epoch
+                    && r.role.matches(&st, me))
+            {
+                return; // stale or already applied
+            }
+        }
+        let tp = st.tp.clone();
+        let resigned = r.apply_state(st, me, lag, now);
+        for id in resigned {
+            if let Some(p) = self.pending_acks.remove(&id) {
+                let _ = p.reply.send(ProduceResponse {
+                    id: p.request_id,
+                    result: Err(Error::NotLeader {
+                        topic: p.tp.topic.clone(),
+                        partition: p.tp.partition,
+                        broker: me,
+                    }),
+                });
+            }
+        }
+        self.dirty.insert(tp.clone());
+        if let Some(Replica {
+            role: Role::Leader(l),
+            ..
+        }) = self.replicas.get(&tp)
+        {
+            // A new ISR may let the HW move right away (e.g. a dead follower removed).
+            let _ = l;
+            let ready = match self.replicas.get_mut(&tp).map(|r| &mut r.role) {
+                Some(Role::Leader(l)) => l.appended(l.leo(), None, now),
+                _ => LeaderReady::default(),
+            };
+            self.apply_ready(&tp, ready);
+        }
+        self.fetchers.refresh(&self.replicas);
+    }
+
+    fn create_replica(&mut self, tp: &TopicPartition) -> Result<Replica> {
+        let status = self.shared.status(tp);
+        match &self.config.dir {
+            None => Ok(Replica::memory(tp.clone(), status)),
+            Some(dir) => {
+                let path = dir.join(replica::dir_name(tp));
+                let (r, _) = Replica::open_disk(tp.clone(), &path, self.config.fsync, status)?;
+                Ok(r)
+            }
+        }
+    }
+
+    fn stop_replica(&mut self, tp: &TopicPartition, delete: bool) {
+        if let Some(mut r) = self.replicas.remove(tp) {
+            let ids = r.resign();
+            for id in ids {
+                if let Some(p) = self.pending_acks.remove(&id) {
+                    let _ = p.reply.send(ProduceResponse {
+                        id: p.request_id,
+                        result: Err(Error::UnknownTopic {
+                            topic: p.tp.topic.clone(),
+                        }),
+                    });
+                }
+            }
+            self.shared.remove(tp);
+            if delete {
+                if let Some(dir) = &self.config.dir {
+                    let _ = std::fs::remove_dir_all(dir.join(replica::dir_name(tp)));
+                }
+            }
+            self.fetchers.refresh(&self.replicas);
+        }
+    }
+
+    // ---- leader: replica fetches ---------------------------------------------
+
+    fn handle_replica_fetch(
+        &mut self,
+        follower: BrokerId,
+        request_id: u64,
+        max_bytes: usize,
+        partitions: Vec<FetchPartition>,
+        deadline: Duration,
+        now: Duration,
+    ) {
+        // Record every follower's position first: it may move the HW.
+        for p in &partitions {
+            let ready = match self.replicas.get_mut(&p.tp).map(|r| &mut r.role) {
+                Some(Role::Leader(l)) if l.leader_epoch() == p.leader_epoch => {
+                    let diverges = p.last_fetched_epoch.is_some_and(|e| {
+                        let r = &self.replicas[&p.tp];
+                        diverging(r, e, p.fetch_offset).is_some()
+                    });
+                    if diverges {
+                        continue;
+                    }
+                    match self.replicas.get_mut(&p.tp).map(|r| &mut r.role) {
+                        Some(Role::Leader(l)) => l.fetched(follower, p.fetch_offset, now),
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            };
+            self.apply_ready(&p.tp, ready);
+        }
+        let parked = ParkedReplicaFetch {
+            from: follower,
+            request_id,
+            max_bytes,
+            partitions,
+            deadline,
+        };
+        let (responses, has_news) = self.answer_replica_fetch(&parked);
+        if has_news || deadline <= now {
+            self.reply_fetch(&parked, responses);
+        } else {
+            self.parked_replica_fetches.push(parked);
+        }
+    }
+
+    /// Builds the answer to a replica fetch; `true` when it carries data or news that
+    /// should not wait.
+    fn answer_replica_fetch(
+        &mut self,
+        f: &ParkedReplicaFetch,
+    ) -> (Vec<FetchPartitionResponse>, bool) {
+        let mut out = Vec::with_capacity(f.partitions.len());
+        let mut news = false;
+        let mut budget = f.max_bytes;
+        let mut corrupt = Vec::new();
+        for p in &f.partitions {
+            let result = match self.replicas.get(&p.tp) {
+                None => Err(FetchError::UnknownTopicOrPartition),
+                Some(r) => match &r.role {
+                    Role::Leader(l) => {
+                        if p.leader_epoch < l.leader_epoch() {
+                            Err(FetchError::FencedLeaderEpoch)
+                        } else if p.leader_epoch > l.leader_epoch() {
+                            Err(FetchError::UnknownLeaderEpoch)
+                        } else if let Some(d) =
+                            p.last_fetched_epoch.and_then(|e| diverging(r, e, p.fetch_offset))
+                        {
+                            Ok(FetchData {
+                                high_watermark: l.hw(),
+                                log_start_offset: r.log.log_start_offset(),
+                                leader_epoch: l.leader_epoch(),
+                                diverging: Some(d),
+                                batches: Vec::new(),
+                            })
+                        } else if p.fetch_offset < r.log.log_start_offset() {
+                            Err(FetchError::OffsetOutOfRange {
+                                log_start: r.log.log_start_offset(),
+                            })
+                        } else {
+                            let batches = if p.fetch_offset < r.log.log_end_offset() && budget > 0
+                            {
+                                match r.log.read(p.fetch_offset, budget) {
+                                    Ok(b) => b,
+                                    Err(Error::Corrupt { offset, .. }) => {
+                                        corrupt.push((p.tp.clone(), offset));
+                                        Vec::new()
+                                    }
+                                    Err(_) => Vec::new(),
+                                }
+                            } else {
+                                Vec::new()
+                            };
+                            budget =
+                                budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
+                            Ok(FetchData {
+                                high_watermark: l.hw(),
+                                log_start_offset: r.log.log_start_offset(),
+                                leader_epoch: l.leader_epoch(),
+                                diverging: None,
+                                batches,
+                            })
+                        }
+                    }
+                    _ => Err(FetchError::NotLeader),
+                },
+            };
+            match &result {
+                Ok(d) if d.batches.is_empty() && d.diverging.is_none() => {}
+                _ => news = true,
+            }
+            out.push(FetchPartitionResponse {
+                tp: p.tp.clone(),
+                result,
+            });
+        }
+        for (tp, offset) in corrupt {
+            self.found_corruption(&tp, offset);
+        }
+        (out, news)
+    }
+
+    fn reply_fetch(&self, f: &ParkedReplicaFetch, partitions: Vec<FetchPartitionResponse>) {
+        self.send(
+            NodeId::Broker(f.from),
+            Message::FetchReply {
+                request_id: f.request_id,
+                partitions,
+            },
+        );
+    }
+
+    /// Rule 9: corrupt bytes are never served. The replica cuts its log at the bad
+    /// batch; a follower refetches from there.
+    fn found_corruption(&mut self, tp: &TopicPartition, offset: Option<u64>) {
+        let Some(r) = self.replicas.get_mut(tp) else {
+            return;
+        };
+        let at = offset.unwrap_or(r.log.log_start_offset());
+        if matches!(r.role, Role::Leader(_)) {
+            // A leader cannot cut below its HW without losing committed records that
+            // its followers hold: it stops serving the range and leaves recovery to
+            // them (the broker restarts the partition as a follower on the next
+            // election). Here it only refuses to serve.
+            return;
+        }
+        let _ = r.truncate_to(at);
+    }
+
+    // ---- follower: fetch responses -------------------------------------------
+
+    fn handle_fetch_response(
+        &mut self,
+        leader: BrokerId,
+        p: FetchPartitionResponse,
+        now: Duration,
+    ) {
+        let me = self.config.id;
+        let Some(r) = self.replicas.get_mut(&p.tp) else {
+            return;
+        };
+        let Role::Follower { leader: Some(l) } = r.role else {
+            return;
+        };
+        if l != leader {
+            return;
+        }
+        let epoch = r.state.as_ref().map_or(0, |s| s.leader_epoch);
+        match p.result {
+            Ok(data) => {
+                if data.leader_epoch != epoch {
+                    return;
+                }
+                if let Some(d) = data.diverging {
+                    let to = r.divergence_point(d);
+                    let _ = r.truncate_to(to);
+                    self.fetchers.retry_now(leader);
+                } else {
+                    let _ = r.append_fetched(&data.batches);
+                    r.set_follower_hw(data.high_watermark);
+                }
+            }
+            Err(FetchError::OffsetOutOfRange { log_start }) => {
+                let _ = r.reset_to(log_start);
+            }
+            Err(_) => {
+                // Our view is stale or theirs is: wait for the controller's word.
+                self.fetchers.back_off(leader, now);
+            }
+        }
+        let _ = me;
+    }
+
+    fn send_fetches(&mut self, now: Duration) {
+        let Some(broker_epoch) = self.broker_epoch else {
+            return;
+        };
+        let me = self.config.id;
+        let max_wait_ms = self.config.replica_fetch_wait_max.as_millis() as u64;
+        let max_bytes = self.config.replica_fetch_max_bytes;
+        for (leader, request_id, partitions) in self.fetchers.due(&self.replicas, now) {
+            self.send(
+                NodeId::Broker(leader),
+                Message::Fetch {
+                    request_id,
+                    replica: me,
+                    broker_epoch,
+                    max_wait_ms,
+                    max_bytes,
+                    partitions,
+                },
+            );
+        }
+    }
+
+    // ---- parked fetches --------------------------------------------------------
+
+    fn serve_parked(&mut self, now: Duration) {
+        if self.dirty.is_empty()
+            && !self.parked_replica_fetches.iter().any(|p| p.deadline <= now)
+            && !self.parked_client_fetches.iter().any(|p| p.deadline <= now)
+        {
+            return;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let parked = std::mem::take(&mut self.parked_replica_fetches);
+        for f in parked {
+            let touched = f.partitions.iter().any(|p| dirty.contains(&p.tp));
+            if !touched && f.deadline > now {
+                self.parked_replica_fetches.push(f);
+                continue;
+            }
+            let (responses, news) = self.answer_replica_fetch(&f);
+            if news || f.deadline <= now {
+                self.reply_fetch(&f, responses);
+            } else {
+                self.parked_replica_fetches.push(f);
+            }
+        }
+        let parked = std::mem::take(&mut self.parked_client_fetches);
+        for f in parked {
+            let touched = f.fetch.partitions.iter().any(|(tp, _)| dirty.contains(tp));
+            if !touched && f.deadline > now {
+                self.parked_client_fetches.push(f);
+                continue;
+            }
+            let (data, news) = self.answer_client_fetch(&f.fetch);
+            if news || f.deadline <= now {
+                let _ = f.fetch.reply.send(ClientFetchResponse { partitions: data });
+            } else {
+                self.parked_client_fetches.push(f);
+            }
+        }
+    }
+
+    // ---- clients ---------------------------------------------------------------
+
+    fn handle_client(&mut self, req: ClientRequest) {
+        let now = self.now();
+        match req {
+            ClientRequest::Produce(p) => self.produce(p, now),
+            ClientRequest::Fetch(f) => {
+                let (data, news) = self.answer_client_fetch(&f);
+                if news || f.max_wait.is_zero() {
+                    let _ = f.reply.send(ClientFetchResponse { partitions: data });
+                } else {
+                    let deadline = now + f.max_wait;
+                    self.parked_client_fetches
+                        .push(ParkedClientFetch { fetch: f, deadline });
+                }
+            }
+            ClientRequest::ListOffsets { tp, reply } => {
+                let result = match self.replicas.get(&tp) {
+                    Some(r) if matches!(r.role, Role::Leader(_)) => Ok(OffsetsInfo {
+                        log_start: r.log.log_start_offset(),
+                        high_watermark: r.status.hw(),
+                        log_end: r.log.log_end_offset(),
+                    }),
+                    _ => Err(self.not_leader(&tp)),
+                };
+                let _ = reply.send(result);
+            }
+            // Controller requests never reach a broker.
+            ClientRequest::CreateTopic { .. }
+            | ClientRequest::DeleteTopic { .. }
+            | ClientRequest::ElectPreferredLeaders { .. }
+            | ClientRequest::AllocateProducerId { .. }
+            | ClientRequest::BrokerStopped(_) => {}
+        }
+    }
+
+    fn not_leader(&self, tp: &TopicPartition) -> Error {
+        Error::NotLeader {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            broker: self.config.id,
+        }
+    }
+
+    fn answer_client_fetch(
+        &mut self,
+        f: &ClientFetch,
+    ) -> (Vec<(TopicPartition, Result<ClientFetchData>)>, bool) {
+        let mut out = Vec::with_capacity(f.partitions.len());
+        let mut news = false;
+        let mut budget = f.max_bytes;
+        let mut corrupt = Vec::new();
+        for (tp, offset) in &f.partitions {
+            let result = match self.replicas.get(tp) {
+                None => Err(self.not_leader(tp)),
+                Some(r) => {
+                    let upto = match (f.limit, &r.role) {
+                        (ReadLimit::HighWatermark, Role::Leader(l)) => Some(l.hw()),
+                        (ReadLimit::HighWatermark, _) => None,
+                        (ReadLimit::LogEnd, _) => Some(r.log.log_end_offset()),
+                    };
+                    match upto {
+                        None => Err(self.not_leader(tp)),
+                        Some(upto) => {
+                            let start = r.log.log_start_offset();
+                            let end = r.log.log_end_offset();
+                            if *offset < start || *offset > end {
+                                Err(Error::OffsetOutOfRange {
+                                    topic: tp.topic.clone(),
+                                    partition: tp.partition,
+                                    offset: *offset,
+                                    log_start: start,
+                                    log_end: end,
+                                })
+                            } else if *offset >= upto || budget == 0 {
+                                Ok(ClientFetchData {
+                                    batches: Vec::new(),
+                                    upto,
+                                })
+                            } else {
+                                match r.log.read(*offset, budget) {
+                                    Ok(mut batches) => {
+                                        batches.retain(|b| b.base_offset() < upto);
+                                        budget = budget
+                                            .saturating_sub(batches.iter().map(|b| b.len()).sum());
+                                        Ok(ClientFetchData { batches, upto })
+                                    }
+                                    Err(e) => {
+                                        if let Error::Corrupt { offset, .. } = &e {
+                                            corrupt.push((tp.clone(), *offset));
+                                        }
+                                        Err(e)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            match &result {
+                Ok(d) if d.batches.is_empty() => {}
+                _ => news = true,
+            }
+            out.push((tp.clone(), result));
+        }
+        for (tp, offset) in corrupt {
+            self.found_corruption(&tp, offset);
+        }
+        (out, news)
+    }
+
+    fn produce(&mut self, req: ProduceRequest, now: Duration) {
+        let me = self.config.id;
+        let reply = |req: &ProduceRequest, result: Result<u64>| {
+            let _ = req.reply.send(ProduceResponse { id: req.id, result });
+        };
+        let Some(r) = self.replicas.get_mut(&req.tp) else {
+            return reply(&req, Err(self.not_leader(&req.tp)));
+        };
+        let Role::Leader(leader) = &mut r.role else {
+            let e = Error::NotLeader {
+                topic: req.tp.topic.clone(),
+                partition: req.tp.partition,
+                broker: me,
+            };
+            return reply(&req, Err(e));
+        };
+        let config = &r.state.as_ref().expect("a leader has a state").config;
+        if req.batch.len() > config.max_message_bytes {
+            let e = Error::RecordTooLarge {
+                topic: req.tp.topic.clone(),
+                size: req.batch.len(),
+                max: config.max_message_bytes,
+            };
+            return reply(&req, Err(e));
+        }
+        if req.acks == Acks::All {
+            if let Err(isr) = leader.check_min_isr() {
+                let e = Error::NotEnoughReplicas {
+                    topic: req.tp.topic.clone(),
+                    partition: req.tp.partition,
+                    isr,
+                    required: leader.min_insync(),
+                };
+                return reply(&req, Err(e));
+            }
+        }
+        let deadline = now + req.timeout;
+        // Rule 8: a retried idempotent batch is answered with its original offsets.
+        if let (Some(pid), Some(seq)) = (req.batch.producer_id(), req.batch.base_sequence()) {
+            match r.producers.check(pid, seq, req.batch.record_count()) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => {
+                    if req.acks != Acks::All || last_offset < leader.hw() {
+                        return reply(&req, Ok(base_offset));
+                    }
+                    let id = self.next_waiter;
+                    self.next_waiter += 1;
+                    leader.wait_for(id, last_offset + 1, deadline);
+                    self.pending_acks.insert(
+                        id,
+                        PendingAck {
+                            request_id: req.id,
+                            tp: req.tp.clone(),
+                            base_offset,
+                            reply: req.reply,
+                        },
+                    );
+                    return;
+                }
+                SequenceCheck::OutOfOrder { expected } => {
+                    let e = Error::OutOfOrderSequence {
+                        topic: req.tp.topic.clone(),
+                        partition: req.tp.partition,
+                        producer_id: pid,
+                        expected: expected as i64,
+                        got: seq as i64,
+                    };
+                    return reply(&req, Err(e));
+                }
+            }
+        }
+        let base = r.log.log_end_offset();
+        let stamped = req.batch.clone().stamped(base, leader.leader_epoch());
+        if let Err(e) = r.append_local(&stamped) {
+            return reply(&req, Err(e));
+        }
+        let leo = r.log.log_end_offset();
+        let Role::Leader(leader) = &mut r.role else {
+            unreachable!("role checked above")
+        };
+        let ready = if req.acks == Acks::All {
+            let id = self.next_waiter;
+            self.next_waiter += 1;
+            self.pending_acks.insert(
+                id,
+                PendingAck {
+                    request_id: req.id,
+                    tp: req.tp.clone(),
+                    base_offset: base,
+                    reply: req.reply.clone(),
+                },
+            );
+            leader.appended(leo, Some((id, deadline)), now)
+        } else {
+            let ready = leader.appended(leo, None, now);
+            if req.acks == Acks::Leader {
+                reply(&req, Ok(base));
+            }
+            ready
+        };
+        self.dirty.insert(req.tp.clone());
+        self.apply_ready(&req.tp, ready);
+    }
+}
+
+/// Retry interval for an unanswered RegisterBroker.
+const REGISTER_RETRY: Duration = Duration::from_millis(100);
+/// The shortest interval between ISR checks.
+const MIN_TICK: Duration = Duration::from_millis(5);
+
+/// OffsetForLeaderEpoch on the leader (KIP-101, KIP-279): the follower's log, whose
+/// last batch has `last_epoch` and which ends at `fetch_offset`, diverges from ours
+/// when our log has no such epoch or ends that epoch earlier.
+fn diverging(r: &Replica, last_epoch: u32, fetch_offset: u64) -> Option<EpochEndOffset> {
+    match r.log.end_offset_for_epoch(last_epoch) {
+        Some((epoch, end)) if epoch == last_epoch && end >= fetch_offset => None,
+        Some((epoch, end)) => Some(EpochEndOffset {
+            epoch,
+            end_offset: end,
+        }),
+        None => Some(EpochEndOffset {
+            epoch: last_epoch,
+            end_offset: r.log.log_start_offset(),
+        }),
+    }
+}
+
+/// The per-broker map used when grouping followers by leader.
+pub(crate) type ReplicaMap = HashMap<TopicPartition, Replica>;
+
+#[allow(dead_code)]
+fn _assert_types(_: &BTreeMap<BrokerId, ()>) {}

@@ -1,0 +1,279 @@
+//! One hosted replica: its log, its role, its producer table, its published status.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::FsyncPolicy;
+use crate::ids::{BrokerId, TopicPartition};
+use crate::protocol::{EpochEndOffset, PartitionState};
+use crate::record::Batch;
+use crate::replication::{Leader, ProducerStateTable};
+use crate::storage::{self, Log};
+use crate::{Error, Result};
+
+use super::ReplicaStatus;
+
+/// What this broker does for the partition.
+#[derive(Debug)]
+pub(crate) enum Role {
+    /// No state from the controller yet.
+    None,
+    Leader(Box<Leader>),
+    /// Fetching from `leader` (`None`: the partition is offline).
+    Follower { leader: Option<BrokerId> },
+}
+
+impl Role {
+    /// Whether the role already matches `st` for broker `me`.
+    pub(crate) fn matches(&self, st: &PartitionState, me: BrokerId) -> bool {
+        match self {
+            Role::None => false,
+            Role::Leader(l) => st.leader == Some(me) && l.leader_epoch() == st.leader_epoch,
+            Role::Follower { leader } => st.leader != Some(me) && *leader == st.leader,
+        }
+    }
+}
+
+/// A hosted replica.
+#[derive(Debug)]
+pub(crate) struct Replica {
+    pub(crate) state: Option<PartitionState>,
+    pub(crate) log: Box<dyn Log>,
+    pub(crate) producers: ProducerStateTable,
+    pub(crate) role: Role,
+    pub(crate) status: Arc<ReplicaStatus>,
+    /// The HW as a follower last heard it (a new leader starts from it).
+    hw: u64,
+    fsync: FsyncPolicy,
+    last_fsync: Option<std::time::Instant>,
+}
+
+/// The directory name of a partition: `topic-partition`, as Kafka.
+pub(crate) fn dir_name(tp: &TopicPartition) -> String {
+    format!("{}-{}", tp.topic, tp.partition)
+}
+
+/// The partition directories under a broker directory.
+pub(crate) fn partition_dirs(dir: &Path) -> Result<Vec<(TopicPartition, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if !entry.file_type().map_err(|e| Error::io(entry.path(), e))?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Topic names may hold '-': the partition is after the last one.
+        let Some((topic, part)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(partition) = part.parse::<u32>() else {
+            continue;
+        };
+        if topic.is_empty() {
+            continue;
+        }
+        out.push((TopicPartition::new(topic, partition), entry.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl Replica {
+    fn with_log(log: Box<dyn Log>, status: Arc<ReplicaStatus>, fsync: FsyncPolicy) -> Self {
+        let mut r = Replica {
+            state: None,
+            log,
+            producers: ProducerStateTable::default(),
+            role: Role::None,
+            status,
+            hw: 0,
+            fsync,
+            last_fsync: None,
+        };
+        r.rebuild_producers();
+        r.publish();
+        r
+    }
+
+    /// A replica in memory: empty, as after every (re)start.
+    pub(crate) fn memory(_tp: TopicPartition, status: Arc<ReplicaStatus>) -> Self {
+        Self::with_log(storage::memory_log(), status, FsyncPolicy::Never)
+    }
+
+    /// A replica on disk, recovered from `path`; `true` when recovery cut data.
+    pub(crate) fn open_disk(
+        _tp: TopicPartition,
+        path: &Path,
+        fsync: FsyncPolicy,
+        status: Arc<ReplicaStatus>,
+    ) -> Result<(Self, bool)> {
+        let (log, lost) = storage::open_segment_log(path, fsync)?;
+        Ok((Self::with_log(log, status, fsync), lost))
+    }
+
+    fn publish(&self) {
+        self.status
+            .set_offsets(self.log.log_start_offset(), self.log.log_end_offset());
+        if !matches!(self.role, Role::Leader(_)) {
+            self.status.set_hw(self.hw.min(self.log.log_end_offset()));
+        }
+    }
+
+    /// Rebuilds the idempotent-producer table from the log (after opening or
+    /// truncating it).
+    fn rebuild_producers(&mut self) {
+        self.producers.clear();
+        let mut offset = self.log.log_start_offset();
+        while offset < self.log.log_end_offset() {
+            let Ok(batches) = self.log.read(offset, 1 << 20) else {
+                break;
+            };
+            let Some(last) = batches.last() else {
+                break;
+            };
+            offset = last.next_offset();
+            for b in &batches {
+                self.producers.record(b);
+            }
+        }
+    }
+
+    /// Takes on the role `st` gives broker `me`. Returns the ids of acks=all waiters
+    /// that ended because leadership moved.
+    pub(crate) fn apply_state(
+        &mut self,
+        st: PartitionState,
+        me: BrokerId,
+        lag: Duration,
+        now: Duration,
+    ) -> Vec<u64> {
+        let mut resigned = Vec::new();
+        if st.leader == Some(me) {
+            match &mut self.role {
+                Role::Leader(l) if l.leader_epoch() == st.leader_epoch => {
+                    l.isr_updated(&st, now);
+                }
+                _ => {
+                    resigned = self.resign();
+                    let leo = self.log.log_end_offset();
+                    // The new epoch starts at our log end: followers truncate to it.
+                    let _ = self.log.assign_epoch(st.leader_epoch, leo);
+                    let leader = Leader::new(me, &st, leo, self.hw, lag, now);
+                    self.status.set_hw(leader.hw());
+                    self.role = Role::Leader(Box::new(leader));
+                }
+            }
+            self.status.set_role(true, st.leader_epoch);
+        } else {
+            if let Role::Leader(l) = &self.role {
+                self.hw = l.hw();
+            }
+            resigned = self.resign();
+            self.role = Role::Follower { leader: st.leader };
+            self.status.set_role(false, st.leader_epoch);
+        }
+        self.state = Some(st);
+        self.publish();
+        resigned
+    }
+
+    /// Leaves leadership; returns the waiters that ended.
+    pub(crate) fn resign(&mut self) -> Vec<u64> {
+        match &mut self.role {
+            Role::Leader(l) => {
+                self.hw = l.hw();
+                let ids = l.resign().into_iter().map(|(id, _)| id).collect();
+                self.role = Role::None;
+                ids
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn maybe_fsync(&mut self) -> Result<()> {
+        match self.fsync {
+            FsyncPolicy::Never => Ok(()),
+            FsyncPolicy::EveryBatch => self.log.flush(),
+            FsyncPolicy::Interval(d) => {
+                let due = self.last_fsync.is_none_or(|t| t.elapsed() >= d);
+                if due {
+                    self.last_fsync = Some(std::time::Instant::now());
+                    self.log.flush()
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The leader appends a stamped batch.
+    pub(crate) fn append_local(&mut self, batch: &Batch) -> Result<()> {
+        self.log.append(batch)?;
+        self.producers.record(batch);
+        self.maybe_fsync()?;
+        self.publish();
+        Ok(())
+    }
+
+    /// A follower appends what its leader sent (skipping what it already holds).
+    pub(crate) fn append_fetched(&mut self, batches: &[Batch]) -> Result<()> {
+        for b in batches {
+            let leo = self.log.log_end_offset();
+            if b.next_offset() <= leo {
+                continue;
+            }
+            if b.base_offset() != leo {
+                break; // a gap: refetch from our end
+            }
+            self.log.append(b)?;
+            self.producers.record(b);
+        }
+        self.maybe_fsync()?;
+        self.publish();
+        Ok(())
+    }
+
+    /// A follower learns the leader's HW (never past its own log end).
+    pub(crate) fn set_follower_hw(&mut self, hw: u64) {
+        let hw = hw.min(self.log.log_end_offset());
+        if hw > self.hw {
+            self.hw = hw;
+        }
+        self.publish();
+    }
+
+    /// Where to cut our log given the leader's answer to OffsetForLeaderEpoch: the
+    /// smaller of the leader's end for that epoch and ours (KIP-279).
+    pub(crate) fn divergence_point(&self, d: EpochEndOffset) -> u64 {
+        let leo = self.log.log_end_offset();
+        match self.log.end_offset_for_epoch(d.epoch) {
+            Some((e, end)) if e == d.epoch => end.min(d.end_offset).min(leo),
+            Some((_, end)) => end.min(d.end_offset).min(leo),
+            None => d.end_offset.min(leo),
+        }
+    }
+
+    /// Cuts the log at `offset` (never by the stale HW: rule 6).
+    pub(crate) fn truncate_to(&mut self, offset: u64) -> Result<()> {
+        self.log.truncate(offset)?;
+        self.hw = self.hw.min(self.log.log_end_offset());
+        self.rebuild_producers();
+        self.publish();
+        Ok(())
+    }
+
+    /// Restarts the log at `offset` (the leader's log starts past our end).
+    pub(crate) fn reset_to(&mut self, offset: u64) -> Result<()> {
+        self.log.reset(offset)?;
+        self.hw = offset;
+        self.producers.clear();
+        self.publish();
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! The controller thread: feeds the controller core, persists what it decides, then
+//! sends it, and publishes the metadata image for handles and clients.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use parking_lot::RwLock;
+
+use crate::controller::{Controller, ControllerOutput, MetadataImage, MetadataLog};
+use crate::ids::{BrokerId, NodeId};
+use crate::protocol::{
+    self, AlterPartitionError, ClientRequest, Envelope, Inbound, Message, PartitionState,
+};
+use crate::transport::Transport;
+use crate::Result;
+
+use super::notify::Notify;
+
+/// The published image and who to wake when it changes.
+#[derive(Debug)]
+pub(crate) struct MetadataCell {
+    image: RwLock<Arc<MetadataImage>>,
+    pub(crate) notify: Arc<Notify>,
+}
+
+impl MetadataCell {
+    pub(crate) fn new(image: MetadataImage, notify: Arc<Notify>) -> Self {
+        MetadataCell {
+            image: RwLock::new(Arc::new(image)),
+            notify,
+        }
+    }
+
+    /// The current image (a cheap snapshot).
+    pub(crate) fn get(&self) -> Arc<MetadataImage> {
+        self.image.read().clone()
+    }
+
+    fn set(&self, image: MetadataImage) {
+        *self.image.write() = Arc::new(image);
+        self.notify.bump();
+    }
+}
+
+pub(crate) struct ControllerThread {
+    pub(crate) core: Controller,
+    pub(crate) inbox: Receiver<Inbound>,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) metadata: Arc<MetadataCell>,
+    pub(crate) log: Option<MetadataLog>,
+    pub(crate) start: Instant,
+}
+
+impl std::fmt::Debug for ControllerThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerThread").finish_non_exhaustive()
+    }
+}
+
+impl ControllerThread {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    pub(crate) fn run(mut self) {
+        self.metadata.set(self.core.image().clone());
+        loop {
+            let now = self.now();
+            let timeout = self
+                .core
+                .next_deadline()
+                .map_or(Duration::from_millis(100), |d| d.saturating_sub(now));
+            match self.inbox.recv_timeout(timeout) {
+                Ok(Inbound::Stop { .. }) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Inbound::Peer(env)) => self.peer(env),
+                Ok(Inbound::Client(req)) => self.client(req),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let now = self.now();
+            if self.core.next_deadline().is_some_and(|d| d <= now) {
+                let out = self.core.tick(now);
+                self.apply(out);
+            }
+        }
+    }
+
+    /// Persists, then sends, then publishes. A record that cannot be persisted stops
+    /// the controller from acting on it.
+    fn apply(&mut self, out: ControllerOutput) -> Result<()> {
+        if let Some(log) = &mut self.log {
+            if !out.records.is_empty() {
+                log.append(&out.records)?;
+            }
+        }
+        let changed = !out.records.is_empty() || !out.messages.is_empty();
+        for (to, message) in out.messages {
+            self.send(to, message);
+        }
+        if changed {
+            self.metadata.set(self.core.image().clone());
+        }
+        Ok(())
+    }
+
+    fn send(&self, to: BrokerId, message: Message) {
+        self.transport
+            .send(Envelope::new(NodeId::Controller, NodeId::Broker(to), message));
+    }
+
+    /// Every partition `broker` hosts, as the controller knows them.
+    fn states_of(&self, broker: BrokerId) -> Vec<PartitionState> {
+        self.core
+            .image()
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.replicas.contains(&broker))
+            .cloned()
+            .collect()
+    }
+
+    fn peer(&mut self, env: Envelope) {
+        let NodeId::Broker(from) = env.from else {
+            return;
+        };
+        let now = self.now();
+        let resync = match &env.message {
+            // A LeaderAndIsr may have been lost: when the broker's view differs,
+            // send its whole state again.
+            Message::Heartbeat { state_digest, .. } => {
+                let states = self.states_of(from);
+                let mine =
+                    protocol::state_digest(states.iter().map(|s| (&s.tp, s.leader_epoch, s.partition_epoch)));
+                (mine != *state_digest).then_some(states)
+            }
+            _ => None,
+        };
+        let alter_tp = match &env.message {
+            Message::AlterPartition { tp, .. } => Some(tp.clone()),
+            _ => None,
+        };
+        let out = self.core.handle(from, env.message, now);
+        // A refused AlterPartition from a leader whose view is stale: tell it the
+        // current state (its earlier answer may have been lost).
+        let stale_leader = out.messages.iter().any(|(_, m)| {
+            matches!(
+                m,
+                Message::AlterPartitionReply {
+                    result: Err(AlterPartitionError::InvalidUpdateVersion),
+                    ..
+                }
+            )
+        });
+        let registered = out
+            .messages
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Registered { .. } | Message::HeartbeatReply { fenced: false }));
+        let _ = self.apply(out);
+        if stale_leader {
+            if let Some(tp) = alter_tp {
+                let states: Vec<PartitionState> =
+                    self.states_of(from).into_iter().filter(|s| s.tp == tp).collect();
+                if !states.is_empty() {
+                    self.send(from, Message::LeaderAndIsr { partitions: states });
+                }
+            }
+        }
+        if let Some(states) = resync {
+            if registered && !states.is_empty() {
+                self.send(from, Message::LeaderAndIsr { partitions: states });
+            }
+        }
+    }
+
+    fn client(&mut self, req: ClientRequest) {
+        let now = self.now();
+        match req {
+            ClientRequest::CreateTopic {
+                name,
+                config,
+                reply,
+            } => {
+                let result = self
+                    .core
+                    .create_topic(&name, config, now)
+                    .and_then(|out| self.apply(out));
+                let _ = reply.send(result);
+            }
+            ClientRequest::DeleteTopic { name, reply } => {
+                let result = self
+                    .core
+                    .delete_topic(&name, now)
+                    .and_then(|out| self.apply(out));
+                let _ = reply.send(result);
+            }
+            ClientRequest::ElectPreferredLeaders { reply } => {
+                let out = self.core.elect_preferred_leaders(now);
+                let _ = self.apply(out);
+                let _ = reply.send(());
+            }
+            ClientRequest::AllocateProducerId { reply } => {
+                let (id, out) = self.core.allocate_producer_id();
+                let _ = self.apply(out);
+                let _ = reply.send(id);
+            }
+            ClientRequest::BrokerStopped(b) => {
+                let out = self.core.broker_stopped(b, now);
+                let _ = self.apply(out);
+                // Liveness changed even when no partition did.
+                self.metadata.set(self.core.image().clone());
+            }
+            ClientRequest::Produce(_)
+            | ClientRequest::Fetch(_)
+            | ClientRequest::ListOffsets { .. } => {}
+        }
+    }
+}

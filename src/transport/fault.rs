@@ -584,8 +584,8 @@ impl<T: Transport> FaultTransport<T> {
             .timer
             .get_or_init(|| start_timer(Arc::clone(&self.handle.core)));
         if let Err(unsent) = timer.send(deferred) {
-            // The timer thread could not be started: better late than never, so
-            // deliver now rather than lose the message to a resource shortage.
+            // The timer thread is gone (it could not start, or the inner transport
+            // panicked on it): deliver now rather than lose every deferred message.
             self.handle.core.deliver(unsent.into_inner().envelope);
         }
     }

@@ -6,6 +6,8 @@ use crate::protocol::{Envelope, Mailbox};
 
 mod channel;
 mod fault;
+#[cfg(test)]
+mod tests;
 
 pub use channel::ChannelTransport;
 pub use fault::{FaultStats, FaultTransport};

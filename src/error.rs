@@ -225,6 +225,139 @@ impl Error {
         )
     }
 
+    /// A copy of the error, for reporting one failure to every record of a batch
+    /// (`std::io::Error` is not `Clone`; its kind and message are kept).
+    pub(crate) fn duplicate(&self) -> Error {
+        use Error::*;
+        match self {
+            UnknownTopic { topic } => UnknownTopic { topic: topic.clone() },
+            TopicExists { topic } => TopicExists { topic: topic.clone() },
+            InvalidTopicName { name, reason } => InvalidTopicName {
+                name: name.clone(),
+                reason: reason.clone(),
+            },
+            UnknownPartition {
+                topic,
+                partition,
+                partitions,
+            } => UnknownPartition {
+                topic: topic.clone(),
+                partition: *partition,
+                partitions: *partitions,
+            },
+            InvalidReplicationFactor {
+                replication_factor,
+                reason,
+            } => InvalidReplicationFactor {
+                replication_factor: *replication_factor,
+                reason: reason.clone(),
+            },
+            InvalidConfig { name, reason } => InvalidConfig {
+                name,
+                reason: reason.clone(),
+            },
+            NotEnoughReplicas {
+                topic,
+                partition,
+                isr,
+                required,
+            } => NotEnoughReplicas {
+                topic: topic.clone(),
+                partition: *partition,
+                isr: *isr,
+                required: *required,
+            },
+            NotEnoughReplicasAfterAppend {
+                topic,
+                partition,
+                isr,
+                required,
+            } => NotEnoughReplicasAfterAppend {
+                topic: topic.clone(),
+                partition: *partition,
+                isr: *isr,
+                required: *required,
+            },
+            RecordTooLarge { topic, size, max } => RecordTooLarge {
+                topic: topic.clone(),
+                size: *size,
+                max: *max,
+            },
+            Timeout { what, after } => Timeout {
+                what: what.clone(),
+                after: *after,
+            },
+            LeaderNotAvailable { topic, partition } => LeaderNotAvailable {
+                topic: topic.clone(),
+                partition: *partition,
+            },
+            NotLeader {
+                topic,
+                partition,
+                broker,
+            } => NotLeader {
+                topic: topic.clone(),
+                partition: *partition,
+                broker: *broker,
+            },
+            OffsetOutOfRange {
+                topic,
+                partition,
+                offset,
+                log_start,
+                log_end,
+            } => OffsetOutOfRange {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: *offset,
+                log_start: *log_start,
+                log_end: *log_end,
+            },
+            UnknownBroker { broker, known } => UnknownBroker {
+                broker: *broker,
+                known: known.clone(),
+            },
+            DataDirLocked { path } => DataDirLocked { path: path.clone() },
+            Corrupt {
+                location,
+                offset,
+                reason,
+            } => Corrupt {
+                location: location.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            },
+            Io { path, source } => Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            ShuttingDown { what } => ShuttingDown { what: what.clone() },
+            OutOfOrderSequence {
+                topic,
+                partition,
+                producer_id,
+                expected,
+                got,
+            } => OutOfOrderSequence {
+                topic: topic.clone(),
+                partition: *partition,
+                producer_id: *producer_id,
+                expected: *expected,
+                got: *got,
+            },
+            IllegalGeneration {
+                group,
+                generation,
+                current,
+            } => IllegalGeneration {
+                group: group.clone(),
+                generation: *generation,
+                current: *current,
+            },
+            Usage(s) => Usage(s.clone()),
+        }
+    }
+
     /// Builds an [`Error::Io`] for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -7,23 +7,31 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod broker;
+mod cluster;
 mod config;
-pub(crate) mod broker;
-pub(crate) mod controller;
+mod consumer;
+mod controller;
 mod error;
+mod handles;
 mod ids;
+mod producer;
 mod protocol;
 mod record;
-pub(crate) mod replication;
-pub(crate) mod storage;
+mod replication;
+mod storage;
 mod transport;
 
+pub use cluster::{Cluster, ClusterBuilder, ClusterMetrics};
 pub use config::{
     Acks, ConsumerConfig, FsyncPolicy, OffsetReset, ProducerConfig, TopicConfig,
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SEGMENT_BYTES,
 };
+pub use consumer::Consumer;
 pub use error::{Error, Result};
+pub use handles::{Partition, Replica, Topic};
 pub use ids::{BrokerId, NodeId, TopicPartition};
+pub use producer::{Delivery, Producer, RecordMetadata};
 pub use protocol::{Envelope, Mailbox};
 pub use record::{ConsumedRecord, Record};
 pub use transport::{ChannelTransport, FaultStats, FaultTransport, Transport};

@@ -93,6 +93,21 @@ pub(crate) struct DecodedRecord {
     pub headers: Vec<(String, Bytes)>,
 }
 
+impl DecodedRecord {
+    /// The record as a consumer sees it.
+    pub(crate) fn into_consumed(self, tp: &crate::TopicPartition) -> ConsumedRecord {
+        ConsumedRecord {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: self.offset,
+            key: self.key,
+            value: self.value,
+            headers: self.headers,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
 /// Fixed size of a batch header in bytes.
 pub(crate) const BATCH_HEADER_LEN: usize = 0; // set by the implementation
 

@@ -6,7 +6,7 @@ mod fetcher;
 mod replica;
 mod status;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -530,20 +530,13 @@ impl Broker {
             }
         }
         self.dirty.insert(tp.clone());
-        if let Some(Replica {
-            role: Role::Leader(l),
-            ..
-        }) = self.replicas.get(&tp)
-        {
-            // A new ISR may let the HW move right away (e.g. a dead follower removed).
-            let _ = l;
-            let ready = match self.replicas.get_mut(&tp).map(|r| &mut r.role) {
-                Some(Role::Leader(l)) => l.appended(l.leo(), None, now),
-                _ => LeaderReady::default(),
-            };
+        // A new ISR may let the HW move right away (e.g. a dead follower removed).
+        if let Some(Role::Leader(l)) = self.replicas.get_mut(&tp).map(|r| &mut r.role) {
+            let ready = l.appended(l.leo(), None, now);
             self.apply_ready(&tp, ready);
         }
         self.fetchers.refresh(&self.replicas);
+        self.shared.changed();
     }
 
     fn create_replica(&mut self, tp: &TopicPartition) -> Result<Replica> {
@@ -1079,6 +1072,3 @@ fn diverging(r: &Replica, last_epoch: u32, fetch_offset: u64) -> Option<EpochEnd
 
 /// The per-broker map used when grouping followers by leader.
 pub(crate) type ReplicaMap = HashMap<TopicPartition, Replica>;
-
-#[allow(dead_code)]
-fn _assert_types(_: &BTreeMap<BrokerId, ()>) {}

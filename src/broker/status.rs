@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::cluster::notify::Notify;
 use crate::ids::TopicPartition;
 
 /// One replica's offsets and role, updated by its broker thread.
@@ -51,9 +52,24 @@ impl ReplicaStatus {
 #[derive(Debug, Default)]
 pub(crate) struct BrokerShared {
     replicas: RwLock<HashMap<TopicPartition, Arc<ReplicaStatus>>>,
+    notify: Option<Arc<Notify>>,
 }
 
 impl BrokerShared {
+    pub(crate) fn new(notify: Arc<Notify>) -> Self {
+        BrokerShared {
+            replicas: RwLock::default(),
+            notify: Some(notify),
+        }
+    }
+
+    /// A role changed: wake whoever waits for leaders to settle.
+    pub(crate) fn changed(&self) {
+        if let Some(n) = &self.notify {
+            n.bump();
+        }
+    }
+
     /// The status of `tp`, created on first use.
     pub(crate) fn status(&self, tp: &TopicPartition) -> Arc<ReplicaStatus> {
         if let Some(s) = self.replicas.read().get(tp) {

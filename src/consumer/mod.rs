@@ -1,0 +1,367 @@
+//! The [`Consumer`]: reads partitions from their leaders, never past the high
+//! watermark, as a long-poll.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
+
+use crate::cluster::ClusterInner;
+use crate::config::{ConsumerConfig, OffsetReset};
+use crate::ids::{BrokerId, TopicPartition};
+use crate::protocol::{
+    ClientFetch, ClientFetchResponse, ClientRequest, Inbound, OffsetsInfo, ReadLimit,
+};
+use crate::record::ConsumedRecord;
+use crate::{Error, Result};
+
+/// Pause after a round in which no leader could answer (an election is running),
+/// unless metadata changes first.
+const NO_LEADER_WAIT: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Default)]
+struct State {
+    assignment: Vec<TopicPartition>,
+    positions: HashMap<TopicPartition, u64>,
+    buffer: VecDeque<ConsumedRecord>,
+}
+
+/// Reads records from partitions, from their leaders, never past the high
+/// watermark: a record a consumer sees is committed and will not disappear.
+///
+/// `poll` is a long-poll: it waits (without spinning) until records arrive or the
+/// timeout passes.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> replog::Result<()> {
+/// use std::time::Duration;
+/// use replog::*;
+/// let cluster = Cluster::builder().build()?;
+/// cluster.create_topic("t", TopicConfig::new(1, 3))?;
+/// cluster.producer(ProducerConfig::new())?.send("t", Record::new("hi")).wait()?;
+/// let consumer = cluster.consumer(ConsumerConfig::new().auto_offset_reset(OffsetReset::Earliest))?;
+/// consumer.assign(&[TopicPartition::new("t", 0)])?;
+/// let records = consumer.poll(Duration::from_secs(5))?;
+/// assert_eq!(records[0].value, "hi");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Consumer {
+    cluster: Arc<ClusterInner>,
+    config: ConsumerConfig,
+    state: Mutex<State>,
+    metadata: Receiver<()>,
+}
+
+impl Consumer {
+    pub(crate) fn new(cluster: Arc<ClusterInner>, config: ConsumerConfig) -> Result<Self> {
+        config.validate()?;
+        let metadata = cluster.notify.watch();
+        Ok(Consumer {
+            cluster,
+            config,
+            state: Mutex::new(State::default()),
+            metadata,
+        })
+    }
+
+    /// Reads exactly these partitions (no group rebalancing), as Kafka's `assign`.
+    /// Positions of partitions kept are kept; new ones start from the committed
+    /// offset (with a group) or `auto.offset.reset`.
+    ///
+    /// # Errors
+    ///
+    /// `UnknownTopic`, `UnknownPartition`.
+    pub fn assign(&self, partitions: &[TopicPartition]) -> Result<()> {
+        let image = self.cluster.metadata.get();
+        for tp in partitions {
+            let t = image.topics.get(&tp.topic).ok_or_else(|| Error::UnknownTopic {
+                topic: tp.topic.clone(),
+            })?;
+            if tp.partition as usize >= t.partitions.len() {
+                return Err(Error::UnknownPartition {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    partitions: t.partitions.len() as u32,
+                });
+            }
+        }
+        let mut s = self.state.lock();
+        let mut assignment = partitions.to_vec();
+        assignment.sort();
+        assignment.dedup();
+        s.positions.retain(|tp, _| assignment.contains(tp));
+        s.buffer.retain(|r| {
+            assignment
+                .iter()
+                .any(|tp| tp.topic == r.topic && tp.partition == r.partition)
+        });
+        s.assignment = assignment;
+        Ok(())
+    }
+
+    /// The partitions this consumer reads now.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.state.lock().assignment.clone()
+    }
+
+    /// Sets where the next `poll` reads `tp` from.
+    ///
+    /// # Errors
+    ///
+    /// `Usage` when `tp` is not assigned.
+    pub fn seek(&self, tp: &TopicPartition, offset: u64) -> Result<()> {
+        let mut s = self.state.lock();
+        if !s.assignment.contains(tp) {
+            return Err(not_assigned(tp));
+        }
+        s.positions.insert(tp.clone(), offset);
+        s.buffer
+            .retain(|r| !(r.topic == tp.topic && r.partition == tp.partition));
+        Ok(())
+    }
+
+    /// The offset of the next record `poll` returns for `tp`.
+    ///
+    /// # Errors
+    ///
+    /// `Usage` when `tp` is not assigned; `LeaderNotAvailable` when the position must
+    /// be looked up and the partition has no leader.
+    pub fn position(&self, tp: &TopicPartition) -> Result<u64> {
+        let mut s = self.state.lock();
+        if !s.assignment.contains(tp) {
+            return Err(not_assigned(tp));
+        }
+        if let Some(r) = s
+            .buffer
+            .iter()
+            .find(|r| r.topic == tp.topic && r.partition == tp.partition)
+        {
+            return Ok(r.offset);
+        }
+        if let Some(p) = s.positions.get(tp) {
+            return Ok(*p);
+        }
+        let p = self.reset_position(tp)?;
+        s.positions.insert(tp.clone(), p);
+        Ok(p)
+    }
+
+    /// Fetches records from the assigned partitions, waiting up to `timeout` for
+    /// some to arrive. Returns at most `max.poll.records`.
+    ///
+    /// # Errors
+    ///
+    /// `ShuttingDown` when the cluster is gone.
+    pub fn poll(&self, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.state.lock();
+        loop {
+            if !s.buffer.is_empty() {
+                let n = s.buffer.len().min(self.config.max_poll_records);
+                return Ok(s.buffer.drain(..n).collect());
+            }
+            let now = Instant::now();
+            if s.assignment.is_empty() {
+                drop(s);
+                std::thread::park_timeout(deadline.saturating_duration_since(now));
+                return Ok(Vec::new());
+            }
+            let answered = self.fetch_round(&mut s, deadline)?;
+            if !s.buffer.is_empty() {
+                continue;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            if !answered {
+                // No leader could answer: wait for metadata to change, briefly.
+                let wait = NO_LEADER_WAIT.min(deadline - now);
+                let _ = self.metadata.recv_timeout(wait);
+            }
+        }
+    }
+
+    /// The starting position of `tp` when none is known: `auto.offset.reset`.
+    fn reset_position(&self, tp: &TopicPartition) -> Result<u64> {
+        let info = self.list_offsets(tp)?;
+        Ok(match self.config.auto_offset_reset {
+            OffsetReset::Earliest => info.log_start,
+            OffsetReset::Latest => info.high_watermark,
+        })
+    }
+
+    fn leader_of(&self, tp: &TopicPartition) -> Option<BrokerId> {
+        self.cluster
+            .metadata
+            .get()
+            .topics
+            .get(&tp.topic)?
+            .partitions
+            .get(tp.partition as usize)?
+            .leader
+    }
+
+    fn list_offsets(&self, tp: &TopicPartition) -> Result<OffsetsInfo> {
+        let no_leader = || Error::LeaderNotAvailable {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+        };
+        let leader = self.leader_of(tp).ok_or_else(no_leader)?;
+        let tx = self.cluster.broker_tx(leader).ok_or_else(no_leader)?;
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        tx.send(Inbound::Client(ClientRequest::ListOffsets {
+            tp: tp.clone(),
+            reply,
+        }))
+        .map_err(|_| no_leader())?;
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| no_leader())?
+    }
+
+    /// One fetch to every leader of an assigned partition; returns whether any
+    /// leader answered.
+    fn fetch_round(&self, s: &mut State, deadline: Instant) -> Result<bool> {
+        // Positions first (committed offset or auto.offset.reset).
+        let assignment = s.assignment.clone();
+        for tp in &assignment {
+            if !s.positions.contains_key(tp) {
+                if let Ok(p) = self.reset_position(tp) {
+                    s.positions.insert(tp.clone(), p);
+                }
+            }
+        }
+        let mut by_leader: HashMap<BrokerId, Vec<(TopicPartition, u64)>> = HashMap::new();
+        for tp in &assignment {
+            let (Some(pos), Some(leader)) = (s.positions.get(tp), self.leader_of(tp)) else {
+                continue;
+            };
+            by_leader.entry(leader).or_default().push((tp.clone(), *pos));
+        }
+        let (reply, rx) = crossbeam_channel::unbounded();
+        let mut asked = 0;
+        let max_wait = deadline.saturating_duration_since(Instant::now());
+        for (leader, partitions) in by_leader {
+            let Some(tx) = self.cluster.broker_tx(leader) else {
+                continue;
+            };
+            let fetch = ClientFetch {
+                partitions,
+                max_wait,
+                max_bytes: self.config.fetch_max_bytes,
+                limit: ReadLimit::HighWatermark,
+                reply: reply.clone(),
+            };
+            if tx.send(Inbound::Client(ClientRequest::Fetch(fetch))).is_ok() {
+                asked += 1;
+            }
+        }
+        drop(reply);
+        if asked == 0 {
+            return Ok(false);
+        }
+        let mut answered = false;
+        // The first answer (data, or the long-poll ran out); then whatever else is
+        // already there. Later answers are dropped with the channel: their records
+        // are fetched again next time, positions only move on what was taken.
+        let first = rx.recv_timeout(max_wait + Duration::from_millis(100));
+        let mut responses: Vec<ClientFetchResponse> = first.into_iter().collect();
+        responses.extend(rx.try_iter());
+        for resp in responses {
+            for (tp, result) in resp.partitions {
+                match result {
+                    Ok(data) => {
+                        answered = true;
+                        let Some(pos) = s.positions.get(&tp).copied() else {
+                            continue;
+                        };
+                        let mut next = pos;
+                        for b in &data.batches {
+                            for r in b.records() {
+                                if r.offset >= next && r.offset < data.upto {
+                                    next = r.offset + 1;
+                                    s.buffer.push_back(r.into_consumed(&tp));
+                                }
+                            }
+                        }
+                        s.positions.insert(tp, next);
+                    }
+                    Err(Error::OffsetOutOfRange { .. }) => {
+                        answered = true;
+                        s.positions.remove(&tp);
+                        if let Ok(p) = self.reset_position(&tp) {
+                            s.positions.insert(tp, p);
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        Ok(answered)
+    }
+
+    /// Subscribes to topics with group management.
+    ///
+    /// # Errors
+    ///
+    /// `Usage` without a `group.id`.
+    pub fn subscribe(&self, topics: &[&str]) -> Result<()> {
+        let _ = topics;
+        Err(self.no_group("subscribe"))
+    }
+
+    /// Commits the positions of what `poll` returned.
+    ///
+    /// # Errors
+    ///
+    /// `Usage` without a `group.id`.
+    pub fn commit(&self) -> Result<()> {
+        Err(self.no_group("commit"))
+    }
+
+    /// Commits these offsets (the offset of the next record to read).
+    ///
+    /// # Errors
+    ///
+    /// `Usage` without a `group.id`.
+    pub fn commit_offsets(&self, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+        let _ = offsets;
+        Err(self.no_group("commit_offsets"))
+    }
+
+    /// The group's committed offset for `tp`.
+    ///
+    /// # Errors
+    ///
+    /// `Usage` without a `group.id`.
+    pub fn committed(&self, tp: &TopicPartition) -> Result<Option<u64>> {
+        let _ = tp;
+        Err(self.no_group("committed"))
+    }
+
+    fn no_group(&self, what: &str) -> Error {
+        Error::Usage(format!(
+            "Consumer::{what} needs consumer groups: set ConsumerConfig::group(\"...\")"
+        ))
+    }
+
+    /// Leaves the group (Drop does the same).
+    ///
+    /// # Errors
+    ///
+    /// None today.
+    pub fn close(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn not_assigned(tp: &TopicPartition) -> Error {
+    Error::Usage(format!(
+        "{tp} is not assigned to this consumer: assign() or subscribe() to it first"
+    ))
+}

@@ -1,0 +1,253 @@
+//! The [`Producer`]: a per-partition accumulator (`linger.ms`, `batch.size`), one
+//! sender thread that keeps several batches in flight, retries within
+//! `delivery.timeout.ms`, and idempotence by producer id and sequence.
+
+mod accumulator;
+mod delivery;
+mod partitioner;
+mod sender;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex};
+
+use crate::cluster::ClusterInner;
+use crate::config::{Acks, ProducerConfig};
+use crate::ids::TopicPartition;
+use crate::protocol::ClientRequest;
+use crate::record::{BatchBuilder, Record, BATCH_HEADER_LEN};
+use crate::{Error, Result};
+
+use accumulator::State;
+pub use delivery::{Delivery, RecordMetadata};
+pub(crate) use delivery::DeliverySlot;
+pub(crate) use partitioner::partition_for_key;
+
+/// What the sender thread and the handles share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    cluster: Arc<ClusterInner>,
+    config: ProducerConfig,
+    /// Set when the producer is idempotent (enable.idempotence with acks=all).
+    producer_id: Option<u64>,
+    state: Mutex<State>,
+    /// Signalled when buffer memory is freed or records complete.
+    progress: Condvar,
+    wake: Sender<()>,
+}
+
+impl Shared {
+    fn wake_sender(&self) {
+        let _ = self.wake.try_send(());
+    }
+}
+
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // close(): send what is buffered, wait for the answers (each bounded by
+        // delivery.timeout.ms), then stop the sender thread.
+        self.shared.state.lock().closed = true;
+        self.shared.wake_sender();
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sends records to topics; usable from any thread (`Clone + Send + Sync`).
+///
+/// Records for one partition are accumulated into a batch until it holds
+/// `batch.size` bytes or has waited `linger.ms`; a sender thread keeps up to
+/// `max.in.flight.requests.per.connection` batches per partition in flight and
+/// retries retriable failures (leader moved, not enough replicas, timeout) until
+/// `delivery.timeout.ms`. With idempotence (the default, with `acks=all`) a retry
+/// never writes a record twice.
+///
+/// # Durability
+///
+/// See [`Acks`]: a [`Delivery`] resolves `Ok` only when the record is as safe as
+/// the configured `acks` promises.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> replog::Result<()> {
+/// use replog::{Acks, Cluster, ProducerConfig, Record, TopicConfig};
+/// let cluster = Cluster::builder().build()?;
+/// cluster.create_topic("clicks", TopicConfig::new(3, 3).min_insync_replicas(2))?;
+/// let producer = cluster.producer(ProducerConfig::new().acks(Acks::All))?;
+/// let d = producer.send("clicks", Record::new("page=/home").key("user-7"));
+/// producer.flush()?;
+/// assert!(d.wait()?.offset.is_some());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+impl Producer {
+    pub(crate) fn new(cluster: Arc<ClusterInner>, config: ProducerConfig) -> Result<Self> {
+        config.validate()?;
+        let producer_id = if config.idempotence && config.acks == Acks::All {
+            Some(cluster.ask_controller(|reply| ClientRequest::AllocateProducerId { reply })?)
+        } else {
+            None
+        };
+        let (wake, wake_rx) = crossbeam_channel::bounded(1);
+        let shared = Arc::new(Shared {
+            cluster,
+            config,
+            producer_id,
+            state: Mutex::new(State::default()),
+            progress: Condvar::new(),
+            wake,
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("replog-producer".into())
+            .spawn(move || sender::Sender::new(s, wake_rx).run())
+            .map_err(|e| Error::io("producer thread", e))?;
+        Ok(Producer {
+            handle: Arc::new(Handle {
+                shared,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// Sends a record. A keyed record goes to the partition Kafka's default
+    /// partitioner picks (murmur2 of the key), so equal keys stay in order; an
+    /// unkeyed record goes to a partition that sticks until its batch is sent.
+    ///
+    /// Blocks only while `buffer.memory` is full (backpressure).
+    ///
+    /// # Errors
+    ///
+    /// Reported through the [`Delivery`]: `UnknownTopic`, `RecordTooLarge` at once
+    /// (other records are unaffected), the rest after retries.
+    pub fn send(&self, topic: &str, record: Record) -> Delivery {
+        let shared = self.shared();
+        let image = shared.cluster.metadata.get();
+        let Some(t) = image.topics.get(topic) else {
+            return Delivery::failed(Error::UnknownTopic {
+                topic: topic.to_string(),
+            });
+        };
+        let n = t.partitions.len() as u32;
+        let partition = match &record.key {
+            Some(k) => partition_for_key(k, n),
+            None => shared.state.lock().sticky_partition(topic, n),
+        };
+        self.send_to(topic, partition, record)
+    }
+
+    /// Sends a record to one partition.
+    ///
+    /// # Errors
+    ///
+    /// Reported through the [`Delivery`]: `UnknownTopic`, `UnknownPartition`,
+    /// `RecordTooLarge` at once, the rest after retries.
+    pub fn send_to(&self, topic: &str, partition: u32, record: Record) -> Delivery {
+        let shared = self.shared();
+        let image = shared.cluster.metadata.get();
+        let Some(t) = image.topics.get(topic) else {
+            return Delivery::failed(Error::UnknownTopic {
+                topic: topic.to_string(),
+            });
+        };
+        let n = t.partitions.len() as u32;
+        if partition >= n {
+            return Delivery::failed(Error::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+                partitions: n,
+            });
+        }
+        let size = BatchBuilder::encoded_len(&record);
+        let max = t.config.max_message_bytes;
+        if size + BATCH_HEADER_LEN > max {
+            return Delivery::failed(Error::RecordTooLarge {
+                topic: topic.to_string(),
+                size: size + BATCH_HEADER_LEN,
+                max,
+            });
+        }
+        drop(image);
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let slot = DeliverySlot::new();
+        let tp = TopicPartition::new(topic, partition);
+        let config = &shared.config;
+        let deadline = Instant::now() + config.delivery_timeout;
+        let mut state = shared.state.lock();
+        if state.closed {
+            return Delivery::failed(Error::ShuttingDown {
+                what: "the producer".into(),
+            });
+        }
+        // Backpressure: wait while buffer.memory is full (always admit one record
+        // into an empty buffer, however large).
+        while state.buffered > 0 && state.buffered + size > config.buffer_memory {
+            shared.wake_sender();
+            if shared.progress.wait_until(&mut state, deadline).timed_out() {
+                return Delivery::failed(Error::Timeout {
+                    what: format!("buffer.memory of {} bytes to free up", config.buffer_memory),
+                    after: config.delivery_timeout,
+                });
+            }
+        }
+        let full = state.append(
+            tp,
+            &record,
+            timestamp,
+            size,
+            slot.clone(),
+            config.batch_size,
+            shared.producer_id,
+            max,
+        );
+        drop(state);
+        if full || config.linger.is_zero() {
+            shared.wake_sender();
+        }
+        Delivery::new(slot)
+    }
+
+    /// Sends every buffered record now (ignoring `linger.ms`) and waits until each
+    /// has been acknowledged or has failed.
+    ///
+    /// # Errors
+    ///
+    /// None today; failures are reported per record through each [`Delivery`].
+    pub fn flush(&self) -> Result<()> {
+        let shared = self.shared();
+        let mut state = shared.state.lock();
+        state.flushes += 1;
+        shared.wake_sender();
+        while state.outstanding > 0 {
+            shared.progress.wait(&mut state);
+        }
+        state.flushes -= 1;
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch (record timestamps, `CreateTime`).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

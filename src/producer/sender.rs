@@ -1,0 +1,296 @@
+//! The producer's sender thread: seals batches whose linger ran out, sends them to
+//! partition leaders, and completes, retries or fails them on the answers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender as ChanSender};
+
+use crate::config::Acks;
+use crate::ids::{BrokerId, TopicPartition};
+use crate::protocol::{ClientRequest, Inbound, ProduceRequest, ProduceResponse};
+use crate::{Error, Result};
+
+use super::accumulator::Sealed;
+use super::{RecordMetadata, Shared};
+
+/// Pause before resending a batch after a retriable error (`retry.backoff.ms`;
+/// Kafka's 100 ms is tuned for networks, leaders here move in milliseconds).
+const RETRY_BACKOFF: Duration = Duration::from_millis(2);
+/// Extra time past `request.timeout.ms` before a request with no answer is given up.
+const REQUEST_SLACK: Duration = Duration::from_millis(500);
+/// Longest sleep with nothing scheduled (metadata changes wake the thread anyway).
+const IDLE: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct InFlight {
+    tp: TopicPartition,
+    sealed: Sealed,
+    leader: BrokerId,
+    sent: Instant,
+}
+
+pub(crate) struct Sender {
+    shared: Arc<Shared>,
+    wake: Receiver<()>,
+    metadata: Receiver<()>,
+    responses: Receiver<ProduceResponse>,
+    reply_to: ChanSender<ProduceResponse>,
+    in_flight: HashMap<u64, InFlight>,
+    next_id: u64,
+}
+
+impl Sender {
+    pub(crate) fn new(shared: Arc<Shared>, wake: Receiver<()>) -> Self {
+        let (reply_to, responses) = crossbeam_channel::unbounded();
+        let metadata = shared.cluster.notify.watch();
+        Sender {
+            shared,
+            wake,
+            metadata,
+            responses,
+            reply_to,
+            in_flight: HashMap::new(),
+            next_id: 1,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        loop {
+            let timeout = self.next_deadline().saturating_duration_since(Instant::now());
+            crossbeam_channel::select! {
+                recv(self.responses) -> r => {
+                    if let Ok(r) = r { self.on_response(r); }
+                }
+                recv(self.wake) -> _ => {}
+                recv(self.metadata) -> _ => {}
+                default(timeout) => {}
+            }
+            while let Ok(r) = self.responses.try_recv() {
+                self.on_response(r);
+            }
+            self.check_in_flight();
+            self.send_ready();
+            let state = self.shared.state.lock();
+            if state.closed && state.outstanding == 0 && self.in_flight.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let now = Instant::now();
+        let config = &self.shared.config;
+        let state = self.shared.state.lock();
+        let mut d = now + IDLE;
+        if let Some(l) = state.next_linger_deadline(config.linger) {
+            d = d.min(l);
+        }
+        for q in state.queues.values() {
+            if let Some(front) = q.ready.front() {
+                d = d.min(front.created + config.delivery_timeout);
+                if let Some(r) = q.retry_at {
+                    d = d.min(r);
+                }
+            }
+        }
+        for f in self.in_flight.values() {
+            d = d.min(f.sent + config.request_timeout + REQUEST_SLACK);
+        }
+        d.max(now)
+    }
+
+    /// Answers arrive in order per leader; an answer to a request given up on is
+    /// ignored.
+    fn on_response(&mut self, r: ProduceResponse) {
+        let Some(f) = self.in_flight.remove(&r.id) else {
+            return;
+        };
+        self.finish(f, r.result);
+    }
+
+    fn finish(&mut self, f: InFlight, result: Result<u64>) {
+        let shared = &self.shared;
+        let mut state = shared.state.lock();
+        let q = state.queues.entry(f.tp.clone()).or_default();
+        q.in_flight = q.in_flight.saturating_sub(1);
+        let now = Instant::now();
+        let mut sealed = f.sealed;
+        match result {
+            Ok(base) => {
+                for (i, slot) in sealed.slots.iter().enumerate() {
+                    slot.complete(Ok(RecordMetadata {
+                        topic: f.tp.topic.clone(),
+                        partition: f.tp.partition,
+                        offset: Some(base + i as u64),
+                    }));
+                }
+                let (bytes, n) = (sealed.bytes, sealed.slots.len());
+                state.release(bytes, n);
+                shared.progress.notify_all();
+            }
+            Err(e) => {
+                // A gap in sequence is expected while an earlier batch is retried.
+                let retriable = e.is_retriable()
+                    || (matches!(e, Error::OutOfOrderSequence { .. }) && q.retrying);
+                if retriable && now < sealed.created + shared.config.delivery_timeout {
+                    sealed.last_error = Some(e);
+                    q.retrying = true;
+                    q.retry_at = Some(now + RETRY_BACKOFF);
+                    q.requeue(sealed);
+                } else {
+                    fail(&sealed, &e);
+                    let (bytes, n) = (sealed.bytes, sealed.slots.len());
+                    state.release(bytes, n);
+                    shared.progress.notify_all();
+                }
+            }
+        }
+    }
+
+    /// Gives up on requests whose leader moved or died, or that had no answer in
+    /// time: they are retried (idempotence keeps the retry from duplicating).
+    fn check_in_flight(&mut self) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let image = self.shared.cluster.metadata.get();
+        let now = Instant::now();
+        let timeout = self.shared.config.request_timeout + REQUEST_SLACK;
+        let lost: Vec<u64> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| {
+                let leader = image
+                    .topics
+                    .get(&f.tp.topic)
+                    .and_then(|t| t.partitions.get(f.tp.partition as usize))
+                    .and_then(|p| p.leader);
+                leader != Some(f.leader)
+                    || !self.shared.cluster.is_alive(f.leader)
+                    || now >= f.sent + timeout
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            if let Some(f) = self.in_flight.remove(&id) {
+                let e = Error::NotLeader {
+                    topic: f.tp.topic.clone(),
+                    partition: f.tp.partition,
+                    broker: f.leader,
+                };
+                self.finish(f, Err(e));
+            }
+        }
+    }
+
+    fn send_ready(&mut self) {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let image = shared.cluster.metadata.get();
+        let now = Instant::now();
+        let mut state = shared.state.lock();
+        state.seal_due(now, config.linger, shared.producer_id);
+        let mut completed = false;
+        let mut released = (0usize, 0usize);
+        for (tp, q) in state.queues.iter_mut() {
+            // Batches whose delivery timeout ran out before they could be sent.
+            while q
+                .ready
+                .front()
+                .is_some_and(|s| now >= s.created + config.delivery_timeout)
+            {
+                let s = q.ready.pop_front().expect("front exists");
+                let e = s.last_error.as_ref().map_or_else(
+                    || Error::Timeout {
+                        what: format!("a leader for {tp} to accept the batch"),
+                        after: config.delivery_timeout,
+                    },
+                    Error::duplicate,
+                );
+                fail(&s, &e);
+                released.0 += s.bytes;
+                released.1 += s.slots.len();
+                completed = true;
+            }
+            if q.in_flight == 0 {
+                q.retrying = false;
+            }
+            if q.retry_at.is_some_and(|t| now < t) {
+                continue;
+            }
+            q.retry_at = None;
+            while !q.ready.is_empty()
+                && q.in_flight < config.max_in_flight
+                && !(q.retrying && q.in_flight > 0)
+            {
+                let leader = image
+                    .topics
+                    .get(&tp.topic)
+                    .and_then(|t| t.partitions.get(tp.partition as usize))
+                    .and_then(|p| p.leader);
+                let Some(leader) = leader else {
+                    break; // offline: wait for an election (metadata wakes us)
+                };
+                let Some(tx) = shared.cluster.broker_tx(leader) else {
+                    q.retry_at = Some(now + RETRY_BACKOFF);
+                    break;
+                };
+                let sealed = q.ready.pop_front().expect("not empty");
+                let id = self.next_id;
+                self.next_id += 1;
+                let request = ProduceRequest {
+                    id,
+                    tp: tp.clone(),
+                    acks: config.acks,
+                    batch: sealed.batch.clone(),
+                    timeout: config.request_timeout,
+                    reply: self.reply_to.clone(),
+                };
+                if tx
+                    .send(Inbound::Client(ClientRequest::Produce(request)))
+                    .is_err()
+                {
+                    q.ready.push_front(sealed);
+                    q.retry_at = Some(now + RETRY_BACKOFF);
+                    break;
+                }
+                if config.acks == Acks::None {
+                    // acks=0: done at hand-off, no offset known.
+                    for slot in &sealed.slots {
+                        slot.complete(Ok(RecordMetadata {
+                            topic: tp.topic.clone(),
+                            partition: tp.partition,
+                            offset: None,
+                        }));
+                    }
+                    released.0 += sealed.bytes;
+                    released.1 += sealed.slots.len();
+                    completed = true;
+                } else {
+                    q.in_flight += 1;
+                    self.in_flight.insert(
+                        id,
+                        InFlight {
+                            tp: tp.clone(),
+                            sealed,
+                            leader,
+                            sent: now,
+                        },
+                    );
+                }
+            }
+        }
+        if completed {
+            state.release(released.0, released.1);
+            shared.progress.notify_all();
+        }
+    }
+}
+
+fn fail(sealed: &Sealed, e: &Error) {
+    for slot in &sealed.slots {
+        slot.complete(Err(e.duplicate()));
+    }
+}

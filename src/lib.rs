@@ -10,6 +10,7 @@
 mod config;
 pub(crate) mod controller;
 mod error;
+pub(crate) mod group;
 mod ids;
 mod protocol;
 mod record;

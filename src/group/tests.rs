@@ -1,0 +1,3 @@
+//! Tests of the group core, by concern.
+
+mod assignors;

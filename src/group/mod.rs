@@ -2,6 +2,7 @@
 #![allow(dead_code)] // The broker and the Consumer wire this core in; until then nothing calls it.
 
 mod assignor;
+mod offsets;
 mod sticky;
 #[cfg(test)]
 mod tests;

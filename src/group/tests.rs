@@ -1,3 +1,4 @@
 //! Tests of the group core, by concern.
 
 mod assignors;
+mod offsets;

@@ -544,3 +544,67 @@ fn unload_forgets_only_the_groups_of_that_offsets_partition() {
     assert_eq!(c.committed("hello", &tp(0)), None);
     assert_eq!(c.committed("billing", &tp(0)), Some(1));
 }
+
+#[test]
+fn random_schedules_never_give_a_partition_to_two_members_and_converge() {
+    for assignor in [
+        AssignorKind::CooperativeSticky,
+        AssignorKind::Range,
+        AssignorKind::RoundRobin,
+    ] {
+        for seed in 1..=20u64 {
+            let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut next = move |n: u64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % n
+            };
+            let mut c = coordinator();
+            let mut partitions = 6;
+            let mut sims: Vec<Sim> = Vec::new();
+            let mut clients = 0;
+            for step in 0..60u64 {
+                let now = ms(step);
+                match next(10) {
+                    0 | 1 if sims.len() < 5 => {
+                        clients += 1;
+                        let req = request(&format!("c{clients}"), assignor, None);
+                        sims.push(Sim::join(&mut c, req, now));
+                    }
+                    2 if !sims.is_empty() => {
+                        let gone = sims.remove(next(sims.len() as u64) as usize);
+                        c.leave(GROUP, &gone.member_id, now);
+                    }
+                    3 if partitions < 12 => {
+                        partitions += 1;
+                        c.topic_partitions_changed("t", Some(partitions));
+                    }
+                    _ if !sims.is_empty() => {
+                        let i = next(sims.len() as u64) as usize;
+                        sims[i].heartbeat(&mut c, now);
+                    }
+                    _ => {}
+                }
+                assert_disjoint(sims.iter().map(|s| s.owned.clone()).collect());
+            }
+            if sims.is_empty() {
+                continue;
+            }
+            let mut refs: Vec<&mut Sim> = sims.iter_mut().collect();
+            converge(&mut c, &mut refs, ms(100));
+            let owned: Vec<usize> = sims.iter().map(|s| s.owned.len()).collect();
+            assert_eq!(
+                owned.iter().sum::<usize>(),
+                partitions as usize,
+                "{assignor:?} seed {seed}"
+            );
+            let (max, min) = (owned.iter().max(), owned.iter().min());
+            assert!(
+                max.zip(min).is_some_and(|(a, b)| a - b <= 1),
+                "{assignor:?} seed {seed}: {owned:?}"
+            );
+            assert!(c.describe(GROUP).expect("group").stable);
+        }
+    }
+}

@@ -394,7 +394,7 @@ impl Coordinator {
             member.last_heard = now;
             return false;
         }
-        self.remove_member(group_id, member_id);
+        self.remove_members(group_id, &[member_id]);
         true
     }
 
@@ -416,8 +416,13 @@ impl Coordinator {
                     })
             })
             .collect();
+        // One rebalance per group, however many of its members expired together.
+        let mut by_group: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for e in &expired {
-            self.remove_member(&e.group, &e.member_id);
+            by_group.entry(&e.group).or_default().push(&e.member_id);
+        }
+        for (group, members) in by_group {
+            self.remove_members(group, &members);
         }
         expired
     }
@@ -658,12 +663,14 @@ impl Coordinator {
         Ok(group)
     }
 
-    /// Removes a member and rebalances the rest.
-    fn remove_member(&mut self, group_id: &str, member_id: &str) {
+    /// Removes members and rebalances the rest (once).
+    fn remove_members(&mut self, group_id: &str, member_ids: &[&str]) {
         let group = self.groups.get_mut(group_id).expect("caller found it");
-        let member = group.members.remove(member_id).expect("caller found it");
-        if let Some(instance) = &member.instance_id {
-            group.fenced.remove(instance);
+        for id in member_ids {
+            let member = group.members.remove(*id).expect("caller found it");
+            if let Some(instance) = &member.instance_id {
+                group.fenced.remove(instance);
+            }
         }
         if group.members.is_empty() {
             // An empty group may start over with another assignor, as Kafka's.

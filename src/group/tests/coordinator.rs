@@ -271,9 +271,11 @@ fn member_that_stops_heartbeating_loses_its_partitions_at_session_timeout() {
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].member_id, b.member_id);
     assert_eq!(c.next_deadline(), Some(ms(16_000)), "A's deadline");
+    let generation = a.generation;
 
     let a_hb = a.heartbeat(&mut c, ms(10_001));
     assert_eq!(a_hb.assigned, tps(&[0, 1, 2, 3, 4, 5]));
+    assert_eq!(a_hb.generation, generation + 1);
     // B, back from a long pause, is told it is no longer a member.
     let err = c
         .heartbeat(GROUP, &b.member_id, b.generation, &b.owned, ms(10_002))
@@ -607,4 +609,18 @@ fn random_schedules_never_give_a_partition_to_two_members_and_converge() {
             assert!(c.describe(GROUP).expect("group").stable);
         }
     }
+}
+
+#[test]
+fn members_expiring_together_cause_one_rebalance() {
+    let mut c = coordinator();
+    let mut a = Sim::join(&mut c, request("a", AssignorKind::default(), None), ms(0));
+    let _b = Sim::join(&mut c, request("b", AssignorKind::default(), None), ms(0));
+    let _d = Sim::join(&mut c, request("d", AssignorKind::default(), None), ms(0));
+    a.heartbeat(&mut c, ms(5_000));
+    let generation = a.generation;
+    assert_eq!(c.tick(SESSION).len(), 2);
+    let hb = a.heartbeat(&mut c, SESSION);
+    assert_eq!(hb.generation, generation + 1);
+    assert_eq!(hb.assigned, tps(&[0, 1, 2, 3, 4, 5]));
 }

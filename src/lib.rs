@@ -13,6 +13,7 @@ mod config;
 mod consumer;
 mod controller;
 mod error;
+mod group;
 mod handles;
 mod ids;
 mod producer;

@@ -1,0 +1,103 @@
+//! Topic creation, validation, deletion and listing.
+
+mod common;
+
+use replog::*;
+
+fn cluster() -> Cluster {
+    Cluster::builder().brokers(3).build().unwrap()
+}
+
+#[test]
+fn bad_topic_names_are_refused_with_the_rule_they_break() {
+    let c = cluster();
+    let long = "x".repeat(250);
+    for name in ["", ".", "..", "has space", "slash/y", "ünïcode", long.as_str()] {
+        let err = c.create_topic(name, TopicConfig::new(1, 1)).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidTopicName { .. }),
+            "{name:?}: {err}"
+        );
+    }
+    // The longest legal name and every legal character class.
+    c.create_topic(&"x".repeat(249), TopicConfig::new(1, 1)).unwrap();
+    c.create_topic("a.B-c_9", TopicConfig::new(1, 1)).unwrap();
+}
+
+#[test]
+fn bad_topic_configs_get_their_typed_errors() {
+    let c = cluster();
+    let cases: Vec<(TopicConfig, fn(&Error) -> bool)> = vec![
+        (TopicConfig::new(0, 1), |e| matches!(e, Error::InvalidConfig { name: "num.partitions", .. })),
+        (TopicConfig::new(1, 0), |e| matches!(e, Error::InvalidReplicationFactor { .. })),
+        (TopicConfig::new(1, 4), |e| matches!(e, Error::InvalidReplicationFactor { replication_factor: 4, .. })),
+        (TopicConfig::new(1, 3).min_insync_replicas(0), |e| matches!(e, Error::InvalidConfig { name: "min.insync.replicas", .. })),
+        (TopicConfig::new(1, 3).min_insync_replicas(4), |e| matches!(e, Error::InvalidConfig { name: "min.insync.replicas", .. })),
+        (TopicConfig::new(1, 1).max_message_bytes(1), |e| matches!(e, Error::InvalidConfig { name: "max.message.bytes", .. })),
+        (TopicConfig::new(1, 1).segment_bytes(10), |e| matches!(e, Error::InvalidConfig { name: "segment.bytes", .. })),
+    ];
+    for (config, check) in cases {
+        let err = c.create_topic("t", config.clone()).unwrap_err();
+        assert!(check(&err), "{config:?}: {err}");
+        // Every message says what to do.
+        assert!(err.to_string().len() > 20, "{err}");
+    }
+    assert!(c.topics().is_empty(), "a refused topic must not exist");
+}
+
+#[test]
+fn replication_factor_is_bounded_by_live_brokers() {
+    let c = cluster();
+    c.kill_broker(BrokerId(2)).unwrap();
+    common::wait_until("the controller to see broker 2 dead", || {
+        c.metrics().live_brokers == 2
+    });
+    let err = c.create_topic("t", TopicConfig::new(1, 3)).unwrap_err();
+    assert!(matches!(err, Error::InvalidReplicationFactor { .. }), "{err}");
+    c.create_topic("t", TopicConfig::new(1, 2)).unwrap();
+}
+
+#[test]
+fn existing_topic_is_refused_and_unknown_topic_is_a_typed_error() {
+    let c = cluster();
+    c.create_topic("t", TopicConfig::new(1, 1)).unwrap();
+    assert!(matches!(
+        c.create_topic("t", TopicConfig::new(1, 1)).unwrap_err(),
+        Error::TopicExists { .. }
+    ));
+    assert!(matches!(c.topic("nope").unwrap_err(), Error::UnknownTopic { .. }));
+    assert!(matches!(c.delete_topic("nope").unwrap_err(), Error::UnknownTopic { .. }));
+    assert!(matches!(
+        c.topic("t").unwrap().partition(1).unwrap_err(),
+        Error::UnknownPartition { partitions: 1, .. }
+    ));
+}
+
+#[test]
+fn topics_are_listed_sorted_and_deleted_topics_vanish() {
+    let c = cluster();
+    for name in ["b", "a", "c"] {
+        c.create_topic(name, TopicConfig::new(1, 3)).unwrap();
+    }
+    assert_eq!(c.topics(), vec!["a", "b", "c"]);
+    c.delete_topic("b").unwrap();
+    assert_eq!(c.topics(), vec!["a", "c"]);
+    // The name can be used again, with a fresh log.
+    c.create_topic("b", TopicConfig::new(2, 3)).unwrap();
+    let p = c.producer(ProducerConfig::new()).unwrap();
+    let meta = p.send_to("b", 1, Record::new("x")).wait().unwrap();
+    assert_eq!(meta.offset, Some(0));
+}
+
+#[test]
+fn a_new_partition_is_led_by_its_first_replica_with_a_full_isr() {
+    let c = cluster();
+    let t = c.create_topic("t", TopicConfig::new(6, 3)).unwrap();
+    for p in t.partitions() {
+        let replicas = p.replicas();
+        assert_eq!(p.leader(), Some(replicas[0]));
+        assert_eq!(p.isr().len(), 3);
+        assert_eq!(p.leader_epoch(), 0);
+        assert!(p.replica(replicas[0]).unwrap().is_leader());
+    }
+}

@@ -3,6 +3,10 @@
 //! files): the controller thread feeds it events and the current time, persists the
 //! [`MetadataRecord`]s it returns, then sends the messages it returns.
 
+// The controller thread that drives this core is written on another branch; until
+// it lands, nothing outside the tests calls in here.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,20 +100,20 @@ pub(crate) struct Controller {}
 
 impl Controller {
     /// A controller for these brokers (id, rack), all of them not yet registered (dead).
-    pub fn new(config: ControllerConfig, brokers: &[(BrokerId, Option<String>)]) -> Self {
+    pub(crate) fn new(config: ControllerConfig, brokers: &[(BrokerId, Option<String>)]) -> Self {
         let _ = (config, brokers);
         todo!()
     }
 
     /// Applies a persisted record (reopening a data dir), before any broker registers.
-    pub fn replay(&mut self, record: &MetadataRecord) {
+    pub(crate) fn replay(&mut self, record: &MetadataRecord) {
         let _ = record;
         todo!()
     }
 
     /// Validates and creates a topic: rack-aware assignment over live brokers, the
     /// first replica leads, ISR = all replicas, leader epoch 0.
-    pub fn create_topic(
+    pub(crate) fn create_topic(
         &mut self,
         name: &str,
         config: TopicConfig,
@@ -120,48 +124,53 @@ impl Controller {
     }
 
     /// Deletes a topic; its replicas get StopReplica { delete: true }.
-    pub fn delete_topic(&mut self, name: &str, now: Duration) -> Result<ControllerOutput> {
+    pub(crate) fn delete_topic(&mut self, name: &str, now: Duration) -> Result<ControllerOutput> {
         let _ = (name, now);
         todo!()
     }
 
     /// A message from a broker: RegisterBroker, Heartbeat, AlterPartition.
-    pub fn handle(&mut self, from: BrokerId, message: Message, now: Duration) -> ControllerOutput {
+    pub(crate) fn handle(
+        &mut self,
+        from: BrokerId,
+        message: Message,
+        now: Duration,
+    ) -> ControllerOutput {
         let _ = (from, message, now);
         todo!()
     }
 
     /// The broker's thread exited (kill or crash): fence it at once.
-    pub fn broker_stopped(&mut self, broker: BrokerId, now: Duration) -> ControllerOutput {
+    pub(crate) fn broker_stopped(&mut self, broker: BrokerId, now: Duration) -> ControllerOutput {
         let _ = (broker, now);
         todo!()
     }
 
     /// Session timeouts and the periodic preferred-leader check.
-    pub fn tick(&mut self, now: Duration) -> ControllerOutput {
+    pub(crate) fn tick(&mut self, now: Duration) -> ControllerOutput {
         let _ = now;
         todo!()
     }
 
     /// Moves leadership to the preferred replica wherever it is alive, in the ISR
     /// and eligible.
-    pub fn elect_preferred_leaders(&mut self, now: Duration) -> ControllerOutput {
+    pub(crate) fn elect_preferred_leaders(&mut self, now: Duration) -> ControllerOutput {
         let _ = now;
         todo!()
     }
 
     /// Hands out a block of producer ids (persisted, so they are never reused).
-    pub fn allocate_producer_id(&mut self) -> (u64, ControllerOutput) {
+    pub(crate) fn allocate_producer_id(&mut self) -> (u64, ControllerOutput) {
         todo!()
     }
 
     /// The current image.
-    pub fn image(&self) -> &MetadataImage {
+    pub(crate) fn image(&self) -> &MetadataImage {
         todo!()
     }
 
     /// When `tick` next has something to do.
-    pub fn next_deadline(&self) -> Option<Duration> {
+    pub(crate) fn next_deadline(&self) -> Option<Duration> {
         todo!()
     }
 }

@@ -1289,3 +1289,28 @@ fn producer_ids_are_unique_across_a_replay_and_persisted_in_blocks() {
         assert!(ids.insert(id), "{id} reused after replay");
     }
 }
+
+#[test]
+fn records_persisted_to_the_metadata_log_replay_into_the_same_image_after_reopen() {
+    let mut h = H::new(3);
+    h.create("a", TopicConfig::new(3, 3).unclean_leader_election(true));
+    h.create("b", TopicConfig::new(2, 2).retention_bytes(Some(1 << 20)));
+    h.stop(2);
+    h.register_lost(2, vec![], true, secs(1));
+    let (_, out) = h.c.allocate_producer_id();
+    h.take(out);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, read) = metadata_log::MetadataLog::open(dir.path()).unwrap();
+    assert!(read.is_empty());
+    log.append(&h.records).unwrap();
+    drop(log);
+    let (_, read) = metadata_log::MetadataLog::open(dir.path()).unwrap();
+    assert_eq!(read, h.records);
+    let mut c = Controller::new(config(), &h.brokers);
+    for r in &read {
+        c.replay(r);
+    }
+    assert_eq!(c.image().topics, h.c.image().topics);
+    assert_eq!(c.image().ineligible, h.c.image().ineligible);
+    assert!(c.allocate_producer_id().0 >= PRODUCER_ID_BLOCK);
+}

@@ -395,7 +395,7 @@ impl Controller {
                 debug_assert_eq!(broker, from, "a broker registers itself");
                 self.register(from, rack, &lost_data, lost_all, now)
             }
-            Message::Heartbeat { broker_epoch } => {
+            Message::Heartbeat { broker_epoch, .. } => {
                 let current = self
                     .image
                     .brokers

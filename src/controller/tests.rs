@@ -124,6 +124,7 @@ impl H {
             BrokerId(broker),
             Message::Heartbeat {
                 broker_epoch: epoch,
+                state_digest: 0,
             },
             now,
         );

@@ -23,7 +23,7 @@ fn broker(id: u32) -> NodeId {
 
 /// A heartbeat numbered `n`, so tests can follow individual messages.
 fn numbered(from: NodeId, to: NodeId, n: u64) -> Envelope {
-    Envelope::new(from, to, Message::Heartbeat { broker_epoch: n })
+    Envelope::new(from, to, Message::Heartbeat { broker_epoch: n, state_digest: 0 })
 }
 
 fn fetch(from: NodeId, to: NodeId) -> Envelope {
@@ -51,7 +51,7 @@ fn inbox<T: Transport + ?Sized>(net: &T, node: NodeId) -> Receiver<Inbound> {
 fn number(inbound: Inbound) -> u64 {
     match inbound {
         Inbound::Peer(Envelope {
-            message: Message::Heartbeat { broker_epoch },
+            message: Message::Heartbeat { broker_epoch, .. },
             ..
         }) => broker_epoch,
         other => panic!("expected a numbered heartbeat, got {other:?}"),

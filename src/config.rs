@@ -328,6 +328,28 @@ pub enum OffsetReset {
     Latest,
 }
 
+/// How a group spreads partitions over its members (`partition.assignment.strategy`).
+///
+/// # Examples
+///
+/// ```
+/// use replog::{AssignmentStrategy, ConsumerConfig};
+/// let c = ConsumerConfig::new().group("g").assignment_strategy(AssignmentStrategy::Range);
+/// # let _ = c;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AssignmentStrategy {
+    /// Kafka's `RangeAssignor`: contiguous ranges per topic; eager rebalancing
+    /// (every member gives up everything on each rebalance).
+    Range,
+    /// Kafka's `RoundRobinAssignor`; eager rebalancing.
+    RoundRobin,
+    /// Kafka's `CooperativeStickyAssignor` (KIP-429): balanced and sticky; a
+    /// rebalance revokes only the partitions that move. The default.
+    #[default]
+    CooperativeSticky,
+}
+
 /// A consumer's settings.
 ///
 /// # Examples
@@ -346,7 +368,10 @@ pub struct ConsumerConfig {
     pub(crate) auto_commit_interval: Duration,
     pub(crate) max_poll_records: usize,
     pub(crate) session_timeout: Duration,
+    pub(crate) heartbeat_interval: Duration,
     pub(crate) fetch_max_bytes: usize,
+    pub(crate) assignment_strategy: AssignmentStrategy,
+    pub(crate) client_id: String,
 }
 
 impl Default for ConsumerConfig {
@@ -359,7 +384,10 @@ impl Default for ConsumerConfig {
             auto_commit_interval: Duration::from_secs(5),
             max_poll_records: 500,
             session_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(3),
             fetch_max_bytes: 1 << 20,
+            assignment_strategy: AssignmentStrategy::CooperativeSticky,
+            client_id: "consumer".into(),
         }
     }
 }
@@ -409,12 +437,42 @@ impl ConsumerConfig {
     }
 
     /// `session.timeout.ms`: a member not heard from for this long leaves the group.
+    /// Heartbeats are sent from `poll`, so poll at least this often. Setting it also
+    /// sets `heartbeat.interval.ms` to a third of it.
     pub fn session_timeout(mut self, d: Duration) -> Self {
         self.session_timeout = d;
+        self.heartbeat_interval = d / 3;
+        self
+    }
+
+    /// `heartbeat.interval.ms`: how often `poll` reports to the group coordinator.
+    pub fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = d;
+        self
+    }
+
+    /// `partition.assignment.strategy`: see [`AssignmentStrategy`].
+    pub fn assignment_strategy(mut self, s: AssignmentStrategy) -> Self {
+        self.assignment_strategy = s;
+        self
+    }
+
+    /// `client.id`: the prefix of this consumer's member id.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = id.into();
         self
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.heartbeat_interval >= self.session_timeout {
+            return Err(Error::InvalidConfig {
+                name: "heartbeat.interval.ms",
+                reason: format!(
+                    "{:?} must be below session.timeout.ms ({:?})",
+                    self.heartbeat_interval, self.session_timeout
+                ),
+            });
+        }
         if self.max_poll_records == 0 {
             return Err(Error::InvalidConfig {
                 name: "max.poll.records",

@@ -25,10 +25,10 @@ mod transport;
 
 pub use cluster::{Cluster, ClusterBuilder, ClusterMetrics};
 pub use config::{
-    Acks, ConsumerConfig, FsyncPolicy, OffsetReset, ProducerConfig, TopicConfig,
+    Acks, AssignmentStrategy, ConsumerConfig, FsyncPolicy, OffsetReset, ProducerConfig, TopicConfig,
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SEGMENT_BYTES,
 };
-pub use consumer::Consumer;
+pub use consumer::{Consumer, RebalanceListener};
 pub use error::{Error, Result};
 pub use handles::{Partition, Replica, Topic};
 pub use ids::{BrokerId, NodeId, TopicPartition};

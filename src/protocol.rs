@@ -225,6 +225,8 @@ pub(crate) enum ClientRequest {
         tp: TopicPartition,
         reply: Sender<crate::Result<OffsetsInfo>>,
     },
+    /// To the coordinator of a consumer group (the leader of its offsets partition).
+    Group(GroupRequest),
     // to the controller
     CreateTopic {
         name: String,
@@ -243,6 +245,45 @@ pub(crate) enum ClientRequest {
     },
     /// A broker's thread exited: the controller learns it at once.
     BrokerStopped(BrokerId),
+}
+
+/// A consumer-group request.
+#[derive(Debug)]
+pub(crate) struct GroupRequest {
+    pub group: String,
+    pub op: GroupOp,
+    pub reply: Sender<crate::Result<GroupReply>>,
+}
+
+/// What a consumer asks its group coordinator.
+#[derive(Clone, Debug)]
+pub(crate) enum GroupOp {
+    Join(crate::group::JoinRequest),
+    Heartbeat {
+        member_id: String,
+        generation: u32,
+        owned: Vec<TopicPartition>,
+    },
+    Leave {
+        member_id: String,
+    },
+    /// `member`: (member id, generation); `None` for a standalone consumer.
+    Commit {
+        member: Option<(String, u32)>,
+        offsets: Vec<(TopicPartition, u64)>,
+        timeout: std::time::Duration,
+    },
+    Committed {
+        partitions: Vec<TopicPartition>,
+    },
+}
+
+/// The coordinator's answer.
+#[derive(Debug)]
+pub(crate) enum GroupReply {
+    Member(crate::group::MemberState),
+    Done,
+    Committed(Vec<(TopicPartition, Option<u64>)>),
 }
 
 /// A batch for a partition leader.

@@ -3,6 +3,7 @@
 //! heartbeats to the controller. It only moves messages and calls the cores.
 
 mod fetcher;
+mod groups;
 mod replica;
 mod status;
 
@@ -14,11 +15,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::cluster::MetadataCell;
 use crate::config::{Acks, FsyncPolicy};
+use crate::controller::MetadataImage;
+use crate::group::{Coordinator, OffsetRecord, OFFSETS_TOPIC};
 use crate::ids::{BrokerId, NodeId, TopicPartition};
 use crate::protocol::{
     self, ClientFetch, ClientFetchData, ClientFetchResponse, ClientRequest, Envelope,
-    EpochEndOffset, FetchData, FetchError, FetchPartition, FetchPartitionResponse, Inbound,
+    EpochEndOffset, GroupReply, FetchData, FetchError, FetchPartition, FetchPartitionResponse, Inbound,
     Message, OffsetsInfo, PartitionState, ProduceRequest, ProduceResponse, ReadLimit,
 };
 use crate::replication::{AckOutcome, LeaderReady, SequenceCheck};
@@ -70,7 +74,17 @@ pub(crate) struct Broker {
     /// Partitions whose log or HW changed since parked fetches were last looked at.
     dirty: HashSet<TopicPartition>,
     lost_data: Vec<TopicPartition>,
+    /// The group coordinator for the offsets partitions this broker leads.
+    coordinator: Coordinator,
+    /// Offsets partitions whose records have been replayed into the coordinator.
+    loaded_offsets: HashSet<u32>,
+    /// The cluster metadata, for the partition counts the coordinator assigns from.
+    metadata: Arc<MetadataCell>,
+    seen_image: Option<Arc<MetadataImage>>,
 }
+
+/// Distinguishes coordinator incarnations (member ids must never repeat).
+static INCARNATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,7 +100,38 @@ struct PendingAck {
     request_id: u64,
     tp: TopicPartition,
     base_offset: u64,
-    reply: Sender<ProduceResponse>,
+    target: AckTarget,
+}
+
+/// Who waits for an `acks=all` append.
+#[derive(Debug)]
+enum AckTarget {
+    Producer(Sender<ProduceResponse>),
+    /// An offset commit: applied to the coordinator once committed.
+    Commit {
+        records: Vec<OffsetRecord>,
+        reply: Sender<Result<GroupReply>>,
+    },
+}
+
+impl PendingAck {
+    fn answer(self, result: Result<u64>, coordinator: &mut Coordinator) {
+        match self.target {
+            AckTarget::Producer(reply) => {
+                let _ = reply.send(ProduceResponse {
+                    id: self.request_id,
+                    result,
+                });
+            }
+            AckTarget::Commit { records, reply } => {
+                let result = result.map(|_| {
+                    coordinator.commit_applied(&records);
+                    GroupReply::Done
+                });
+                let _ = reply.send(result);
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -120,8 +165,18 @@ impl Broker {
         controller: Sender<Inbound>,
         killed: Arc<AtomicBool>,
         shared: Arc<BrokerShared>,
+        metadata: Arc<MetadataCell>,
+        offsets_partitions: u32,
     ) -> Result<Self> {
+        let incarnation = INCARNATION.fetch_add(1, Ordering::Relaxed);
         let mut broker = Broker {
+            coordinator: Coordinator::new(
+                format!("b{}i{incarnation}", config.id.0),
+                offsets_partitions,
+            ),
+            loaded_offsets: HashSet::new(),
+            metadata,
+            seen_image: None,
             fetchers: Fetchers::new(config.replica_fetch_wait_max),
             config,
             start,
@@ -222,6 +277,9 @@ impl Broker {
         for p in &self.parked_client_fetches {
             d = d.min(p.deadline);
         }
+        if let Some(c) = self.coordinator.next_deadline() {
+            d = d.min(c);
+        }
         if self.broker_epoch.is_some() {
             if let Some(f) = self.fetchers.next_deadline() {
                 d = d.min(f);
@@ -314,6 +372,7 @@ impl Broker {
             // Waiter deadlines and AlterPartition retries may be due before the ISR check.
             self.tick_due_leaders(now);
         }
+        self.tick_coordinator(now);
         self.serve_parked(now);
         self.send_fetches(now);
     }
@@ -385,6 +444,7 @@ impl Broker {
             let Some(p) = self.pending_acks.remove(&id) else {
                 continue;
             };
+            let me = self.config.id;
             let result = match outcome {
                 AckOutcome::Committed => Ok(p.base_offset),
                 AckOutcome::CommittedBelowMinIsr { isr } => {
@@ -402,13 +462,10 @@ impl Broker {
                 AckOutcome::NotLeader => Err(Error::NotLeader {
                     topic: p.tp.topic.clone(),
                     partition: p.tp.partition,
-                    broker: self.config.id,
+                    broker: me,
                 }),
             };
-            let _ = p.reply.send(ProduceResponse {
-                id: p.request_id,
-                result,
-            });
+            p.answer(result, &mut self.coordinator);
         }
     }
 
@@ -519,14 +576,12 @@ impl Broker {
         let resigned = r.apply_state(st, me, lag, now);
         for id in resigned {
             if let Some(p) = self.pending_acks.remove(&id) {
-                let _ = p.reply.send(ProduceResponse {
-                    id: p.request_id,
-                    result: Err(Error::NotLeader {
-                        topic: p.tp.topic.clone(),
-                        partition: p.tp.partition,
-                        broker: me,
-                    }),
-                });
+                let e = Error::NotLeader {
+                    topic: p.tp.topic.clone(),
+                    partition: p.tp.partition,
+                    broker: me,
+                };
+                p.answer(Err(e), &mut self.coordinator);
             }
         }
         self.dirty.insert(tp.clone());
@@ -534,6 +589,9 @@ impl Broker {
         if let Some(Role::Leader(l)) = self.replicas.get_mut(&tp).map(|r| &mut r.role) {
             let ready = l.appended(l.leo(), None, now);
             self.apply_ready(&tp, ready);
+        }
+        if tp.topic == OFFSETS_TOPIC {
+            self.sync_offsets_partition(&tp);
         }
         self.fetchers.refresh(&self.replicas);
         self.shared.changed();
@@ -556,13 +614,14 @@ impl Broker {
             let ids = r.resign();
             for id in ids {
                 if let Some(p) = self.pending_acks.remove(&id) {
-                    let _ = p.reply.send(ProduceResponse {
-                        id: p.request_id,
-                        result: Err(Error::UnknownTopic {
-                            topic: p.tp.topic.clone(),
-                        }),
-                    });
+                    let e = Error::UnknownTopic {
+                        topic: p.tp.topic.clone(),
+                    };
+                    p.answer(Err(e), &mut self.coordinator);
                 }
+            }
+            if tp.topic == OFFSETS_TOPIC && self.loaded_offsets.remove(&tp.partition) {
+                self.coordinator.unload(tp.partition);
             }
             self.shared.remove(tp);
             if delete {
@@ -845,6 +904,7 @@ impl Broker {
                         .push(ParkedClientFetch { fetch: f, deadline });
                 }
             }
+            ClientRequest::Group(g) => self.group_request(g, now),
             ClientRequest::ListOffsets { tp, reply } => {
                 let result = match self.replicas.get(&tp) {
                     Some(r) if matches!(r.role, Role::Leader(_)) => Ok(OffsetsInfo {
@@ -997,7 +1057,7 @@ impl Broker {
                             request_id: req.id,
                             tp: req.tp.clone(),
                             base_offset,
-                            reply: req.reply,
+                            target: AckTarget::Producer(req.reply),
                         },
                     );
                     return;
@@ -1032,7 +1092,7 @@ impl Broker {
                     request_id: req.id,
                     tp: req.tp.clone(),
                     base_offset: base,
-                    reply: req.reply.clone(),
+                    target: AckTarget::Producer(req.reply.clone()),
                 },
             );
             leader.appended(leo, Some((id, deadline)), now)

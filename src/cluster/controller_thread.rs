@@ -212,7 +212,8 @@ impl ControllerThread {
             }
             ClientRequest::Produce(_)
             | ClientRequest::Fetch(_)
-            | ClientRequest::ListOffsets { .. } => {}
+            | ClientRequest::ListOffsets { .. }
+            | ClientRequest::Group(_) => {}
         }
     }
 }

@@ -434,6 +434,8 @@ impl ClusterInner {
             self.controller_tx.clone(),
             killed.clone(),
             slot.shared.clone(),
+            self.metadata.clone(),
+            self.builder.offsets_topic_partitions,
         )?;
         transport.register(NodeId::Broker(id), Mailbox { tx: tx.clone() });
         let controller = self.controller_tx.clone();
@@ -545,6 +547,31 @@ impl ClusterInner {
                     }) || !self.is_alive(l),
                 })
         })
+    }
+
+    /// Creates `__consumer_offsets` on first use: replication factor
+    /// `min(3, live brokers)`, min.insync `min(2, RF)`, acks=all commits.
+    pub(crate) fn ensure_offsets_topic(&self) -> Result<()> {
+        use crate::group::OFFSETS_TOPIC;
+        if self.metadata.get().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let live = self.brokers.read().values().filter(|s| s.tx.is_some()).count() as u32;
+        let rf = live.clamp(1, 3);
+        let config = TopicConfig::new(self.builder.offsets_topic_partitions, rf)
+            .min_insync_replicas(rf.min(2))
+            .retention(None);
+        let created = self.ask_controller(|reply| ClientRequest::CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            config,
+            reply,
+        })?;
+        match created {
+            Ok(()) | Err(Error::TopicExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.wait_leaders_settled(Some(OFFSETS_TOPIC), Instant::now() + OP_TIMEOUT);
+        Ok(())
     }
 
     fn shutdown_all(&self) {

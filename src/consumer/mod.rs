@@ -1,5 +1,7 @@
 //! The [`Consumer`]: reads partitions from their leaders, never past the high
-//! watermark, as a long-poll.
+//! watermark, as a long-poll; with a group, membership and offset commits.
+
+mod group;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -12,10 +14,14 @@ use crate::cluster::ClusterInner;
 use crate::config::{ConsumerConfig, OffsetReset};
 use crate::ids::{BrokerId, TopicPartition};
 use crate::protocol::{
-    ClientFetch, ClientFetchResponse, ClientRequest, Inbound, OffsetsInfo, ReadLimit,
+    ClientFetch, ClientFetchResponse, ClientRequest, GroupOp, GroupReply, Inbound, OffsetsInfo,
+    ReadLimit,
 };
 use crate::record::ConsumedRecord;
 use crate::{Error, Result};
+
+use group::{Membership, GROUP_CALL_TIMEOUT};
+pub use group::RebalanceListener;
 
 /// Pause after a round in which no leader could answer (an election is running),
 /// unless metadata changes first.
@@ -54,6 +60,9 @@ pub struct Consumer {
     cluster: Arc<ClusterInner>,
     config: ConsumerConfig,
     state: Mutex<State>,
+    /// Set by `subscribe`: membership in the group.
+    group: Mutex<Option<Membership>>,
+    next_auto_commit: Mutex<Instant>,
     metadata: Receiver<()>,
 }
 
@@ -61,10 +70,15 @@ impl Consumer {
     pub(crate) fn new(cluster: Arc<ClusterInner>, config: ConsumerConfig) -> Result<Self> {
         config.validate()?;
         let metadata = cluster.notify.watch();
+        if config.group.is_some() {
+            cluster.ensure_offsets_topic()?;
+        }
         Ok(Consumer {
+            next_auto_commit: Mutex::new(Instant::now() + config.auto_commit_interval),
             cluster,
             config,
             state: Mutex::new(State::default()),
+            group: Mutex::new(None),
             metadata,
         })
     }
@@ -77,6 +91,12 @@ impl Consumer {
     ///
     /// `UnknownTopic`, `UnknownPartition`.
     pub fn assign(&self, partitions: &[TopicPartition]) -> Result<()> {
+        if self.group.lock().is_some() {
+            return Err(Error::Usage(
+                "this consumer is subscribed: assign() and subscribe() do not mix (as Kafka)"
+                    .into(),
+            ));
+        }
         let image = self.cluster.metadata.get();
         for tp in partitions {
             let t = image.topics.get(&tp.topic).ok_or_else(|| Error::UnknownTopic {
@@ -159,6 +179,8 @@ impl Consumer {
     /// `ShuttingDown` when the cluster is gone.
     pub fn poll(&self, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
         let deadline = Instant::now() + timeout;
+        self.drive_membership()?;
+        self.maybe_auto_commit()?;
         let mut s = self.state.lock();
         loop {
             if !s.buffer.is_empty() {
@@ -168,8 +190,17 @@ impl Consumer {
             let now = Instant::now();
             if s.assignment.is_empty() {
                 drop(s);
-                std::thread::park_timeout(deadline.saturating_duration_since(now));
-                return Ok(Vec::new());
+                // Nothing assigned yet (a rebalance converging): wait for a change.
+                let wait = deadline
+                    .saturating_duration_since(now)
+                    .min(Duration::from_millis(50));
+                let _ = self.metadata.recv_timeout(wait);
+                if Instant::now() >= deadline {
+                    return Ok(Vec::new());
+                }
+                self.drive_membership()?;
+                s = self.state.lock();
+                continue;
             }
             let answered = self.fetch_round(&mut s, deadline)?;
             if !s.buffer.is_empty() {
@@ -187,8 +218,18 @@ impl Consumer {
         }
     }
 
-    /// The starting position of `tp` when none is known: `auto.offset.reset`.
+    /// The starting position of `tp` when none is known: the group's committed
+    /// offset, else `auto.offset.reset`.
     fn reset_position(&self, tp: &TopicPartition) -> Result<u64> {
+        if self.config.group.is_some() {
+            if let Some(o) = self.committed(tp)? {
+                return Ok(o);
+            }
+        }
+        self.offset_reset(tp)
+    }
+
+    fn offset_reset(&self, tp: &TopicPartition) -> Result<u64> {
         let info = self.list_offsets(tp)?;
         Ok(match self.config.auto_offset_reset {
             OffsetReset::Earliest => info.log_start,
@@ -294,7 +335,7 @@ impl Consumer {
                     Err(Error::OffsetOutOfRange { .. }) => {
                         answered = true;
                         s.positions.remove(&tp);
-                        if let Ok(p) = self.reset_position(&tp) {
+                        if let Ok(p) = self.offset_reset(&tp) {
                             s.positions.insert(tp, p);
                         }
                     }
@@ -305,58 +346,162 @@ impl Consumer {
         Ok(answered)
     }
 
-    /// Subscribes to topics with group management.
+    /// Subscribes to topics with group management: the group's coordinator spreads
+    /// their partitions over the members, and `poll` follows its decisions.
     ///
     /// # Errors
     ///
-    /// `Usage` without a `group.id`.
+    /// `Usage` without a `group.id`, or with an empty topic list; `UnknownTopic`.
     pub fn subscribe(&self, topics: &[&str]) -> Result<()> {
-        let _ = topics;
-        Err(self.no_group("subscribe"))
+        self.subscribe_inner(topics, None)
     }
 
-    /// Commits the positions of what `poll` returned.
+    /// [`Consumer::subscribe`], with callbacks when partitions are assigned and
+    /// revoked (Kafka's `ConsumerRebalanceListener`).
     ///
     /// # Errors
     ///
-    /// `Usage` without a `group.id`.
+    /// As [`Consumer::subscribe`].
+    pub fn subscribe_with_listener(
+        &self,
+        topics: &[&str],
+        listener: impl RebalanceListener + 'static,
+    ) -> Result<()> {
+        self.subscribe_inner(topics, Some(Arc::new(listener)))
+    }
+
+    fn subscribe_inner(
+        &self,
+        topics: &[&str],
+        listener: Option<Arc<dyn RebalanceListener>>,
+    ) -> Result<()> {
+        self.group_id("subscribe")?;
+        if topics.is_empty() {
+            return Err(Error::Usage(
+                "subscribe needs at least one topic; to stop, call close()".into(),
+            ));
+        }
+        let image = self.cluster.metadata.get();
+        for t in topics {
+            if !image.topics.contains_key(*t) {
+                return Err(Error::UnknownTopic {
+                    topic: t.to_string(),
+                });
+            }
+        }
+        let mut topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        topics.sort();
+        topics.dedup();
+        let mut g = self.group.lock();
+        match g.as_mut() {
+            Some(m) => {
+                // A new subscription: rejoin with it.
+                m.topics = topics;
+                m.next_heartbeat = None;
+                if let Some(l) = listener {
+                    m.listener = Some(l);
+                }
+                let id = m.member_id.take();
+                drop(g);
+                if let Some(member_id) = id {
+                    let _ = self.group_call(GroupOp::Leave { member_id }, GROUP_CALL_TIMEOUT);
+                }
+            }
+            None => {
+                let mut s = self.state.lock();
+                s.assignment.clear();
+                s.positions.clear();
+                s.buffer.clear();
+                *g = Some(Membership {
+                    topics,
+                    listener,
+                    ..Membership::default()
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the positions of what `poll` returned, for every assigned partition
+    /// (synchronously: it returns once `__consumer_offsets` has the commit with
+    /// `acks=all`).
+    ///
+    /// # Errors
+    ///
+    /// `Usage` without a `group.id`; `IllegalGeneration` when the group moved on
+    /// (rebalanced) since this consumer's last poll.
+    ///
+    /// # Durability
+    ///
+    /// A committed offset is in the log of every in-sync replica of its
+    /// `__consumer_offsets` partition.
     pub fn commit(&self) -> Result<()> {
-        Err(self.no_group("commit"))
+        let assignment = self.state.lock().assignment.clone();
+        let offsets = self.consumed_positions(&assignment);
+        self.commit_now(&offsets)
     }
 
-    /// Commits these offsets (the offset of the next record to read).
+    /// Commits these offsets: for each partition, the offset of the next record to
+    /// read.
     ///
     /// # Errors
     ///
-    /// `Usage` without a `group.id`.
+    /// As [`Consumer::commit`].
     pub fn commit_offsets(&self, offsets: &[(TopicPartition, u64)]) -> Result<()> {
-        let _ = offsets;
-        Err(self.no_group("commit_offsets"))
+        self.commit_now(offsets)
     }
 
-    /// The group's committed offset for `tp`.
+    /// The group's committed offset for `tp`, if any.
     ///
     /// # Errors
     ///
-    /// `Usage` without a `group.id`.
+    /// `Usage` without a `group.id`; `Timeout` when no coordinator answers.
     pub fn committed(&self, tp: &TopicPartition) -> Result<Option<u64>> {
-        let _ = tp;
-        Err(self.no_group("committed"))
+        match self.group_call(
+            GroupOp::Committed {
+                partitions: vec![tp.clone()],
+            },
+            GROUP_CALL_TIMEOUT,
+        )? {
+            GroupReply::Committed(c) => Ok(c.into_iter().next().and_then(|(_, o)| o)),
+            _ => Ok(None),
+        }
     }
 
-    fn no_group(&self, what: &str) -> Error {
-        Error::Usage(format!(
-            "Consumer::{what} needs consumer groups: set ConsumerConfig::group(\"...\")"
-        ))
+    fn maybe_auto_commit(&self) -> Result<()> {
+        if !self.config.enable_auto_commit || self.config.group.is_none() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        {
+            let mut next = self.next_auto_commit.lock();
+            if now < *next {
+                return Ok(());
+            }
+            *next = now + self.config.auto_commit_interval;
+        }
+        match self.commit() {
+            // A rebalance moved on: the next heartbeat rejoins.
+            Err(Error::IllegalGeneration { .. }) => Ok(()),
+            other => other,
+        }
     }
 
-    /// Leaves the group (Drop does the same).
+    /// Leaves the group, committing first when auto commit is on (Drop does the
+    /// same).
     ///
     /// # Errors
     ///
-    /// None today.
+    /// None today: leaving is best effort (a member that cannot reach its
+    /// coordinator is removed when its session times out).
     pub fn close(self) -> Result<()> {
         Ok(())
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.leave_group();
     }
 }
 

@@ -60,7 +60,6 @@
 //! answer), as Kafka's consumer does: an old heartbeat overtaking a newer one could
 //! drop a granted partition from `owned`, and the coordinator could give it away
 //! while the member still fetches it.
-#![allow(dead_code)] // The broker and the Consumer wire this core in; until then nothing calls it.
 
 mod assignor;
 mod offsets;
@@ -76,6 +75,9 @@ use crate::ids::TopicPartition;
 use crate::{Error, Result};
 
 pub(crate) use assignor::AssignorKind;
+
+/// The internal topic committed offsets live in.
+pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub(crate) use offsets::{partition_for, OffsetRecord};
 
 use state::{Group, Member};

@@ -7,6 +7,8 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+pub mod bench_support;
 mod broker;
 mod cluster;
 mod config;

@@ -45,8 +45,6 @@ pub(crate) struct Replica {
     pub(crate) status: Arc<ReplicaStatus>,
     /// The HW as a follower last heard it (a new leader starts from it).
     hw: u64,
-    fsync: FsyncPolicy,
-    last_fsync: Option<std::time::Instant>,
 }
 
 /// The directory name of a partition: `topic-partition`, as Kafka.
@@ -85,7 +83,7 @@ pub(crate) fn partition_dirs(dir: &Path) -> Result<Vec<(TopicPartition, PathBuf)
 }
 
 impl Replica {
-    fn with_log(log: Box<dyn Log>, status: Arc<ReplicaStatus>, fsync: FsyncPolicy) -> Self {
+    fn with_log(log: Box<dyn Log>, status: Arc<ReplicaStatus>) -> Self {
         let mut r = Replica {
             state: None,
             log,
@@ -93,8 +91,6 @@ impl Replica {
             role: Role::None,
             status,
             hw: 0,
-            fsync,
-            last_fsync: None,
         };
         r.rebuild_producers();
         r.publish();
@@ -103,7 +99,7 @@ impl Replica {
 
     /// A replica in memory: empty, as after every (re)start.
     pub(crate) fn memory(_tp: TopicPartition, status: Arc<ReplicaStatus>) -> Self {
-        Self::with_log(storage::memory_log(), status, FsyncPolicy::Never)
+        Self::with_log(storage::memory_log(), status)
     }
 
     /// A replica on disk, recovered from `path`; `true` when recovery cut data.
@@ -114,7 +110,7 @@ impl Replica {
         status: Arc<ReplicaStatus>,
     ) -> Result<(Self, bool)> {
         let (log, lost) = storage::open_segment_log(path, fsync)?;
-        Ok((Self::with_log(log, status, fsync), lost))
+        Ok((Self::with_log(log, status), lost))
     }
 
     fn publish(&self) {
@@ -154,6 +150,7 @@ impl Replica {
         now: Duration,
     ) -> Vec<u64> {
         let mut resigned = Vec::new();
+        self.log.set_segment_bytes(st.config.segment_bytes);
         if st.leader == Some(me) {
             match &mut self.role {
                 Role::Leader(l) if l.leader_epoch() == st.leader_epoch => {
@@ -196,27 +193,10 @@ impl Replica {
         }
     }
 
-    fn maybe_fsync(&mut self) -> Result<()> {
-        match self.fsync {
-            FsyncPolicy::Never => Ok(()),
-            FsyncPolicy::EveryBatch => self.log.flush(),
-            FsyncPolicy::Interval(d) => {
-                let due = self.last_fsync.is_none_or(|t| t.elapsed() >= d);
-                if due {
-                    self.last_fsync = Some(std::time::Instant::now());
-                    self.log.flush()
-                } else {
-                    Ok(())
-                }
-            }
-        }
-    }
-
     /// The leader appends a stamped batch.
     pub(crate) fn append_local(&mut self, batch: &Batch) -> Result<()> {
         self.log.append(batch)?;
         self.producers.record(batch);
-        self.maybe_fsync()?;
         self.publish();
         Ok(())
     }
@@ -234,7 +214,6 @@ impl Replica {
             self.log.append(b)?;
             self.producers.record(b);
         }
-        self.maybe_fsync()?;
         self.publish();
         Ok(())
     }

@@ -1,0 +1,160 @@
+//! The memory log: the same batches as on disk, in a `Vec`, gone with the process
+//! (as redb's `InMemoryBackend` beside its file backend).
+
+use std::time::Duration;
+
+use super::epoch::EpochCache;
+use super::{append_offset_error, out_of_range, retention_deletes, Log};
+use crate::record::Batch;
+use crate::Result;
+
+/// A partition replica's log held in memory.
+///
+/// Retention treats each batch as a segment and the last batch as the active one:
+/// it drops whole batches from the front and never the last, as the segment log
+/// never deletes its active segment.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryLog {
+    batches: Vec<Batch>,
+    /// Log start offset: the first batch's base offset, or where an empty log starts.
+    start: u64,
+    /// Log end offset.
+    end: u64,
+    size: u64,
+    epochs: EpochCache,
+}
+
+impl MemoryLog {
+    /// An empty log starting at offset 0.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Index of the batch holding `offset` (which must be below the end).
+    fn batch_holding(&self, offset: u64) -> usize {
+        self.batches.partition_point(|b| b.next_offset() <= offset)
+    }
+
+    fn drop_front(&mut self, count: usize) {
+        for b in self.batches.drain(..count) {
+            self.size -= b.len() as u64;
+        }
+        self.start = self.batches.first().map_or(self.end, Batch::base_offset);
+    }
+}
+
+impl Log for MemoryLog {
+    fn append(&mut self, batch: &Batch) -> Result<()> {
+        if batch.base_offset() != self.end {
+            return Err(append_offset_error("memory log".into(), batch, self.end));
+        }
+        self.epochs
+            .assign(batch.leader_epoch(), batch.base_offset());
+        self.end = batch.next_offset();
+        self.size += batch.len() as u64;
+        self.batches.push(batch.clone());
+        Ok(())
+    }
+
+    fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<Batch>> {
+        if from < self.start || from > self.end {
+            return Err(out_of_range(from, self.start, self.end));
+        }
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for b in &self.batches[self.batch_holding(from)..] {
+            if !out.is_empty() && total + b.len() > max_bytes {
+                break;
+            }
+            total += b.len();
+            out.push(b.clone());
+        }
+        Ok(out)
+    }
+
+    fn truncate(&mut self, offset: u64) -> Result<()> {
+        if offset >= self.end {
+            return Ok(());
+        }
+        let keep = self.batch_holding(offset);
+        for b in self.batches.drain(keep..) {
+            self.size -= b.len() as u64;
+        }
+        self.end = self.batches.last().map_or(self.start, Batch::next_offset);
+        self.epochs.truncate_from_end(self.end);
+        Ok(())
+    }
+
+    fn reset(&mut self, offset: u64) -> Result<()> {
+        *self = MemoryLog {
+            start: offset,
+            end: offset,
+            ..MemoryLog::default()
+        };
+        Ok(())
+    }
+
+    fn log_start_offset(&self) -> u64 {
+        self.start
+    }
+
+    fn log_end_offset(&self) -> u64 {
+        self.end
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.size
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn apply_retention(
+        &mut self,
+        retention_bytes: Option<u64>,
+        retention: Option<Duration>,
+        now_ms: u64,
+    ) -> Result<u64> {
+        let mut size = self.size;
+        let mut drop = 0;
+        // Never the last batch: it plays the active segment.
+        while drop + 1 < self.batches.len() {
+            let b = &self.batches[drop];
+            if !retention_deletes(
+                size,
+                b.len() as u64,
+                b.max_timestamp(),
+                retention_bytes,
+                retention,
+                now_ms,
+            ) {
+                break;
+            }
+            size -= b.len() as u64;
+            drop += 1;
+        }
+        if drop > 0 {
+            self.drop_front(drop);
+            self.epochs.truncate_from_start(self.start);
+        }
+        Ok(self.start)
+    }
+
+    fn assign_epoch(&mut self, epoch: u32, start_offset: u64) -> Result<()> {
+        self.epochs.assign(epoch, start_offset);
+        Ok(())
+    }
+
+    fn latest_epoch(&self) -> Option<u32> {
+        self.epochs.latest()
+    }
+
+    fn end_offset_for_epoch(&self, epoch: u32) -> Option<(u32, u64)> {
+        self.epochs.end_offset_for(epoch, self.end)
+    }
+
+    fn epochs(&self) -> Vec<(u32, u64)> {
+        self.epochs.entries().to_vec()
+    }
+}

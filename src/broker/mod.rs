@@ -573,7 +573,7 @@ impl Broker {
             }
         }
         let tp = st.tp.clone();
-        let resigned = r.apply_state(st, me, lag, now);
+        let (resigned, isr_ready) = r.apply_state(st, me, lag, now);
         for id in resigned {
             if let Some(p) = self.pending_acks.remove(&id) {
                 let e = Error::NotLeader {
@@ -586,10 +586,7 @@ impl Broker {
         }
         self.dirty.insert(tp.clone());
         // A new ISR may let the HW move right away (e.g. a dead follower removed).
-        if let Some(Role::Leader(l)) = self.replicas.get_mut(&tp).map(|r| &mut r.role) {
-            let ready = l.appended(l.leo(), None, now);
-            self.apply_ready(&tp, ready);
-        }
+        self.apply_ready(&tp, isr_ready);
         if tp.topic == OFFSETS_TOPIC {
             self.sync_offsets_partition(&tp);
         }

@@ -8,7 +8,7 @@ use crate::config::FsyncPolicy;
 use crate::ids::{BrokerId, TopicPartition};
 use crate::protocol::{EpochEndOffset, PartitionState};
 use crate::record::Batch;
-use crate::replication::{Leader, ProducerStateTable};
+use crate::replication::{Leader, LeaderReady, ProducerStateTable};
 use crate::storage::{self, Log};
 use crate::{Error, Result};
 
@@ -141,27 +141,30 @@ impl Replica {
     }
 
     /// Takes on the role `st` gives broker `me`. Returns the ids of acks=all waiters
-    /// that ended because leadership moved.
+    /// that ended because leadership moved, and what an ISR change decided.
     pub(crate) fn apply_state(
         &mut self,
         st: PartitionState,
         me: BrokerId,
         lag: Duration,
         now: Duration,
-    ) -> Vec<u64> {
+    ) -> (Vec<u64>, LeaderReady) {
         let mut resigned = Vec::new();
+        let mut ready = LeaderReady::default();
         self.log.set_segment_bytes(st.config.segment_bytes);
         if st.leader == Some(me) {
             match &mut self.role {
                 Role::Leader(l) if l.leader_epoch() == st.leader_epoch => {
-                    l.isr_updated(&st, now);
+                    ready = l.isr_updated(&st, now);
                 }
                 _ => {
                     resigned = self.resign();
                     let leo = self.log.log_end_offset();
                     // The new epoch starts at our log end: followers truncate to it.
                     let _ = self.log.assign_epoch(st.leader_epoch, leo);
-                    let leader = Leader::new(me, &st, leo, self.hw, lag, now);
+                    let mut leader = Leader::new(me, &st, leo, self.hw, lag, now);
+                    // With an ISR of one, everything in the log is committed now.
+                    ready = leader.appended(leo, None, now);
                     self.status.set_hw(leader.hw());
                     self.role = Role::Leader(Box::new(leader));
                 }
@@ -177,7 +180,7 @@ impl Replica {
         }
         self.state = Some(st);
         self.publish();
-        resigned
+        (resigned, ready)
     }
 
     /// Leaves leadership; returns the waiters that ended.

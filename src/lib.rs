@@ -10,6 +10,7 @@
 #[doc(hidden)]
 pub mod bench_support;
 mod broker;
+mod clock;
 mod cluster;
 mod config;
 mod consumer;

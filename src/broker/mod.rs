@@ -11,10 +11,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::clock::Clock;
 use crate::cluster::MetadataCell;
 use crate::config::{Acks, FsyncPolicy};
 use crate::controller::MetadataImage;
@@ -54,7 +55,7 @@ pub(crate) struct BrokerConfig {
 /// Everything a broker thread owns.
 pub(crate) struct Broker {
     config: BrokerConfig,
-    start: Instant,
+    clock: Clock,
     inbox: Receiver<Inbound>,
     transport: Arc<dyn Transport>,
     controller: Sender<Inbound>,
@@ -159,7 +160,7 @@ impl Broker {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         config: BrokerConfig,
-        start: Instant,
+        clock: Clock,
         inbox: Receiver<Inbound>,
         transport: Arc<dyn Transport>,
         controller: Sender<Inbound>,
@@ -179,7 +180,7 @@ impl Broker {
             seen_image: None,
             fetchers: Fetchers::new(config.replica_fetch_wait_max),
             config,
-            start,
+            clock,
             inbox,
             transport,
             controller,
@@ -203,7 +204,7 @@ impl Broker {
     }
 
     fn now(&self) -> Duration {
-        self.start.elapsed()
+        self.clock.now()
     }
 
     fn me(&self) -> NodeId {
@@ -266,7 +267,7 @@ impl Broker {
         }
     }
 
-    fn next_deadline(&self, now: Duration) -> Duration {
+    pub(crate) fn next_deadline(&self, now: Duration) -> Duration {
         let mut d = self.next_heartbeat.min(self.next_tick);
         if self.broker_epoch.is_none() {
             d = d.min(self.last_register.map_or(now, |t| t + REGISTER_RETRY));
@@ -296,7 +297,7 @@ impl Broker {
     }
 
     /// Handles one inbox message; false ends the thread.
-    fn handle(&mut self, m: Inbound) -> bool {
+    pub(crate) fn handle(&mut self, m: Inbound) -> bool {
         match m {
             Inbound::Stop { clean } => {
                 if clean {
@@ -321,7 +322,7 @@ impl Broker {
         self.transport.send(Envelope::new(self.me(), to, message));
     }
 
-    fn register(&mut self) {
+    pub(crate) fn register(&mut self) {
         let now = self.now();
         self.last_register = Some(now);
         let lost_all = self.config.restarted && self.config.dir.is_none();
@@ -338,7 +339,9 @@ impl Broker {
 
     // ---- periodic work -------------------------------------------------------
 
-    fn on_idle(&mut self) {
+    /// Periodic work after a burst of messages or a deadline: ticks, heartbeats,
+    /// parked fetches, follower fetches.
+    pub(crate) fn on_idle(&mut self) {
         let now = self.now();
         if self.broker_epoch.is_none()
             && self

@@ -2,11 +2,12 @@
 //! sends it, and publishes the metadata image for handles and clients.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::RwLock;
 
+use crate::clock::Clock;
 use crate::controller::{Controller, ControllerOutput, MetadataImage, MetadataLog};
 use crate::ids::{BrokerId, NodeId};
 use crate::protocol::{
@@ -49,7 +50,7 @@ pub(crate) struct ControllerThread {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) metadata: Arc<MetadataCell>,
     pub(crate) log: Option<MetadataLog>,
-    pub(crate) start: Instant,
+    pub(crate) clock: Clock,
 }
 
 impl std::fmt::Debug for ControllerThread {
@@ -60,11 +61,11 @@ impl std::fmt::Debug for ControllerThread {
 
 impl ControllerThread {
     fn now(&self) -> Duration {
-        self.start.elapsed()
+        self.clock.now()
     }
 
     pub(crate) fn run(mut self) {
-        self.metadata.set(self.core.image().clone());
+        self.publish();
         loop {
             let now = self.now();
             let timeout = self
@@ -72,16 +73,39 @@ impl ControllerThread {
                 .next_deadline()
                 .map_or(Duration::from_millis(100), |d| d.saturating_sub(now));
             match self.inbox.recv_timeout(timeout) {
-                Ok(Inbound::Stop { .. }) | Err(RecvTimeoutError::Disconnected) => return,
-                Ok(Inbound::Peer(env)) => self.peer(env),
-                Ok(Inbound::Client(req)) => self.client(req),
+                Ok(m) => {
+                    if !self.step(m) {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            let now = self.now();
-            if self.core.next_deadline().is_some_and(|d| d <= now) {
-                let out = self.core.tick(now);
-                self.apply(out);
-            }
+            self.tick_due();
+        }
+    }
+
+    /// Publishes the current image.
+    pub(crate) fn publish(&self) {
+        self.metadata.set(self.core.image().clone());
+    }
+
+    /// Handles one inbox message; false stops the controller.
+    pub(crate) fn step(&mut self, m: Inbound) -> bool {
+        match m {
+            Inbound::Stop { .. } => return false,
+            Inbound::Peer(env) => self.peer(env),
+            Inbound::Client(req) => self.client(req),
+        }
+        true
+    }
+
+    /// Runs the core's timers (session timeouts, leader rebalance) if due.
+    pub(crate) fn tick_due(&mut self) {
+        let now = self.now();
+        if self.core.next_deadline().is_some_and(|d| d <= now) {
+            let out = self.core.tick(now);
+            let _ = self.apply(out);
         }
     }
 

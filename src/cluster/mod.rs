@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 
+use crate::clock::Clock;
 use crate::broker::{Broker, BrokerConfig, BrokerShared};
 use crate::config::{FsyncPolicy, TopicConfig};
 use crate::controller::{Controller, ControllerConfig, MetadataImage, MetadataLog};
@@ -293,7 +294,7 @@ impl ClusterBuilder {
         let transport = FaultTransport::new(user);
         let notify = Arc::new(Notify::default());
         let metadata = Arc::new(MetadataCell::new(MetadataImage::default(), notify.clone()));
-        let start = Instant::now();
+        let clock = Clock::real();
         let (ctx, crx) = crossbeam_channel::unbounded();
         transport.register(NodeId::Controller, Mailbox { tx: ctx.clone() });
         let thread = ControllerThread {
@@ -302,7 +303,7 @@ impl ClusterBuilder {
             transport: Arc::new(transport.clone()),
             metadata: metadata.clone(),
             log: metadata_log,
-            start,
+            clock: clock.clone(),
         };
         let controller_join = std::thread::Builder::new()
             .name("replog-controller".into())
@@ -317,7 +318,7 @@ impl ClusterBuilder {
                 offsets_topic_partitions: self.offsets_topic_partitions,
                 data_dir: self.data_dir.clone(),
             },
-            start,
+            clock,
             transport,
             metadata,
             notify,
@@ -386,7 +387,7 @@ struct BrokerSlot {
 #[derive(Debug)]
 pub(crate) struct ClusterInner {
     pub(crate) builder: Settings,
-    pub(crate) start: Instant,
+    pub(crate) clock: Clock,
     transport: FaultTransport<Arc<dyn Transport>>,
     pub(crate) metadata: Arc<MetadataCell>,
     pub(crate) notify: Arc<Notify>,
@@ -428,7 +429,7 @@ impl ClusterInner {
         let transport: Arc<dyn Transport> = Arc::new(self.transport.clone());
         let broker = Broker::new(
             config,
-            self.start,
+            self.clock.clone(),
             rx,
             transport.clone(),
             self.controller_tx.clone(),

@@ -312,6 +312,20 @@ impl Batch {
         }
     }
 
+    /// The same records under another producer id and base sequence (an idempotent
+    /// producer that lost its sequence state on the broker starts over, as Kafka's
+    /// KIP-360 epoch bump). These fields are covered by the CRC, so it is recomputed.
+    pub(crate) fn with_producer(&self, producer_id: u64, base_sequence: i32) -> Batch {
+        let mut buf = BytesMut::from(&self.bytes[..]);
+        buf[POS_PRODUCER_ID..POS_BASE_SEQUENCE].copy_from_slice(&producer_id.to_le_bytes());
+        buf[POS_BASE_SEQUENCE..POS_RECORD_COUNT].copy_from_slice(&base_sequence.to_le_bytes());
+        let crc = crc32fast::hash(&buf[CRC_START..]);
+        buf[POS_CRC..CRC_START].copy_from_slice(&crc.to_le_bytes());
+        Batch {
+            bytes: buf.freeze(),
+        }
+    }
+
     /// The whole encoded batch.
     pub(crate) fn as_bytes(&self) -> &Bytes {
         &self.bytes

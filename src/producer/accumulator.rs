@@ -44,6 +44,12 @@ pub(crate) struct Queue {
     /// A batch came back for a retry: nothing new goes out until every batch in
     /// flight has returned, so retries go out in sequence order.
     pub(crate) retrying: bool,
+    /// The leader lost this partition's sequence state (an unclean election, a
+    /// replica restarted empty): start over under a fresh producer id once nothing
+    /// is in flight, as Kafka's KIP-360 epoch bump.
+    pub(crate) needs_reset: bool,
+    /// The producer id after such a reset.
+    producer_id: Option<u64>,
 }
 
 impl Queue {
@@ -58,7 +64,10 @@ impl Queue {
             self.next_seq = self.next_seq.wrapping_add(count);
             s
         });
-        let batch = open.builder.finish(base_seq);
+        let mut batch = open.builder.finish(base_seq);
+        if let (Some(pid), Some(seq)) = (self.producer_id, base_seq) {
+            batch = batch.with_producer(pid, seq);
+        }
         self.ready.push_back(Sealed {
             batch,
             slots: open.slots,
@@ -67,6 +76,20 @@ impl Queue {
             base_seq,
             last_error: None,
         });
+    }
+
+    /// Starts the partition's sequences over under `producer_id`: every batch not
+    /// yet acknowledged is restamped in order from sequence 0.
+    pub(crate) fn reset_sequences(&mut self, producer_id: u64) {
+        let mut seq = 0i32;
+        for s in self.ready.iter_mut() {
+            s.batch = s.batch.with_producer(producer_id, seq);
+            s.base_seq = Some(seq);
+            seq = seq.wrapping_add(s.slots.len() as i32);
+        }
+        self.next_seq = seq;
+        self.producer_id = Some(producer_id);
+        self.needs_reset = false;
     }
 
     /// Puts a batch back for another try, keeping sequence order.

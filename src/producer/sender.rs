@@ -131,9 +131,14 @@ impl Sender {
                 shared.progress.notify_all();
             }
             Err(e) => {
-                // A gap in sequence is expected while an earlier batch is retried.
-                let retriable = e.is_retriable()
-                    || (matches!(e, Error::OutOfOrderSequence { .. }) && q.retrying);
+                let gap = matches!(e, Error::OutOfOrderSequence { .. });
+                // A gap while an earlier batch is retried is expected. A gap out of
+                // the blue means the leader lost records this producer wrote (an
+                // unclean election): start over with a fresh producer id.
+                if gap && !q.retrying {
+                    q.needs_reset = true;
+                }
+                let retriable = e.is_retriable() || gap;
                 if retriable && now < sealed.created + shared.config.delivery_timeout {
                     sealed.last_error = Some(e);
                     q.retrying = true;
@@ -219,6 +224,21 @@ impl Sender {
             }
             if q.retry_at.is_some_and(|t| now < t) {
                 continue;
+            }
+            if q.needs_reset {
+                if q.in_flight > 0 {
+                    continue;
+                }
+                match shared
+                    .cluster
+                    .ask_controller(|reply| ClientRequest::AllocateProducerId { reply })
+                {
+                    Ok(pid) => q.reset_sequences(pid),
+                    Err(_) => {
+                        q.retry_at = Some(now + RETRY_BACKOFF);
+                        continue;
+                    }
+                }
             }
             q.retry_at = None;
             while !q.ready.is_empty()

@@ -37,3 +37,62 @@ pub fn consume_n(consumer: &Consumer, n: usize) -> Vec<ConsumedRecord> {
     }
     out
 }
+
+/// Every ISR replica of every partition of `topic` holds the same records below
+/// the high watermark.
+pub fn replicas_agree_below_hw(cluster: &Cluster, topic: &str) {
+    for p in cluster.topic(topic).unwrap().partitions() {
+        let hw = p.high_watermark();
+        let mut logs = Vec::new();
+        for b in p.isr() {
+            let Some(r) = p.replica(b) else { continue };
+            if r.log_end_offset().is_none() {
+                continue;
+            }
+            let recs = r.read(0, hw as usize).unwrap();
+            let recs: Vec<(u64, bytes::Bytes)> = recs
+                .into_iter()
+                .filter(|r| r.offset < hw)
+                .map(|r| (r.offset, r.value))
+                .collect();
+            logs.push((b, recs));
+        }
+        for w in logs.windows(2) {
+            assert_eq!(
+                w[0].1, w[1].1,
+                "{topic}-{}: replicas {} and {} differ below HW {hw}",
+                p.id(), w[0].0, w[1].0
+            );
+        }
+    }
+}
+
+/// Consumes all of `topic` from the start and checks that every (partition,
+/// value) in `acked` is there exactly once, at the offset it was acknowledged at.
+pub fn all_acked_present_once(
+    cluster: &Cluster,
+    topic: &str,
+    acked: &[(u32, u64, bytes::Bytes)],
+) {
+    use std::collections::BTreeMap;
+    let consumer = consumer_from_start(cluster, topic);
+    let mut want_total = 0usize;
+    for p in cluster.topic(topic).unwrap().partitions() {
+        want_total += p.high_watermark() as usize;
+    }
+    let got = consume_n(&consumer, want_total);
+    let mut at: BTreeMap<(u32, u64), bytes::Bytes> = BTreeMap::new();
+    let mut count: BTreeMap<(u32, bytes::Bytes), usize> = BTreeMap::new();
+    for r in &got {
+        at.insert((r.partition, r.offset), r.value.clone());
+        *count.entry((r.partition, r.value.clone())).or_default() += 1;
+    }
+    for (p, o, v) in acked {
+        assert_eq!(
+            at.get(&(*p, *o)),
+            Some(v),
+            "acknowledged record {topic}-{p}@{o} is missing or changed"
+        );
+        assert_eq!(count[&(*p, v.clone())], 1, "{topic}-{p}: {v:?} appears twice");
+    }
+}

@@ -765,21 +765,37 @@ impl Broker {
         );
     }
 
-    /// Rule 9: corrupt bytes are never served. The replica cuts its log at the bad
-    /// batch; a follower refetches from there.
+    /// Rule 9: corrupt bytes are never served. A follower cuts its log at the bad
+    /// batch and refetches; a leader that still has in-sync followers resigns (it
+    /// proposes an ISR without itself) and cuts once it follows. A leader alone in
+    /// the ISR holds the only copy: it keeps refusing to serve the bad range.
     fn found_corruption(&mut self, tp: &TopicPartition, offset: Option<u64>) {
+        let me = self.config.id;
+        let now = self.now();
+        let broker_epoch = self.broker_epoch.unwrap_or(0);
         let Some(r) = self.replicas.get_mut(tp) else {
             return;
         };
         let at = offset.unwrap_or(r.log.log_start_offset());
-        if matches!(r.role, Role::Leader(_)) {
-            // A leader cannot cut below its HW without losing committed records that
-            // its followers hold: it stops serving the range and leaves recovery to
-            // them (the broker restarts the partition as a follower on the next
-            // election). Here it only refuses to serve.
+        let Role::Leader(l) = &r.role else {
+            let _ = r.truncate_to(at);
+            return;
+        };
+        r.corrupt_at = Some(r.corrupt_at.map_or(at, |c| c.min(at)));
+        let others: Vec<BrokerId> = l.isr().iter().filter(|b| **b != me).copied().collect();
+        let due = r.resign_sent.is_none_or(|t| now >= t + RESIGN_RETRY);
+        if others.is_empty() || !due {
             return;
         }
-        let _ = r.truncate_to(at);
+        r.resign_sent = Some(now);
+        let message = Message::AlterPartition {
+            broker_epoch,
+            tp: tp.clone(),
+            leader_epoch: l.leader_epoch(),
+            partition_epoch: l.partition_epoch(),
+            new_isr: others,
+        };
+        self.send(NodeId::Controller, message);
     }
 
     // ---- follower: fetch responses -------------------------------------------
@@ -1110,6 +1126,8 @@ impl Broker {
 
 /// Retry interval for an unanswered RegisterBroker.
 const REGISTER_RETRY: Duration = Duration::from_millis(100);
+/// How often a corrupt leader repeats its resignation if no answer came.
+const RESIGN_RETRY: Duration = Duration::from_millis(100);
 /// The shortest interval between ISR checks.
 const MIN_TICK: Duration = Duration::from_millis(5);
 

@@ -45,6 +45,10 @@ pub(crate) struct Replica {
     pub(crate) status: Arc<ReplicaStatus>,
     /// The HW as a follower last heard it (a new leader starts from it).
     hw: u64,
+    /// Where a leader found a bad CRC: it cuts its log there once it follows.
+    pub(crate) corrupt_at: Option<u64>,
+    /// When a leader last asked to resign over corruption.
+    pub(crate) resign_sent: Option<Duration>,
 }
 
 /// The directory name of a partition: `topic-partition`, as Kafka.
@@ -91,6 +95,8 @@ impl Replica {
             role: Role::None,
             status,
             hw: 0,
+            corrupt_at: None,
+            resign_sent: None,
         };
         r.rebuild_producers();
         r.publish();
@@ -177,6 +183,12 @@ impl Replica {
             resigned = self.resign();
             self.role = Role::Follower { leader: st.leader };
             self.status.set_role(false, st.leader_epoch);
+            // Rule 9: a leader that found corrupt bytes cuts them once it follows,
+            // and refetches from the new leader.
+            if let Some(at) = self.corrupt_at.take() {
+                let _ = self.truncate_to(at);
+            }
+            self.resign_sent = None;
         }
         self.state = Some(st);
         self.publish();

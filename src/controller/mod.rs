@@ -671,6 +671,26 @@ impl Controller {
         if partition_epoch != p.partition_epoch {
             return Err(AlterPartitionError::InvalidUpdateVersion);
         }
+        // Rule 9: a leader that proposes an ISR without itself found its log corrupt
+        // and resigns. The rest must be in-sync replicas already; it becomes
+        // ineligible until it has refetched and rejoined the ISR.
+        if !proposed.contains(&from)
+            && !proposed.is_empty()
+            && proposed.len() == new_isr.len()
+            && proposed.is_subset(&current)
+        {
+            let p = p.clone();
+            let isr: Vec<BrokerId> = p
+                .replicas
+                .iter()
+                .filter(|b| proposed.contains(b))
+                .copied()
+                .collect();
+            self.set_eligible(tp, from, false, changes);
+            let decision = self.elect(&p, isr);
+            self.apply(tp, decision, changes);
+            return Ok(self.partition(tp).clone());
+        }
         let valid = !new_isr.is_empty()
             && proposed.len() == new_isr.len()
             && proposed.contains(&from)

@@ -9,6 +9,21 @@
 
 #[doc(hidden)]
 pub mod bench_support;
+/// Prints a line to stderr when `REPLOG_TRACE` is set, in debug builds only: a
+/// debugging aid for the threads of a cluster, free in release builds.
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        if cfg!(debug_assertions) && $crate::trace_enabled() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
+fn trace_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("REPLOG_TRACE").is_some())
+}
+
 mod broker;
 mod clock;
 mod cluster;

@@ -434,6 +434,7 @@ impl Broker {
         let isr_len = l.isr().len();
         let min_isr = l.min_insync();
         if let Some(isr) = ready.alter_isr {
+            trace!("broker {}: {tp} proposes ISR {isr:?}", self.config.id);
             let message = Message::AlterPartition {
                 broker_epoch: self.broker_epoch.unwrap_or(0),
                 tp: tp.clone(),
@@ -501,7 +502,10 @@ impl Broker {
                     self.stop_replica(&tp, delete);
                 }
             }
-            Message::AlterPartitionReply { tp, result } => match result {
+            Message::AlterPartitionReply { tp, result } => match {
+                trace!("broker {}: {tp} AlterPartition answered {result:?}", self.config.id);
+                result
+            } {
                 Ok(st) => self.apply_partition_state(st, now),
                 Err(_) => {
                     if let Some(Replica {
@@ -553,6 +557,10 @@ impl Broker {
     /// Applies a LeaderAndIsr (or an accepted AlterPartition) for one partition.
     fn apply_partition_state(&mut self, st: PartitionState, now: Duration) {
         let me = self.config.id;
+        trace!(
+            "broker {me}: {} leader {:?} epoch {} isr {:?} pe {}",
+            st.tp, st.leader, st.leader_epoch, st.isr, st.partition_epoch
+        );
         if !st.replicas.contains(&me) {
             return;
         }

@@ -929,16 +929,6 @@ fn alter_partition_refusals_each_name_their_reason() {
             IneligibleReplica,
         ),
         case(
-            "without the leader",
-            leader,
-            e,
-            &t0,
-            le,
-            pe,
-            vec![follower],
-            IneligibleReplica,
-        ),
-        case(
             "non-replica",
             leader,
             e,
@@ -981,6 +971,25 @@ fn alter_partition_refusals_each_name_their_reason() {
         assert_eq!(got, Err(c.want), "{}", c.why);
     }
     assert_eq!(h.state(&tp), p, "nothing changed");
+}
+
+#[test]
+fn a_leader_proposing_an_isr_without_itself_resigns_and_becomes_ineligible() {
+    // Rule 9: a leader that found its log corrupt gives up leadership.
+    let mut h = H::new(3);
+    let (tp, r) = single(&mut h, "t", TopicConfig::new(1, 3));
+    let before = h.state(&tp);
+    let leader = r[0];
+    let rest: Vec<BrokerId> = before.isr.iter().copied().filter(|b| *b != leader).collect();
+    let e = h.epoch_of(leader);
+    let got = h
+        .alter_raw(leader, e, &tp, before.leader_epoch, before.partition_epoch, rest.clone())
+        .expect("a resignation onto in-sync replicas is accepted");
+    assert_eq!(got.leader, Some(rest[0]), "the next ISR member in assignment order leads");
+    assert!(got.leader_epoch > before.leader_epoch);
+    assert_eq!(got.isr, rest);
+    // Ineligible until it is back in the ISR.
+    assert!(h.c.image().ineligible.get(&tp).is_some_and(|s| s.contains(&leader)));
 }
 
 #[test]

@@ -18,6 +18,8 @@ struct Progress {
     /// Time of the previous fetch and the leader's log end then.
     last_fetch: Duration,
     last_fetch_leader_leo: u64,
+    /// Whether it has fetched from this leader at all (its LEO is known).
+    fetched: bool,
 }
 
 /// An `acks=all` append waiting for the high watermark.
@@ -119,6 +121,7 @@ impl Leader {
                     last_caught_up: now,
                     last_fetch: now,
                     last_fetch_leader_leo: 0,
+                    fetched: false,
                 });
             }
         }
@@ -225,23 +228,45 @@ impl Leader {
             p.last_caught_up = p.last_caught_up.max(p.last_fetch);
         }
         p.leo = fetch_offset.min(leo);
+        p.fetched = true;
         p.last_fetch = now;
         p.last_fetch_leader_leo = leo;
         let follower_leo = p.leo;
-        // Rule 4: rejoin once it reaches the HW (and this epoch's start, so it has
-        // truncated any divergent tail).
-        if !self.effective_isr_contains(follower)
-            && self.pending_isr.is_none()
-            && follower_leo >= self.hw
-            && follower_leo >= self.epoch_start
-        {
-            let mut isr = self.isr.clone();
-            isr.push(follower);
-            isr.sort_by_key(|b| self.replicas.iter().position(|r| r == b));
-            self.propose(isr.clone(), now, &mut ready);
-        }
+        let _ = follower_leo;
+        self.propose_expansion(now, &mut ready);
         self.advance_hw(&mut ready);
         ready
+    }
+
+    /// Rule 4: a follower rejoins once it reaches the HW (and this epoch's start,
+    /// so it has truncated any divergent tail). Every such follower is proposed in
+    /// one change.
+    fn propose_expansion(&mut self, now: Duration, ready: &mut LeaderReady) {
+        if self.pending_isr.is_some() {
+            return;
+        }
+        let joining: Vec<BrokerId> = self
+            .followers
+            .iter()
+            .filter(|(b, p)| {
+                p.fetched
+                    && now.saturating_sub(p.last_fetch) <= self.lag_max
+                    && !self.isr.contains(b)
+                    && p.leo >= self.hw
+                    && p.leo >= self.epoch_start
+            })
+            .map(|(b, _)| *b)
+            .collect();
+        if joining.is_empty() {
+            return;
+        }
+        let isr: Vec<BrokerId> = self
+            .replicas
+            .iter()
+            .filter(|b| self.isr.contains(b) || joining.contains(b))
+            .copied()
+            .collect();
+        self.propose(isr, now, ready);
     }
 
     /// Periodic work: ISR shrink for lagging followers, expiry of waiters, resending
@@ -298,6 +323,13 @@ impl Leader {
         {
             return ready;
         }
+        // A follower the controller removed (dead, fenced) must fetch again before
+        // it can be proposed back.
+        for (b, p) in self.followers.iter_mut() {
+            if self.isr.contains(b) && !state.isr.contains(b) {
+                p.fetched = false;
+            }
+        }
         self.isr = state.isr.clone();
         self.replicas = state.replicas.clone();
         self.partition_epoch = state.partition_epoch;
@@ -305,6 +337,8 @@ impl Leader {
         self.pending_isr = None;
         self.sync_followers(now);
         self.advance_hw(&mut ready);
+        // Another follower may have caught up while this change was pending.
+        self.propose_expansion(now, &mut ready);
         ready
     }
 
@@ -320,14 +354,6 @@ impl Leader {
             .drain(..)
             .map(|w| (w.id, AckOutcome::NotLeader))
             .collect()
-    }
-
-    fn effective_isr_contains(&self, b: BrokerId) -> bool {
-        self.isr.contains(&b)
-            || self
-                .pending_isr
-                .as_ref()
-                .is_some_and(|(isr, _)| isr.contains(&b))
     }
 
     fn propose(&mut self, isr: Vec<BrokerId>, now: Duration, ready: &mut LeaderReady) {

@@ -241,3 +241,55 @@ fn stale_state_does_not_replace_newer_isr() {
     leader.isr_updated(&other, ms(0));
     assert_eq!(leader.isr(), &[b(0), b(1)]);
 }
+
+#[test]
+fn a_follower_that_never_fetched_is_not_proposed_into_the_isr() {
+    run(
+        &[0, 1],
+        1,
+        &[
+            // Follower 2 is out of the ISR and has not fetched: its LEO is unknown,
+            // not 0, even though the HW is 0.
+            (Tick(1), Expect { hw: 0, acks: &[], alter: None }),
+            (Fetch(1, 0, 2), Expect { hw: 0, acks: &[], alter: None }),
+            (Fetch(2, 0, 3), Expect { hw: 0, acks: &[], alter: Some(&[0, 1, 2]) }),
+        ],
+    );
+}
+
+#[test]
+fn a_follower_the_controller_removed_must_fetch_again_to_rejoin() {
+    run(
+        &[0, 1, 2],
+        1,
+        &[
+            (Fetch(1, 0, 1), Expect { hw: 0, acks: &[], alter: None }),
+            (Fetch(2, 0, 1), Expect { hw: 0, acks: &[], alter: None }),
+            // Broker 2 died; the controller took it out of the ISR.
+            (Confirm(&[0, 1]), Expect { hw: 0, acks: &[], alter: None }),
+            // Follower 1's next fetch does not bring the dead one back.
+            (Fetch(1, 0, 2), Expect { hw: 0, acks: &[], alter: None }),
+            // Once it fetches again (restarted), it rejoins.
+            (Fetch(2, 0, 3), Expect { hw: 0, acks: &[], alter: Some(&[0, 1, 2]) }),
+        ],
+    );
+}
+
+#[test]
+fn a_follower_that_stopped_fetching_is_not_proposed_back() {
+    run(
+        &[0, 1],
+        1,
+        &[
+            (Fetch(2, 0, 1), Expect { hw: 0, acks: &[], alter: Some(&[0, 1, 2]) }),
+            // Refused (say, it was fenced meanwhile); its fetch is now older than
+            // replica.lag.time.max, so a later fetch by another follower does not
+            // propose it again.
+        ],
+    );
+    let st = state(&[0, 1], 1);
+    let mut leader = Leader::new(b(0), &st, 0, 0, LAG, ms(0));
+    assert_eq!(leader.fetched(b(2), 0, ms(1)).alter_isr, Some(vec![b(0), b(1), b(2)]));
+    leader.alter_refused();
+    assert_eq!(leader.fetched(b(1), 0, ms(500)).alter_isr, None);
+}

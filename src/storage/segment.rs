@@ -404,6 +404,11 @@ impl Log for SegmentLog {
 
     fn truncate(&mut self, offset: u64) -> Result<()> {
         if offset >= self.log_end_offset() {
+            // No batch to remove, but an epoch that starts at the end and holds no
+            // batch goes (a former leader's empty epoch), as Kafka's truncateFromEnd.
+            if self.epochs.truncate_from_end(self.log_end_offset()) {
+                self.save_epochs()?;
+            }
             return Ok(());
         }
         let offset = offset.max(self.log_start_offset());

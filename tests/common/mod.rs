@@ -75,9 +75,21 @@ pub fn all_acked_present_once(
     acked: &[(u32, u64, bytes::Bytes)],
 ) {
     use std::collections::BTreeMap;
+    // After a failover or a reopen the HW is rebuilt from follower fetches: wait
+    // until it covers every acknowledged offset.
+    let mut need: BTreeMap<u32, u64> = BTreeMap::new();
+    for (p, o, _) in acked {
+        let n = need.entry(*p).or_default();
+        *n = (*n).max(o + 1);
+    }
+    let t = cluster.topic(topic).unwrap();
+    wait_until("the high watermarks to cover every acknowledged record", || {
+        need.iter()
+            .all(|(p, n)| t.partition(*p).unwrap().high_watermark() >= *n)
+    });
     let consumer = consumer_from_start(cluster, topic);
     let mut want_total = 0usize;
-    for p in cluster.topic(topic).unwrap().partitions() {
+    for p in t.partitions() {
         want_total += p.high_watermark() as usize;
     }
     let got = consume_n(&consumer, want_total);

@@ -43,7 +43,11 @@ fn run(acks: Acks) -> replog::Result<(usize, usize)> {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    let leader = cluster.topic("t")?.partition(0)?.leader().expect("a leader");
+    let leader = cluster
+        .topic("t")?
+        .partition(0)?
+        .leader()
+        .expect("a leader");
     cluster.kill_broker(leader)?;
     let at_kill = acked.lock().unwrap().len();
     std::thread::sleep(Duration::from_millis(300));
@@ -61,9 +65,16 @@ fn run(acks: Acks) -> replog::Result<(usize, usize)> {
 fn main() -> replog::Result<()> {
     println!("records acknowledged before the leader was killed, and how many are still there:");
     let mut all_ok = true;
-    for (name, acks) in [("acks=0  ", Acks::None), ("acks=1  ", Acks::Leader), ("acks=all", Acks::All)] {
+    for (name, acks) in [
+        ("acks=0  ", Acks::None),
+        ("acks=1  ", Acks::Leader),
+        ("acks=all", Acks::All),
+    ] {
         let (acked, survived) = run(acks)?;
-        println!("  {name}: {acked:6} acknowledged, {survived:6} survived, {:5} lost", acked - survived);
+        println!(
+            "  {name}: {acked:6} acknowledged, {survived:6} survived, {:5} lost",
+            acked - survived
+        );
         if acks == Acks::All {
             all_ok = acked == survived;
         }

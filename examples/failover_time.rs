@@ -17,14 +17,18 @@ fn main() -> replog::Result<()> {
     let p = topic.partition(0)?;
     let producer = cluster.producer(ProducerConfig::new())?;
     for i in 0..100 {
-        producer.send_to("t", 0, Record::new(format!("warm-up {i}"))).wait()?;
+        producer
+            .send_to("t", 0, Record::new(format!("warm-up {i}")))
+            .wait()?;
     }
     let mut times = Vec::with_capacity(KILLS);
     for i in 0..KILLS {
         let leader = p.leader().expect("a leader");
         let t0 = Instant::now();
         cluster.kill_broker(leader)?;
-        producer.send_to("t", 0, Record::new(format!("after kill {i}"))).wait()?;
+        producer
+            .send_to("t", 0, Record::new(format!("after kill {i}")))
+            .wait()?;
         times.push(t0.elapsed());
         cluster.restart_broker(leader)?;
         // The next kill starts from a full ISR, so min.insync.replicas=2 holds.

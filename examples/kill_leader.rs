@@ -29,12 +29,18 @@ fn main() -> replog::Result<()> {
                 let pending: Vec<_> = (0..100)
                     .map(|_| {
                         i += 1;
-                        (i, producer.send_to("payments", 0, Record::new(format!("payment-{i}"))))
+                        (
+                            i,
+                            producer.send_to("payments", 0, Record::new(format!("payment-{i}"))),
+                        )
                     })
                     .collect();
                 for (i, d) in pending {
                     if d.wait().is_ok() {
-                        acked.lock().unwrap().push(format!("payment-{i}").into_bytes());
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push(format!("payment-{i}").into_bytes());
                     }
                 }
             }
@@ -46,7 +52,9 @@ fn main() -> replog::Result<()> {
     let at_kill = acked.lock().unwrap().len();
     let t0 = Instant::now();
     cluster.kill_broker(leader)?;
-    producer.send_to("payments", 0, Record::new("first-after-kill")).wait()?;
+    producer
+        .send_to("payments", 0, Record::new("first-after-kill"))
+        .wait()?;
     let failover = t0.elapsed();
     println!(
         "killed leader {leader} after {at_kill} acknowledged records; broker {} leads (epoch {}); first write accepted {failover:?} after the kill",

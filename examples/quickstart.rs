@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant};
 
 use replog::{
-    Acks, Cluster, ConsumerConfig, OffsetReset, ProducerConfig, Record, TopicConfig,
-    TopicPartition,
+    Acks, Cluster, ConsumerConfig, OffsetReset, ProducerConfig, Record, TopicConfig, TopicPartition,
 };
 
 fn main() -> replog::Result<()> {
@@ -43,15 +42,18 @@ fn main() -> replog::Result<()> {
         started.elapsed()
     );
 
-    let consumer = cluster.consumer(ConsumerConfig::new().auto_offset_reset(OffsetReset::Earliest))?;
-    let partitions: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new("orders", p)).collect();
+    let consumer =
+        cluster.consumer(ConsumerConfig::new().auto_offset_reset(OffsetReset::Earliest))?;
+    let partitions: Vec<TopicPartition> =
+        (0..3).map(|p| TopicPartition::new("orders", p)).collect();
     consumer.assign(&partitions)?;
     let mut consumed = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while consumed.len() < acked && Instant::now() < deadline {
         consumed.extend(consumer.poll(Duration::from_millis(500))?);
     }
-    println!("consumed {} records; the first: {:?} at orders-{}@{}",
+    println!(
+        "consumed {} records; the first: {:?} at orders-{}@{}",
         consumed.len(),
         String::from_utf8_lossy(&consumed[0].value),
         consumed[0].partition,
@@ -61,7 +63,10 @@ fn main() -> replog::Result<()> {
         println!("  orders-{}: high watermark {}", p.id(), p.high_watermark());
     }
     let ok = consumed.len() == acked;
-    println!("check: every acknowledged record was consumed: {}", if ok { "held" } else { "FAILED" });
+    println!(
+        "check: every acknowledged record was consumed: {}",
+        if ok { "held" } else { "FAILED" }
+    );
     cluster.shutdown()?;
     if !ok {
         std::process::exit(1);

@@ -25,15 +25,21 @@ fn scenario(unclean: bool) -> replog::Result<(bool, usize, u64)> {
     let p = topic.partition(0)?;
     let producer = cluster.producer(ProducerConfig::new())?;
     for i in 0..100 {
-        producer.send_to("t", 0, Record::new(format!("replicated-{i}"))).wait()?;
+        producer
+            .send_to("t", 0, Record::new(format!("replicated-{i}")))
+            .wait()?;
     }
     let leader = p.leader().expect("a leader");
     for f in p.replicas().into_iter().filter(|b| *b != leader) {
-        cluster.faults().cut(NodeId::Broker(f), NodeId::Broker(leader));
+        cluster
+            .faults()
+            .cut(NodeId::Broker(f), NodeId::Broker(leader));
     }
     // The followers fall out of the ISR; these 50 are on the leader alone.
     for i in 0..50 {
-        producer.send_to("t", 0, Record::new(format!("leader-only-{i}"))).wait()?;
+        producer
+            .send_to("t", 0, Record::new(format!("leader-only-{i}")))
+            .wait()?;
     }
     cluster.kill_broker(leader)?;
     cluster.heal();
@@ -49,7 +55,11 @@ fn scenario(unclean: bool) -> replog::Result<(bool, usize, u64)> {
         std::thread::sleep(Duration::from_millis(5));
     }
     let readable = common::consume_all(&cluster, "t").len();
-    Ok((offline, readable, cluster.metrics().unclean_leader_elections))
+    Ok((
+        offline,
+        readable,
+        cluster.metrics().unclean_leader_elections,
+    ))
 }
 
 fn main() -> replog::Result<()> {

@@ -21,7 +21,8 @@ fn main() -> replog::Result<()> {
     let all = cluster.producer(ProducerConfig::new())?;
     let one = cluster.producer(ProducerConfig::new().acks(Acks::Leader))?;
     for i in 0..100 {
-        all.send_to("t", 0, Record::new(format!("before-{i}"))).wait()?;
+        all.send_to("t", 0, Record::new(format!("before-{i}")))
+            .wait()?;
     }
     let zombie = p.leader().expect("a leader");
     let epoch = p.leader_epoch();
@@ -34,7 +35,11 @@ fn main() -> replog::Result<()> {
         .collect();
     let mut zombie_acked = 0;
     for i in 0..10 {
-        if one.send_to("t", 0, Record::new(format!("one-{i}"))).wait().is_ok() {
+        if one
+            .send_to("t", 0, Record::new(format!("one-{i}")))
+            .wait()
+            .is_ok()
+        {
             zombie_acked += 1;
         }
     }
@@ -54,8 +59,15 @@ fn main() -> replog::Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     let zombie_log = p.replica(zombie).expect("a replica").read(0, 1000)?;
-    let leader_log = p.replica(p.leader().expect("a leader")).expect("a replica").read(0, 1000)?;
-    let lost = zombie_log.iter().chain(&leader_log).filter(|r| r.value.starts_with(b"one-")).count();
+    let leader_log = p
+        .replica(p.leader().expect("a leader"))
+        .expect("a replica")
+        .read(0, 1000)?;
+    let lost = zombie_log
+        .iter()
+        .chain(&leader_log)
+        .filter(|r| r.value.starts_with(b"one-"))
+        .count();
     println!(
         "healed: the zombie truncated its divergent tail and follows; {} records in both logs, {} acks=1 zombie writes left",
         leader_log.len(),

@@ -113,7 +113,9 @@ pub enum Error {
         partition: u32,
     },
     /// The request reached a broker that does not lead the partition (any more).
-    #[error("broker {broker} is not the leader of {topic}-{partition}: refresh metadata and retry")]
+    #[error(
+        "broker {broker} is not the leader of {topic}-{partition}: refresh metadata and retry"
+    )]
     NotLeader {
         /// The topic.
         topic: String,
@@ -230,8 +232,12 @@ impl Error {
     pub(crate) fn duplicate(&self) -> Error {
         use Error::*;
         match self {
-            UnknownTopic { topic } => UnknownTopic { topic: topic.clone() },
-            TopicExists { topic } => TopicExists { topic: topic.clone() },
+            UnknownTopic { topic } => UnknownTopic {
+                topic: topic.clone(),
+            },
+            TopicExists { topic } => TopicExists {
+                topic: topic.clone(),
+            },
             InvalidTopicName { name, reason } => InvalidTopicName {
                 name: name.clone(),
                 reason: reason.clone(),

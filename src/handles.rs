@@ -241,9 +241,12 @@ impl Replica {
     /// `ShuttingDown` when its broker is dead; `OffsetOutOfRange` outside its log;
     /// `Corrupt` where its bytes fail their CRC.
     pub fn read(&self, from: u64, max_records: usize) -> Result<Vec<ConsumedRecord>> {
-        let tx = self.cluster.broker_tx(self.broker).ok_or(Error::ShuttingDown {
-            what: format!("broker {}", self.broker),
-        })?;
+        let tx = self
+            .cluster
+            .broker_tx(self.broker)
+            .ok_or(Error::ShuttingDown {
+                what: format!("broker {}", self.broker),
+            })?;
         let mut out = Vec::new();
         let mut offset = from;
         while out.len() < max_records {

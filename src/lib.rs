@@ -43,8 +43,8 @@ mod transport;
 
 pub use cluster::{Cluster, ClusterBuilder, ClusterMetrics};
 pub use config::{
-    Acks, AssignmentStrategy, ConsumerConfig, FsyncPolicy, OffsetReset, ProducerConfig, TopicConfig,
-    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SEGMENT_BYTES,
+    Acks, AssignmentStrategy, ConsumerConfig, FsyncPolicy, OffsetReset, ProducerConfig,
+    TopicConfig, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SEGMENT_BYTES,
 };
 pub use consumer::{Consumer, RebalanceListener};
 pub use error::{Error, Result};

@@ -99,7 +99,6 @@ pub(crate) struct FetchPartitionResponse {
 #[derive(Clone, Debug)]
 pub(crate) struct FetchData {
     pub high_watermark: u64,
-    pub log_start_offset: u64,
     pub leader_epoch: u32,
     /// Set when the follower's log diverges: truncate to the smaller of `end_offset`
     /// and the own end offset of `epoch`, then fetch again (OffsetForLeaderEpoch).
@@ -121,7 +120,9 @@ pub(crate) enum FetchError {
     /// The follower's epoch is older: it must learn the new state from the controller.
     FencedLeaderEpoch,
     /// The fetch offset is below the leader's log start: reset to it.
-    OffsetOutOfRange { log_start: u64 },
+    OffsetOutOfRange {
+        log_start: u64,
+    },
     UnknownTopicOrPartition,
 }
 
@@ -176,7 +177,6 @@ pub(crate) enum Message {
     Fetch {
         request_id: u64,
         replica: BrokerId,
-        broker_epoch: u64,
         max_wait_ms: u64,
         max_bytes: usize,
         partitions: Vec<FetchPartition>,
@@ -370,7 +370,9 @@ impl Mailbox {
 
 /// The digest a broker reports in its heartbeat and the controller recomputes: an
 /// order-independent sum over the partitions of one broker.
-pub(crate) fn state_digest<'a>(states: impl Iterator<Item = (&'a TopicPartition, u32, u32)>) -> u64 {
+pub(crate) fn state_digest<'a>(
+    states: impl Iterator<Item = (&'a TopicPartition, u32, u32)>,
+) -> u64 {
     use std::hash::{Hash, Hasher};
     states.fold(0u64, |acc, (tp, leader_epoch, partition_epoch)| {
         let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -41,7 +41,10 @@ fn acks_all_waits_for_a_stalled_follower_until_it_leaves_the_isr() {
     // already: acks=all waits for every ISR member.
     wait_until("the acks=all write to complete", || {
         if d.is_done() {
-            assert!(!p.isr().contains(&stalled), "completed while {stalled} was in the ISR");
+            assert!(
+                !p.isr().contains(&stalled),
+                "completed while {stalled} was in the ISR"
+            );
             true
         } else {
             false
@@ -64,7 +67,9 @@ fn acks_all_is_refused_when_the_isr_is_below_min_insync() {
     for b in p.replicas().into_iter().filter(|b| *b != leader) {
         c.kill_broker(b).unwrap();
     }
-    wait_until("the ISR to shrink to the leader", || p.isr() == vec![leader]);
+    wait_until("the ISR to shrink to the leader", || {
+        p.isr() == vec![leader]
+    });
     let before = p.replica(leader).unwrap().log_end_offset();
     let prod = c
         .producer(
@@ -75,13 +80,22 @@ fn acks_all_is_refused_when_the_isr_is_below_min_insync() {
         .unwrap();
     let err = prod.send_to("t", 0, Record::new("x")).wait().unwrap_err();
     assert!(
-        matches!(err, Error::NotEnoughReplicas { isr: 1, required: 2, .. }),
+        matches!(
+            err,
+            Error::NotEnoughReplicas {
+                isr: 1,
+                required: 2,
+                ..
+            }
+        ),
         "{err}"
     );
     // Nothing was written.
     assert_eq!(p.replica(leader).unwrap().log_end_offset(), before);
     // acks=1 still goes through: min.insync.replicas only guards acks=all.
-    let ok = producer(&c, Acks::Leader).send_to("t", 0, Record::new("y")).wait();
+    let ok = producer(&c, Acks::Leader)
+        .send_to("t", 0, Record::new("y"))
+        .wait();
     assert_eq!(ok.unwrap().offset, Some(0));
 }
 
@@ -103,7 +117,9 @@ fn acks_leader_completes_on_the_leaders_append_alone() {
     assert_eq!(p.replica(leader).unwrap().log_end_offset(), Some(1));
     assert_eq!(p.high_watermark(), 0);
     c.heal();
-    wait_until("the HW to pass the record after heal", || p.high_watermark() == 1);
+    wait_until("the HW to pass the record after heal", || {
+        p.high_watermark() == 1
+    });
 }
 
 #[test]
@@ -112,7 +128,10 @@ fn acks_none_resolves_at_hand_off_with_no_offset() {
     let t = c.create_topic("t", TopicConfig::new(1, 3)).unwrap();
     let prod = producer(&c, Acks::None);
     for i in 0..10 {
-        let meta = prod.send_to("t", 0, Record::new(format!("{i}"))).wait().unwrap();
+        let meta = prod
+            .send_to("t", 0, Record::new(format!("{i}")))
+            .wait()
+            .unwrap();
         assert_eq!(meta.offset, None);
     }
     let p = t.partition(0).unwrap();
@@ -128,11 +147,17 @@ fn acks_all_completes_only_once_every_isr_member_has_the_record() {
     let p = t.partition(0).unwrap();
     let prod = producer(&c, Acks::All);
     for i in 0..50u64 {
-        let meta = prod.send_to("t", 0, Record::new(format!("{i}"))).wait().unwrap();
+        let meta = prod
+            .send_to("t", 0, Record::new(format!("{i}")))
+            .wait()
+            .unwrap();
         let offset = meta.offset.unwrap();
         for b in p.isr() {
             let leo = p.replica(b).unwrap().log_end_offset().unwrap();
-            assert!(leo > offset, "replica {b} has LEO {leo}, record at {offset} was acked");
+            assert!(
+                leo > offset,
+                "replica {b} has LEO {leo}, record at {offset} was acked"
+            );
         }
     }
 }
@@ -199,8 +224,7 @@ fn a_send_future_completes_under_a_hand_written_executor() {
     let c = cluster(10_000);
     c.create_topic("t", TopicConfig::new(1, 3)).unwrap();
     let prod = producer(&c, Acks::All);
-    let meta = block_on(prod.send("t", Record::new("async")))
-        .unwrap();
+    let meta = block_on(prod.send("t", Record::new("async"))).unwrap();
     assert_eq!(meta.offset, Some(0));
     let metas = block_on(async {
         let a = prod.send("t", Record::new("a")).await?;

@@ -9,7 +9,9 @@ fn six_brokers_on_three_racks_put_every_partition_on_three_racks_with_even_leade
     let racks = ["r1", "r1", "r2", "r2", "r3", "r3"];
     let c = Cluster::builder().racks(racks).build().unwrap();
     for (name, partitions) in [("a", 6), ("b", 12), ("c", 18)] {
-        let t = c.create_topic(name, TopicConfig::new(partitions, 3)).unwrap();
+        let t = c
+            .create_topic(name, TopicConfig::new(partitions, 3))
+            .unwrap();
         let mut leaders = BTreeMap::<BrokerId, u32>::new();
         for p in t.partitions() {
             let replicas = p.replicas();
@@ -20,7 +22,11 @@ fn six_brokers_on_three_racks_put_every_partition_on_three_racks_with_even_leade
             assert_eq!(spanned.len(), 3, "{name}-{} spans {spanned:?}", p.id());
             *leaders.entry(p.leader().unwrap()).or_default() += 1;
         }
-        assert_eq!(leaders.len(), 6, "{name}: some broker leads nothing: {leaders:?}");
+        assert_eq!(
+            leaders.len(),
+            6,
+            "{name}: some broker leads nothing: {leaders:?}"
+        );
         let counts: BTreeSet<u32> = leaders.values().copied().collect();
         assert_eq!(counts.len(), 1, "{name}: uneven leaders {leaders:?}");
     }
@@ -56,5 +62,8 @@ fn without_racks_leaders_spread_evenly() {
     for p in t.partitions() {
         *leaders.entry(p.leader().unwrap()).or_default() += 1;
     }
-    assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2, 2]);
+    assert_eq!(
+        leaders.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2, 2]
+    );
 }

@@ -6,7 +6,6 @@ mod common;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 use replog::*;
@@ -23,7 +22,11 @@ fn segment_file(dir: &Path, broker: BrokerId, tp: &str) -> PathBuf {
 }
 
 fn flip_byte(path: &Path, at: u64) {
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut b = [0u8; 1];
     f.seek(SeekFrom::Start(at)).unwrap();
     std::io::Read::read_exact(&mut f, &mut b).unwrap();
@@ -53,7 +56,12 @@ fn reopening_a_data_dir_after_a_clean_shutdown_brings_back_topics_data_and_epoch
     let (acked, epochs) = {
         let c = Cluster::builder().data_dir(dir.path()).build().unwrap();
         let t = c
-            .create_topic("t", TopicConfig::new(2, 3).min_insync_replicas(2).segment_bytes(4096))
+            .create_topic(
+                "t",
+                TopicConfig::new(2, 3)
+                    .min_insync_replicas(2)
+                    .segment_bytes(4096),
+            )
             .unwrap();
         let mut acked = produce(&c, "t", 0, 300);
         acked.extend(produce(&c, "t", 1, 300));
@@ -66,7 +74,10 @@ fn reopening_a_data_dir_after_a_clean_shutdown_brings_back_topics_data_and_epoch
     let t = c.topic("t").unwrap();
     assert_eq!(t.partition_count(), 2);
     for (p, e) in t.partitions().iter().zip(epochs) {
-        assert!(p.leader_epoch() > e, "a reopened partition gets a new leader epoch");
+        assert!(
+            p.leader_epoch() > e,
+            "a reopened partition gets a new leader epoch"
+        );
         // Brokers register one by one; the others rejoin as they catch up.
         wait_until("every replica back in the ISR", || p.isr().len() == 3);
     }
@@ -129,7 +140,13 @@ fn sigkill_child() {
 fn a_sigkilled_process_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sigkill_child", "--include-ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "sigkill_child",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("REPLOG_SIGKILL_DIR", dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -143,7 +160,11 @@ fn a_sigkilled_process_loses_no_acknowledged_write() {
             continue;
         };
         let f: Vec<&str> = rest.split(' ').collect();
-        acked.push((f[0].parse::<u32>().unwrap(), f[1].parse::<u64>().unwrap(), bytes::Bytes::from(f[2].to_string())));
+        acked.push((
+            f[0].parse::<u32>().unwrap(),
+            f[1].parse::<u64>().unwrap(),
+            bytes::Bytes::from(f[2].to_string()),
+        ));
         if acked.len() == 500 {
             child.kill().unwrap(); // SIGKILL: no destructor, no flush
             break;
@@ -177,7 +198,9 @@ fn follower_heals_after(damage: impl FnOnce(&Path)) {
     c.kill_broker(f).unwrap();
     damage(&segment_file(dir.path(), f, "t-0"));
     c.restart_broker(f).unwrap();
-    wait_until("the damaged follower to rejoin the ISR", || p.isr().contains(&f));
+    wait_until("the damaged follower to rejoin the ISR", || {
+        p.isr().contains(&f)
+    });
     let leader = p.leader().unwrap();
     let a = p.replica(leader).unwrap().read(0, 1000).unwrap();
     let b = p.replica(f).unwrap().read(0, 1000).unwrap();
@@ -224,11 +247,17 @@ fn a_leader_that_finds_a_bad_crc_gives_up_leadership_and_corrupt_bytes_are_never
     let got = consume_n(&consumer, 200);
     assert_eq!(got.len(), 200);
     for (r, (_, o, v)) in got.iter().zip(&acked) {
-        assert_eq!((&r.offset, &r.value), (o, v), "a corrupt or wrong record was served");
+        assert_eq!(
+            (&r.offset, &r.value),
+            (o, v),
+            "a corrupt or wrong record was served"
+        );
     }
     assert_ne!(p.leader(), Some(leader), "the corrupt leader kept leading");
     // It cut its log at the bad batch, refetched, and is back in sync.
-    wait_until("the old leader to heal and rejoin", || p.isr().contains(&leader));
+    wait_until("the old leader to heal and rejoin", || {
+        p.isr().contains(&leader)
+    });
     let healed = p.replica(leader).unwrap().read(0, 1000).unwrap();
     assert_eq!(healed.len(), 200);
     replicas_agree_below_hw(&c, "t");

@@ -23,7 +23,11 @@ fn cluster3() -> Cluster {
 type Acked = Arc<Mutex<Vec<(u32, u64, Bytes)>>>;
 
 /// A background acks=all writer; returns what was acknowledged.
-fn writer(c: &Cluster, topic: &'static str, stop: Arc<AtomicBool>) -> (std::thread::JoinHandle<()>, Acked) {
+fn writer(
+    c: &Cluster,
+    topic: &'static str,
+    stop: Arc<AtomicBool>,
+) -> (std::thread::JoinHandle<()>, Acked) {
     let acked: Acked = Arc::default();
     let prod = c
         .producer(ProducerConfig::new().delivery_timeout(Duration::from_secs(30)))
@@ -36,12 +40,17 @@ fn writer(c: &Cluster, topic: &'static str, stop: Arc<AtomicBool>) -> (std::thre
                 .map(|_| {
                     i += 1;
                     let v = Bytes::from(format!("v{i}"));
-                    (v.clone(), prod.send(topic, Record::new(v).key(format!("k{}", i % 11))))
+                    (
+                        v.clone(),
+                        prod.send(topic, Record::new(v).key(format!("k{}", i % 11))),
+                    )
                 })
                 .collect();
             for (v, d) in batch {
                 if let Ok(m) = d.wait() {
-                    out.lock().unwrap().push((m.partition, m.offset.unwrap(), v));
+                    out.lock()
+                        .unwrap()
+                        .push((m.partition, m.offset.unwrap(), v));
                 }
             }
         }
@@ -57,7 +66,9 @@ fn leader_killed_under_acks_all_load_loses_no_acknowledged_record() {
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (h, acked) = writer(&c, "t", stop.clone());
-    wait_until("some records to be acknowledged", || acked.lock().unwrap().len() > 500);
+    wait_until("some records to be acknowledged", || {
+        acked.lock().unwrap().len() > 500
+    });
     let victim = t.partition(0).unwrap().leader().unwrap();
     c.kill_broker(victim).unwrap();
     let before = acked.lock().unwrap().len();
@@ -90,7 +101,9 @@ fn min_insync_refuses_acks_all_while_the_isr_is_too_small_and_accepts_after_rest
     let err = prod.send_to("t", 0, Record::new("x")).wait().unwrap_err();
     assert!(matches!(err, Error::NotEnoughReplicas { .. }), "{err}");
     c.restart_broker(followers[0]).unwrap();
-    wait_until("the restarted follower to rejoin the ISR", || p.isr().len() == 2);
+    wait_until("the restarted follower to rejoin the ISR", || {
+        p.isr().len() == 2
+    });
     let meta = prod.send_to("t", 0, Record::new("y")).wait().unwrap();
     assert_eq!(meta.offset, Some(0));
 }
@@ -117,7 +130,9 @@ fn clean_election_waits_for_the_last_in_sync_replica() {
     // A follower whose LEO equals the leader's never leaves the ISR (KAFKA-7152):
     // the first write makes them lag, and completes once they are out.
     for i in 0..10 {
-        prod.send_to("t", 0, Record::new(format!("{i}"))).wait().unwrap();
+        prod.send_to("t", 0, Record::new(format!("{i}")))
+            .wait()
+            .unwrap();
     }
     assert_eq!(p.isr(), vec![leader]);
     c.kill_broker(leader).unwrap();
@@ -128,7 +143,9 @@ fn clean_election_waits_for_the_last_in_sync_replica() {
     std::thread::sleep(Duration::from_millis(300)); // nothing to wait for: checks that nothing happens
     assert_eq!(p.leader(), None);
     c.restart_broker(leader).unwrap();
-    wait_until("the last in-sync replica to lead again", || p.leader() == Some(leader));
+    wait_until("the last in-sync replica to lead again", || {
+        p.leader() == Some(leader)
+    });
     assert_eq!(c.metrics().unclean_leader_elections, 0);
     let consumer = consumer_from_start(&c, "t");
     assert_eq!(consume_n(&consumer, 10).len(), 10);
@@ -151,7 +168,9 @@ fn unclean_election_elects_an_out_of_sync_replica_and_the_old_leader_truncates()
     let leader = p.leader().unwrap();
     let prod = c.producer(ProducerConfig::new()).unwrap();
     for i in 0..5 {
-        prod.send_to("t", 0, Record::new(format!("a{i}"))).wait().unwrap();
+        prod.send_to("t", 0, Record::new(format!("a{i}")))
+            .wait()
+            .unwrap();
     }
     let followers: Vec<BrokerId> = p.replicas().into_iter().filter(|b| *b != leader).collect();
     for f in &followers {
@@ -159,7 +178,9 @@ fn unclean_election_elects_an_out_of_sync_replica_and_the_old_leader_truncates()
     }
     // acks=all completes once the cut followers have left the ISR.
     for i in 0..5 {
-        prod.send_to("t", 0, Record::new(format!("b{i}"))).wait().unwrap();
+        prod.send_to("t", 0, Record::new(format!("b{i}")))
+            .wait()
+            .unwrap();
     }
     assert_eq!(p.isr(), vec![leader]);
     c.kill_broker(leader).unwrap();
@@ -208,7 +229,9 @@ fn an_isolated_leader_cannot_complete_acks_all_and_is_replaced() {
     let meta = d.wait().unwrap();
     assert_eq!(meta.offset, Some(1));
     c.heal();
-    wait_until("the old leader to rejoin the ISR", || p.isr().contains(&zombie));
+    wait_until("the old leader to rejoin the ISR", || {
+        p.isr().contains(&zombie)
+    });
     replicas_agree_below_hw(&c, "t");
     let consumer = consumer_from_start(&c, "t");
     let got = consume_n(&consumer, 2);
@@ -222,8 +245,13 @@ fn a_zombie_leaders_acks_1_writes_are_truncated_after_heal() {
     let t = c.create_topic("t", TopicConfig::new(1, 3)).unwrap();
     let p = t.partition(0).unwrap();
     let zombie = p.leader().unwrap();
-    let acks1 = c.producer(ProducerConfig::new().acks(Acks::Leader)).unwrap();
-    acks1.send_to("t", 0, Record::new("committed")).wait().unwrap();
+    let acks1 = c
+        .producer(ProducerConfig::new().acks(Acks::Leader))
+        .unwrap();
+    acks1
+        .send_to("t", 0, Record::new("committed"))
+        .wait()
+        .unwrap();
     wait_until("the first record to commit", || p.high_watermark() == 1);
     c.isolate_broker(zombie).unwrap();
     // Clients still reach the zombie: acks=1 accepts, but nobody else has it.
@@ -250,14 +278,16 @@ fn a_follower_that_lost_everything_catches_up_byte_for_byte() {
     let p = t.partition(0).unwrap();
     let prod = c.producer(ProducerConfig::new()).unwrap();
     for i in 0..1000 {
-        let _ = prod.send_to("t", 0, Record::new(format!("{i}")).header("h", "v"));
+        drop(prod.send_to("t", 0, Record::new(format!("{i}")).header("h", "v")));
     }
     prod.flush().unwrap();
     let f = p.replicas()[2];
     c.kill_broker(f).unwrap(); // memory storage: its log is gone
     c.restart_broker(f).unwrap();
     assert_eq!(p.replica(f).unwrap().log_end_offset(), Some(0));
-    wait_until("the follower to catch up and rejoin", || p.isr().contains(&f));
+    wait_until("the follower to catch up and rejoin", || {
+        p.isr().contains(&f)
+    });
     let leader = p.leader().unwrap();
     let a = p.replica(leader).unwrap().read(0, 2000).unwrap();
     let b = p.replica(f).unwrap().read(0, 2000).unwrap();
@@ -278,7 +308,9 @@ fn a_replica_restarted_without_its_data_is_not_elected_over_committed_data() {
     let leader = p.leader().unwrap();
     let prod = c.producer(ProducerConfig::new()).unwrap();
     for i in 0..5 {
-        prod.send_to("t", 0, Record::new(format!("{i}"))).wait().unwrap();
+        prod.send_to("t", 0, Record::new(format!("{i}")))
+            .wait()
+            .unwrap();
     }
     for f in p.replicas().into_iter().filter(|b| *b != leader) {
         c.faults().cut(NodeId::Broker(f), NodeId::Broker(leader));
@@ -290,7 +322,11 @@ fn a_replica_restarted_without_its_data_is_not_elected_over_committed_data() {
     c.heal();
     c.restart_broker(leader).unwrap();
     std::thread::sleep(Duration::from_millis(200)); // nothing to wait for: checks that nothing happens
-    assert_eq!(p.leader(), None, "an empty replica was elected over committed data");
+    assert_eq!(
+        p.leader(),
+        None,
+        "an empty replica was elected over committed data"
+    );
 }
 
 #[test]
@@ -307,11 +343,19 @@ fn preferred_leaders_come_back_on_demand_and_automatically() {
     c.kill_broker(b).unwrap();
     wait_until("a new leader", || p0.leader().is_some_and(|l| l != b));
     c.restart_broker(b).unwrap();
-    wait_until("the preferred replica back in the ISR", || p0.isr().contains(&b));
+    wait_until("the preferred replica back in the ISR", || {
+        p0.isr().contains(&b)
+    });
     // Automatic rebalance (auto.leader.rebalance.enable) moves it back.
-    wait_until("automatic preferred leader election", || p0.leader() == Some(b));
+    wait_until("automatic preferred leader election", || {
+        p0.leader() == Some(b)
+    });
     // And on demand.
-    let c2 = Cluster::builder().brokers(3).auto_leader_rebalance(false).build().unwrap();
+    let c2 = Cluster::builder()
+        .brokers(3)
+        .auto_leader_rebalance(false)
+        .build()
+        .unwrap();
     let t2 = c2.create_topic("t", TopicConfig::new(1, 3)).unwrap();
     let q = t2.partition(0).unwrap();
     let b2 = q.replicas()[0];
@@ -321,7 +365,9 @@ fn preferred_leaders_come_back_on_demand_and_automatically() {
     wait_until("back in the ISR", || q.isr().contains(&b2));
     assert_ne!(q.leader(), Some(b2));
     c2.elect_preferred_leaders().unwrap();
-    wait_until("preferred leader elected on demand", || q.leader() == Some(b2));
+    wait_until("preferred leader elected on demand", || {
+        q.leader() == Some(b2)
+    });
 }
 
 #[test]
@@ -337,6 +383,8 @@ fn leader_epoch_rises_on_every_leader_change() {
         assert!(p.leader_epoch() > last);
         last = p.leader_epoch();
         c.restart_broker(l).unwrap();
-        wait_until("the restarted broker back in the ISR", || p.isr().contains(&l));
+        wait_until("the restarted broker back in the ISR", || {
+            p.isr().contains(&l)
+        });
     }
 }

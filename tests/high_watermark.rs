@@ -24,12 +24,17 @@ fn consumers_never_see_an_offset_at_or_above_the_hw() {
         .producer(ProducerConfig::new().acks(Acks::Leader))
         .unwrap();
     for i in 0..10 {
-        prod.send_to("t", 0, Record::new(format!("{i}"))).wait().unwrap();
+        prod.send_to("t", 0, Record::new(format!("{i}")))
+            .wait()
+            .unwrap();
     }
     assert_eq!(p.replica(leader).unwrap().log_end_offset(), Some(10));
     assert_eq!(p.high_watermark(), 0);
     let consumer = consumer_from_start(&c, "t");
-    assert!(consumer.poll(Duration::from_millis(300)).unwrap().is_empty());
+    assert!(consumer
+        .poll(Duration::from_millis(300))
+        .unwrap()
+        .is_empty());
     // The leader's own log has them (Replica::read ignores the HW).
     assert_eq!(p.replica(leader).unwrap().read(0, 100).unwrap().len(), 10);
     c.heal();
@@ -53,7 +58,7 @@ fn hw_is_the_min_leo_over_the_isr_and_never_decreases() {
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) && n < 3000 {
-                let _ = prod.send_to("t", 0, Record::new(vec![0u8; 100]));
+                drop(prod.send_to("t", 0, Record::new(vec![0u8; 100])));
                 n += 1;
             }
             prod.flush().unwrap();

@@ -33,7 +33,11 @@ fn replicas_agree(c: &Cluster, topic: &str) {
         let mut logs = Vec::new();
         for b in p.isr() {
             let r = p.replica(b).unwrap().read(0, hw as usize).unwrap();
-            logs.push(r.into_iter().map(|r| (r.offset, r.value)).collect::<Vec<_>>());
+            logs.push(
+                r.into_iter()
+                    .map(|r| (r.offset, r.value))
+                    .collect::<Vec<_>>(),
+            );
         }
         for w in logs.windows(2) {
             assert_eq!(w[0], w[1], "replicas differ below the HW");
@@ -97,9 +101,11 @@ fn keyed_records_land_where_kafkas_partitioner_puts_them() {
     let prod = c.producer(ProducerConfig::new()).unwrap();
     // Partitions of these keys among 12, computed with Kafka's murmur2 partitioner
     // (toPositive(murmur2(key)) % 12), vectors from Kafka's own tests.
-    let expect = [("foobar", (-790332482i32 & 0x7fffffff) as u32 % 12),
+    let expect = [
+        ("foobar", (-790332482i32 & 0x7fffffff) as u32 % 12),
         ("21", (-973932308i32 & 0x7fffffff) as u32 % 12),
-        ("abc", 479470107u32 % 12)];
+        ("abc", 479470107u32 % 12),
+    ];
     for (key, partition) in expect {
         let meta = prod.send("t", Record::new("x").key(key)).wait().unwrap();
         assert_eq!(meta.partition, partition, "key {key}");

@@ -23,7 +23,9 @@ fn a_cut_off_follower_leaves_the_isr_and_rejoins_after_heal() {
     c.faults().cut(NodeId::Broker(f), NodeId::Broker(leader));
     let prod = c.producer(ProducerConfig::new()).unwrap();
     for i in 0..20 {
-        prod.send_to("t", 0, Record::new(format!("{i}"))).wait().unwrap();
+        prod.send_to("t", 0, Record::new(format!("{i}")))
+            .wait()
+            .unwrap();
     }
     wait_until("the follower to leave the ISR", || !p.isr().contains(&f));
     assert!(c.metrics().isr_shrinks >= 1);
@@ -48,7 +50,9 @@ fn a_killed_follower_leaves_the_isr_at_once() {
     let f = p.replicas()[1];
     c.kill_broker(f).unwrap();
     // Far sooner than the lag time: the controller fences a dead broker at once.
-    wait_until("the dead follower to leave the ISR", || !p.isr().contains(&f));
+    wait_until("the dead follower to leave the ISR", || {
+        !p.isr().contains(&f)
+    });
     let meta = c
         .producer(ProducerConfig::new())
         .unwrap()

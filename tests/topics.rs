@@ -12,7 +12,15 @@ fn cluster() -> Cluster {
 fn bad_topic_names_are_refused_with_the_rule_they_break() {
     let c = cluster();
     let long = "x".repeat(250);
-    for name in ["", ".", "..", "has space", "slash/y", "ünïcode", long.as_str()] {
+    for name in [
+        "",
+        ".",
+        "..",
+        "has space",
+        "slash/y",
+        "ünïcode",
+        long.as_str(),
+    ] {
         let err = c.create_topic(name, TopicConfig::new(1, 1)).unwrap_err();
         assert!(
             matches!(err, Error::InvalidTopicName { .. }),
@@ -20,21 +28,73 @@ fn bad_topic_names_are_refused_with_the_rule_they_break() {
         );
     }
     // The longest legal name and every legal character class.
-    c.create_topic(&"x".repeat(249), TopicConfig::new(1, 1)).unwrap();
+    c.create_topic(&"x".repeat(249), TopicConfig::new(1, 1))
+        .unwrap();
     c.create_topic("a.B-c_9", TopicConfig::new(1, 1)).unwrap();
 }
 
 #[test]
 fn bad_topic_configs_get_their_typed_errors() {
     let c = cluster();
-    let cases: Vec<(TopicConfig, fn(&Error) -> bool)> = vec![
-        (TopicConfig::new(0, 1), |e| matches!(e, Error::InvalidConfig { name: "num.partitions", .. })),
-        (TopicConfig::new(1, 0), |e| matches!(e, Error::InvalidReplicationFactor { .. })),
-        (TopicConfig::new(1, 4), |e| matches!(e, Error::InvalidReplicationFactor { replication_factor: 4, .. })),
-        (TopicConfig::new(1, 3).min_insync_replicas(0), |e| matches!(e, Error::InvalidConfig { name: "min.insync.replicas", .. })),
-        (TopicConfig::new(1, 3).min_insync_replicas(4), |e| matches!(e, Error::InvalidConfig { name: "min.insync.replicas", .. })),
-        (TopicConfig::new(1, 1).max_message_bytes(1), |e| matches!(e, Error::InvalidConfig { name: "max.message.bytes", .. })),
-        (TopicConfig::new(1, 1).segment_bytes(10), |e| matches!(e, Error::InvalidConfig { name: "segment.bytes", .. })),
+    type Check = fn(&Error) -> bool;
+    let cases: Vec<(TopicConfig, Check)> = vec![
+        (TopicConfig::new(0, 1), |e| {
+            matches!(
+                e,
+                Error::InvalidConfig {
+                    name: "num.partitions",
+                    ..
+                }
+            )
+        }),
+        (TopicConfig::new(1, 0), |e| {
+            matches!(e, Error::InvalidReplicationFactor { .. })
+        }),
+        (TopicConfig::new(1, 4), |e| {
+            matches!(
+                e,
+                Error::InvalidReplicationFactor {
+                    replication_factor: 4,
+                    ..
+                }
+            )
+        }),
+        (TopicConfig::new(1, 3).min_insync_replicas(0), |e| {
+            matches!(
+                e,
+                Error::InvalidConfig {
+                    name: "min.insync.replicas",
+                    ..
+                }
+            )
+        }),
+        (TopicConfig::new(1, 3).min_insync_replicas(4), |e| {
+            matches!(
+                e,
+                Error::InvalidConfig {
+                    name: "min.insync.replicas",
+                    ..
+                }
+            )
+        }),
+        (TopicConfig::new(1, 1).max_message_bytes(1), |e| {
+            matches!(
+                e,
+                Error::InvalidConfig {
+                    name: "max.message.bytes",
+                    ..
+                }
+            )
+        }),
+        (TopicConfig::new(1, 1).segment_bytes(10), |e| {
+            matches!(
+                e,
+                Error::InvalidConfig {
+                    name: "segment.bytes",
+                    ..
+                }
+            )
+        }),
     ];
     for (config, check) in cases {
         let err = c.create_topic("t", config.clone()).unwrap_err();
@@ -53,7 +113,10 @@ fn replication_factor_is_bounded_by_live_brokers() {
         c.metrics().live_brokers == 2
     });
     let err = c.create_topic("t", TopicConfig::new(1, 3)).unwrap_err();
-    assert!(matches!(err, Error::InvalidReplicationFactor { .. }), "{err}");
+    assert!(
+        matches!(err, Error::InvalidReplicationFactor { .. }),
+        "{err}"
+    );
     c.create_topic("t", TopicConfig::new(1, 2)).unwrap();
 }
 
@@ -65,8 +128,14 @@ fn existing_topic_is_refused_and_unknown_topic_is_a_typed_error() {
         c.create_topic("t", TopicConfig::new(1, 1)).unwrap_err(),
         Error::TopicExists { .. }
     ));
-    assert!(matches!(c.topic("nope").unwrap_err(), Error::UnknownTopic { .. }));
-    assert!(matches!(c.delete_topic("nope").unwrap_err(), Error::UnknownTopic { .. }));
+    assert!(matches!(
+        c.topic("nope").unwrap_err(),
+        Error::UnknownTopic { .. }
+    ));
+    assert!(matches!(
+        c.delete_topic("nope").unwrap_err(),
+        Error::UnknownTopic { .. }
+    ));
     assert!(matches!(
         c.topic("t").unwrap().partition(1).unwrap_err(),
         Error::UnknownPartition { partitions: 1, .. }

@@ -219,4 +219,3 @@ impl Broker {
         self.apply_ready(&tp, ready);
     }
 }
-

@@ -23,8 +23,8 @@ use crate::group::{Coordinator, OffsetRecord, OFFSETS_TOPIC};
 use crate::ids::{BrokerId, NodeId, TopicPartition};
 use crate::protocol::{
     self, ClientFetch, ClientFetchData, ClientFetchResponse, ClientRequest, Envelope,
-    EpochEndOffset, GroupReply, FetchData, FetchError, FetchPartition, FetchPartitionResponse, Inbound,
-    Message, OffsetsInfo, PartitionState, ProduceRequest, ProduceResponse, ReadLimit,
+    EpochEndOffset, FetchData, FetchError, FetchPartition, FetchPartitionResponse, GroupReply,
+    Inbound, Message, OffsetsInfo, PartitionState, ProduceRequest, ProduceResponse, ReadLimit,
 };
 use crate::replication::{AckOutcome, LeaderReady, SequenceCheck};
 use crate::transport::Transport;
@@ -58,7 +58,6 @@ pub(crate) struct Broker {
     clock: Clock,
     inbox: Receiver<Inbound>,
     transport: Arc<dyn Transport>,
-    controller: Sender<Inbound>,
     killed: Arc<AtomicBool>,
     shared: Arc<BrokerShared>,
     broker_epoch: Option<u64>,
@@ -163,7 +162,6 @@ impl Broker {
         clock: Clock,
         inbox: Receiver<Inbound>,
         transport: Arc<dyn Transport>,
-        controller: Sender<Inbound>,
         killed: Arc<AtomicBool>,
         shared: Arc<BrokerShared>,
         metadata: Arc<MetadataCell>,
@@ -183,7 +181,6 @@ impl Broker {
             clock,
             inbox,
             transport,
-            controller,
             killed,
             shared,
             broker_epoch: None,
@@ -344,9 +341,7 @@ impl Broker {
     pub(crate) fn on_idle(&mut self) {
         let now = self.now();
         if self.broker_epoch.is_none()
-            && self
-                .last_register
-                .is_none_or(|t| now >= t + REGISTER_RETRY)
+            && self.last_register.is_none_or(|t| now >= t + REGISTER_RETRY)
         {
             self.register();
         }
@@ -502,21 +497,24 @@ impl Broker {
                     self.stop_replica(&tp, delete);
                 }
             }
-            Message::AlterPartitionReply { tp, result } => match {
-                trace!("broker {}: {tp} AlterPartition answered {result:?}", self.config.id);
-                result
-            } {
-                Ok(st) => self.apply_partition_state(st, now),
-                Err(_) => {
-                    if let Some(Replica {
-                        role: Role::Leader(l),
-                        ..
-                    }) = self.replicas.get_mut(&tp)
-                    {
-                        l.alter_refused();
+            Message::AlterPartitionReply { tp, result } => {
+                trace!(
+                    "broker {}: {tp} AlterPartition answered {result:?}",
+                    self.config.id
+                );
+                match result {
+                    Ok(st) => self.apply_partition_state(st, now),
+                    Err(_) => {
+                        if let Some(Replica {
+                            role: Role::Leader(l),
+                            ..
+                        }) = self.replicas.get_mut(&tp)
+                        {
+                            l.alter_refused();
+                        }
                     }
                 }
-            },
+            }
             Message::Fetch {
                 request_id,
                 replica,
@@ -559,7 +557,11 @@ impl Broker {
         let me = self.config.id;
         trace!(
             "broker {me}: {} leader {:?} epoch {} isr {:?} pe {}",
-            st.tp, st.leader, st.leader_epoch, st.isr, st.partition_epoch
+            st.tp,
+            st.leader,
+            st.leader_epoch,
+            st.isr,
+            st.partition_epoch
         );
         if !st.replicas.contains(&me) {
             return;
@@ -706,12 +708,12 @@ impl Broker {
                             Err(FetchError::FencedLeaderEpoch)
                         } else if p.leader_epoch > l.leader_epoch() {
                             Err(FetchError::UnknownLeaderEpoch)
-                        } else if let Some(d) =
-                            p.last_fetched_epoch.and_then(|e| diverging(r, e, p.fetch_offset))
+                        } else if let Some(d) = p
+                            .last_fetched_epoch
+                            .and_then(|e| diverging(r, e, p.fetch_offset))
                         {
                             Ok(FetchData {
                                 high_watermark: l.hw(),
-                                log_start_offset: r.log.log_start_offset(),
                                 leader_epoch: l.leader_epoch(),
                                 diverging: Some(d),
                                 batches: Vec::new(),
@@ -721,8 +723,7 @@ impl Broker {
                                 log_start: r.log.log_start_offset(),
                             })
                         } else {
-                            let batches = if p.fetch_offset < r.log.log_end_offset() && budget > 0
-                            {
+                            let batches = if p.fetch_offset < r.log.log_end_offset() && budget > 0 {
                                 match r.log.read(p.fetch_offset, budget) {
                                     Ok(b) => b,
                                     Err(Error::Corrupt { offset, .. }) => {
@@ -734,11 +735,9 @@ impl Broker {
                             } else {
                                 Vec::new()
                             };
-                            budget =
-                                budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
+                            budget = budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
                             Ok(FetchData {
                                 high_watermark: l.hw(),
-                                log_start_offset: r.log.log_start_offset(),
                                 leader_epoch: l.leader_epoch(),
                                 diverging: None,
                                 batches,
@@ -851,9 +850,9 @@ impl Broker {
     }
 
     fn send_fetches(&mut self, now: Duration) {
-        let Some(broker_epoch) = self.broker_epoch else {
+        if self.broker_epoch.is_none() {
             return;
-        };
+        }
         let me = self.config.id;
         let max_wait_ms = self.config.replica_fetch_wait_max.as_millis() as u64;
         let max_bytes = self.config.replica_fetch_max_bytes;
@@ -863,7 +862,6 @@ impl Broker {
                 Message::Fetch {
                     request_id,
                     replica: me,
-                    broker_epoch,
                     max_wait_ms,
                     max_bytes,
                     partitions,
@@ -876,7 +874,10 @@ impl Broker {
 
     fn serve_parked(&mut self, now: Duration) {
         if self.dirty.is_empty()
-            && !self.parked_replica_fetches.iter().any(|p| p.deadline <= now)
+            && !self
+                .parked_replica_fetches
+                .iter()
+                .any(|p| p.deadline <= now)
             && !self.parked_client_fetches.iter().any(|p| p.deadline <= now)
         {
             return;

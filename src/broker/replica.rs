@@ -21,7 +21,9 @@ pub(crate) enum Role {
     None,
     Leader(Box<Leader>),
     /// Fetching from `leader` (`None`: the partition is offline).
-    Follower { leader: Option<BrokerId> },
+    Follower {
+        leader: Option<BrokerId>,
+    },
 }
 
 impl Role {
@@ -66,7 +68,11 @@ pub(crate) fn partition_dirs(dir: &Path) -> Result<Vec<(TopicPartition, PathBuf)
     };
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
-        if !entry.file_type().map_err(|e| Error::io(entry.path(), e))?.is_dir() {
+        if !entry
+            .file_type()
+            .map_err(|e| Error::io(entry.path(), e))?
+            .is_dir()
+        {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -51,6 +51,9 @@ pub(crate) struct ControllerThread {
     pub(crate) metadata: Arc<MetadataCell>,
     pub(crate) log: Option<MetadataLog>,
     pub(crate) clock: Clock,
+    /// Whether metadata records are fsynced before they are acted on (any policy
+    /// but `FsyncPolicy::Never`: metadata changes are rare).
+    pub(crate) sync_metadata: bool,
 }
 
 impl std::fmt::Debug for ControllerThread {
@@ -115,6 +118,9 @@ impl ControllerThread {
         if let Some(log) = &mut self.log {
             if !out.records.is_empty() {
                 log.append(&out.records)?;
+                if self.sync_metadata {
+                    log.sync()?;
+                }
             }
         }
         let changed = !out.records.is_empty() || !out.messages.is_empty();
@@ -128,8 +134,11 @@ impl ControllerThread {
     }
 
     fn send(&self, to: BrokerId, message: Message) {
-        self.transport
-            .send(Envelope::new(NodeId::Controller, NodeId::Broker(to), message));
+        self.transport.send(Envelope::new(
+            NodeId::Controller,
+            NodeId::Broker(to),
+            message,
+        ));
     }
 
     /// Every partition `broker` hosts, as the controller knows them.
@@ -154,8 +163,11 @@ impl ControllerThread {
             // send its whole state again.
             Message::Heartbeat { state_digest, .. } => {
                 let states = self.states_of(from);
-                let mine =
-                    protocol::state_digest(states.iter().map(|s| (&s.tp, s.leader_epoch, s.partition_epoch)));
+                let mine = protocol::state_digest(
+                    states
+                        .iter()
+                        .map(|s| (&s.tp, s.leader_epoch, s.partition_epoch)),
+                );
                 (mine != *state_digest).then_some(states)
             }
             _ => None,
@@ -176,15 +188,20 @@ impl ControllerThread {
                 }
             )
         });
-        let registered = out
-            .messages
-            .iter()
-            .any(|(_, m)| matches!(m, Message::Registered { .. } | Message::HeartbeatReply { fenced: false }));
+        let registered = out.messages.iter().any(|(_, m)| {
+            matches!(
+                m,
+                Message::Registered { .. } | Message::HeartbeatReply { fenced: false }
+            )
+        });
         let _ = self.apply(out);
         if stale_leader {
             if let Some(tp) = alter_tp {
-                let states: Vec<PartitionState> =
-                    self.states_of(from).into_iter().filter(|s| s.tp == tp).collect();
+                let states: Vec<PartitionState> = self
+                    .states_of(from)
+                    .into_iter()
+                    .filter(|s| s.tp == tp)
+                    .collect();
                 if !states.is_empty() {
                     self.send(from, Message::LeaderAndIsr { partitions: states });
                 }

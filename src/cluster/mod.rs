@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 
-use crate::clock::Clock;
 use crate::broker::{Broker, BrokerConfig, BrokerShared};
+use crate::clock::Clock;
 use crate::config::{FsyncPolicy, TopicConfig};
 use crate::controller::{Controller, ControllerConfig, MetadataImage, MetadataLog};
 use crate::handles::Topic;
@@ -23,12 +23,10 @@ use crate::ids::{BrokerId, NodeId, TopicPartition};
 use crate::protocol::{ClientRequest, Inbound, Mailbox};
 use crate::storage::DirLock;
 use crate::transport::{ChannelTransport, FaultTransport, Transport};
-use crate::{
-    Consumer, ConsumerConfig, Error, Producer, ProducerConfig, Result,
-};
+use crate::{Consumer, ConsumerConfig, Error, Producer, ProducerConfig, Result};
 
-pub(crate) use controller_thread::MetadataCell;
 use controller_thread::ControllerThread;
+pub(crate) use controller_thread::MetadataCell;
 use notify::Notify;
 
 /// How long cluster operations wait for the controller or a broker before
@@ -304,6 +302,7 @@ impl ClusterBuilder {
             metadata: metadata.clone(),
             log: metadata_log,
             clock: clock.clone(),
+            sync_metadata: self.fsync != FsyncPolicy::Never,
         };
         let controller_join = std::thread::Builder::new()
             .name("replog-controller".into())
@@ -408,7 +407,9 @@ impl ClusterInner {
 
     fn start_broker(&self, id: BrokerId, restarted: bool) -> Result<()> {
         let mut brokers = self.brokers.write();
-        let slot = brokers.get_mut(&id).ok_or_else(|| self.unknown_broker(id))?;
+        let slot = brokers
+            .get_mut(&id)
+            .ok_or_else(|| self.unknown_broker(id))?;
         if slot.tx.is_some() {
             return Ok(());
         }
@@ -432,7 +433,6 @@ impl ClusterInner {
             self.clock.clone(),
             rx,
             transport.clone(),
-            self.controller_tx.clone(),
             killed.clone(),
             slot.shared.clone(),
             self.metadata.clone(),
@@ -467,7 +467,9 @@ impl ClusterInner {
     fn stop_broker(&self, id: BrokerId, clean: bool) -> Result<()> {
         let join = {
             let mut brokers = self.brokers.write();
-            let slot = brokers.get_mut(&id).ok_or_else(|| self.unknown_broker(id))?;
+            let slot = brokers
+                .get_mut(&id)
+                .ok_or_else(|| self.unknown_broker(id))?;
             if !clean {
                 slot.killed.store(true, Ordering::Release);
             }
@@ -542,10 +544,13 @@ impl ClusterInner {
                 .flat_map(|(_, t)| t.partitions.iter())
                 .all(|p| match p.leader {
                     None => true,
-                    Some(l) => self.broker_shared(l).is_some_and(|s| {
-                        s.get(&p.tp)
-                            .is_some_and(|st| st.is_leader() && st.leader_epoch() == p.leader_epoch)
-                    }) || !self.is_alive(l),
+                    Some(l) => {
+                        self.broker_shared(l).is_some_and(|s| {
+                            s.get(&p.tp).is_some_and(|st| {
+                                st.is_leader() && st.leader_epoch() == p.leader_epoch
+                            })
+                        }) || !self.is_alive(l)
+                    }
                 })
         })
     }
@@ -557,7 +562,12 @@ impl ClusterInner {
         if self.metadata.get().topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }
-        let live = self.brokers.read().values().filter(|s| s.tx.is_some()).count() as u32;
+        let live = self
+            .brokers
+            .read()
+            .values()
+            .filter(|s| s.tx.is_some())
+            .count() as u32;
         let rf = live.clamp(1, 3);
         let config = TopicConfig::new(self.builder.offsets_topic_partitions, rf)
             .min_insync_replicas(rf.min(2))
@@ -805,7 +815,7 @@ impl Cluster {
     /// A snapshot of the cluster's health counters.
     pub fn metrics(&self) -> ClusterMetrics {
         let image = self.inner.metadata.get();
-        let mut m = ClusterMetrics {
+        ClusterMetrics {
             isr_shrinks: image.counters.isr_shrinks,
             isr_expands: image.counters.isr_expands,
             leader_elections: image.counters.leader_elections,
@@ -817,17 +827,10 @@ impl Cluster {
                 .values()
                 .filter(|s| s.tx.is_some())
                 .count(),
-            ..ClusterMetrics::default()
-        };
-        for p in image.topics.values().flat_map(|t| t.partitions.iter()) {
-            m.partitions += 1;
-            if p.leader.is_none() {
-                m.offline_partitions += 1;
-            } else if p.isr.len() < p.replicas.len() {
-                m.under_replicated_partitions += 1;
-            }
+            under_replicated_partitions: image.under_replicated_partitions(),
+            offline_partitions: image.offline_partitions(),
+            partitions: image.partition_count(),
         }
-        m
     }
 
     /// The fault-injecting layer every message between nodes passes through; a test
@@ -847,7 +850,11 @@ impl Cluster {
     #[doc(hidden)]
     pub fn partition_state(&self, tp: &TopicPartition) -> Option<(Option<BrokerId>, u32)> {
         let image = self.inner.metadata.get();
-        let p = image.topics.get(&tp.topic)?.partitions.get(tp.partition as usize)?;
+        let p = image
+            .topics
+            .get(&tp.topic)?
+            .partitions
+            .get(tp.partition as usize)?;
         Some((p.leader, p.leader_epoch))
     }
 }

@@ -118,7 +118,9 @@ impl Consumer {
                             topic: OFFSETS_TOPIC.into(),
                             partition: p,
                         }),
-                        Ok(()) => match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                        Ok(()) => match rx
+                            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                        {
                             Ok(r) => r,
                             Err(_) => Err(Error::Timeout {
                                 what: format!("the coordinator of group `{group}`"),
@@ -334,11 +336,7 @@ impl Consumer {
 
     /// Leaves the group (close and Drop).
     pub(super) fn leave_group(&self) {
-        let member = self
-            .group
-            .lock()
-            .as_mut()
-            .and_then(|m| m.member_id.take());
+        let member = self.group.lock().as_mut().and_then(|m| m.member_id.take());
         if let Some(member_id) = member {
             if self.config.enable_auto_commit {
                 let assignment = self.state.lock().assignment.clone();

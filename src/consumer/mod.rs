@@ -20,8 +20,8 @@ use crate::protocol::{
 use crate::record::ConsumedRecord;
 use crate::{Error, Result};
 
-use group::{Membership, GROUP_CALL_TIMEOUT};
 pub use group::RebalanceListener;
+use group::{Membership, GROUP_CALL_TIMEOUT};
 
 /// Pause after a round in which no leader could answer (an election is running),
 /// unless metadata changes first.
@@ -99,9 +99,12 @@ impl Consumer {
         }
         let image = self.cluster.metadata.get();
         for tp in partitions {
-            let t = image.topics.get(&tp.topic).ok_or_else(|| Error::UnknownTopic {
-                topic: tp.topic.clone(),
-            })?;
+            let t = image
+                .topics
+                .get(&tp.topic)
+                .ok_or_else(|| Error::UnknownTopic {
+                    topic: tp.topic.clone(),
+                })?;
             if tp.partition as usize >= t.partitions.len() {
                 return Err(Error::UnknownPartition {
                     topic: tp.topic.clone(),
@@ -282,7 +285,10 @@ impl Consumer {
             let (Some(pos), Some(leader)) = (s.positions.get(tp), self.leader_of(tp)) else {
                 continue;
             };
-            by_leader.entry(leader).or_default().push((tp.clone(), *pos));
+            by_leader
+                .entry(leader)
+                .or_default()
+                .push((tp.clone(), *pos));
         }
         let (reply, rx) = crossbeam_channel::unbounded();
         let mut asked = 0;
@@ -298,7 +304,10 @@ impl Consumer {
                 limit: ReadLimit::HighWatermark,
                 reply: reply.clone(),
             };
-            if tx.send(Inbound::Client(ClientRequest::Fetch(fetch))).is_ok() {
+            if tx
+                .send(Inbound::Client(ClientRequest::Fetch(fetch)))
+                .is_ok()
+            {
                 asked += 1;
             }
         }

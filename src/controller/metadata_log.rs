@@ -187,11 +187,6 @@ impl MetadataLog {
     pub(crate) fn sync(&mut self) -> Result<()> {
         self.file.sync_data().map_err(|e| Error::io(&self.path, e))
     }
-
-    /// The file's path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 fn not_ours(path: &Path) -> Error {

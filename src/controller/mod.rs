@@ -161,11 +161,18 @@ impl MetadataImage {
             .count()
     }
 
-    /// Partitions whose ISR is smaller than their replica set.
+    /// Partitions with a live leader whose ISR is smaller than their replica set
+    /// (reported by leaders, as Kafka's `UnderReplicatedPartitions`).
     pub(crate) fn under_replicated_partitions(&self) -> usize {
         self.all_partitions()
+            .filter(|p| p.leader.is_some_and(|l| self.is_alive(l)))
             .filter(|p| p.isr.len() < p.replicas.len())
             .count()
+    }
+
+    /// Every partition.
+    pub(crate) fn partition_count(&self) -> usize {
+        self.all_partitions().count()
     }
 
     /// Whether the broker is registered and not fenced.

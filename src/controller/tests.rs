@@ -980,16 +980,37 @@ fn a_leader_proposing_an_isr_without_itself_resigns_and_becomes_ineligible() {
     let (tp, r) = single(&mut h, "t", TopicConfig::new(1, 3));
     let before = h.state(&tp);
     let leader = r[0];
-    let rest: Vec<BrokerId> = before.isr.iter().copied().filter(|b| *b != leader).collect();
+    let rest: Vec<BrokerId> = before
+        .isr
+        .iter()
+        .copied()
+        .filter(|b| *b != leader)
+        .collect();
     let e = h.epoch_of(leader);
     let got = h
-        .alter_raw(leader, e, &tp, before.leader_epoch, before.partition_epoch, rest.clone())
+        .alter_raw(
+            leader,
+            e,
+            &tp,
+            before.leader_epoch,
+            before.partition_epoch,
+            rest.clone(),
+        )
         .expect("a resignation onto in-sync replicas is accepted");
-    assert_eq!(got.leader, Some(rest[0]), "the next ISR member in assignment order leads");
+    assert_eq!(
+        got.leader,
+        Some(rest[0]),
+        "the next ISR member in assignment order leads"
+    );
     assert!(got.leader_epoch > before.leader_epoch);
     assert_eq!(got.isr, rest);
     // Ineligible until it is back in the ISR.
-    assert!(h.c.image().ineligible.get(&tp).is_some_and(|s| s.contains(&leader)));
+    assert!(h
+        .c
+        .image()
+        .ineligible
+        .get(&tp)
+        .is_some_and(|s| s.contains(&leader)));
 }
 
 #[test]

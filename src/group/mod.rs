@@ -153,6 +153,7 @@ pub(crate) struct ExpiredMember {
     pub(crate) instance_id: Option<String>,
 }
 
+#[cfg(test)] // Kept for an admin API; the tests use it to observe groups.
 /// A snapshot of one member, for tests, metrics and a future describe-group API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct MemberDescription {
@@ -166,6 +167,7 @@ pub(crate) struct MemberDescription {
     pub(crate) owned: Vec<TopicPartition>,
 }
 
+#[cfg(test)] // Kept for an admin API; the tests use it to observe groups.
 /// A snapshot of one group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct GroupDescription {
@@ -566,6 +568,7 @@ impl Coordinator {
         self.groups.get(group_id)?.offsets.get(tp).copied()
     }
 
+    #[cfg(test)] // Kept for an admin API; the tests use it to observe groups.
     /// Deletes an empty group's offsets: returns the tombstones to write (then
     /// [`Coordinator::commit_applied`]), as Kafka's `DeleteGroups`.
     ///
@@ -610,6 +613,7 @@ impl Coordinator {
         gone
     }
 
+    #[cfg(test)] // Kept for an admin API; the tests use it to observe groups.
     /// A snapshot of a group, `None` if this coordinator does not know it.
     pub(crate) fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         let group = self.groups.get(group_id)?;

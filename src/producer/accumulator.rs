@@ -160,8 +160,7 @@ impl State {
         let limit = batch_size.min(max_message_bytes.saturating_sub(BATCH_HEADER_LEN));
         let mut full = false;
         let q = self.queues.entry(tp.clone()).or_default();
-        if q
-            .open
+        if q.open
             .as_ref()
             .is_some_and(|o| !o.slots.is_empty() && o.bytes + size > limit)
         {
@@ -199,7 +198,10 @@ impl State {
         let all = self.flushes > 0 || self.closed;
         let mut sealed = Vec::new();
         for (tp, q) in self.queues.iter_mut() {
-            if q.open.as_ref().is_some_and(|o| all || o.created + linger <= now) {
+            if q.open
+                .as_ref()
+                .is_some_and(|o| all || o.created + linger <= now)
+            {
                 q.seal(producer_id);
                 sealed.push(tp.clone());
             }

@@ -22,8 +22,8 @@ use crate::record::{BatchBuilder, Record, BATCH_HEADER_LEN};
 use crate::{Error, Result};
 
 use accumulator::State;
-pub use delivery::{Delivery, RecordMetadata};
 pub(crate) use delivery::DeliverySlot;
+pub use delivery::{Delivery, RecordMetadata};
 pub(crate) use partitioner::partition_for_key;
 
 /// What the sender thread and the handles share.

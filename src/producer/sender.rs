@@ -58,7 +58,9 @@ impl Sender {
 
     pub(crate) fn run(mut self) {
         loop {
-            let timeout = self.next_deadline().saturating_duration_since(Instant::now());
+            let timeout = self
+                .next_deadline()
+                .saturating_duration_since(Instant::now());
             crossbeam_channel::select! {
                 recv(self.responses) -> r => {
                     if let Ok(r) = r { self.on_response(r); }

@@ -84,7 +84,7 @@ impl Leader {
     /// Becomes leader of `state` with a local log ending at `leo` and a high watermark
     /// known to be at least `hw`. Followers count as caught up now, so none is dropped
     /// from the ISR before it had `lag_max` to fetch.
-    pub fn new(
+    pub(crate) fn new(
         local: BrokerId,
         state: &PartitionState,
         leo: u64,
@@ -128,43 +128,34 @@ impl Leader {
     }
 
     /// The committed ISR (as the controller last confirmed it).
-    pub fn isr(&self) -> &[BrokerId] {
+    pub(crate) fn isr(&self) -> &[BrokerId] {
         &self.isr
     }
 
     /// The high watermark.
-    pub fn hw(&self) -> u64 {
+    pub(crate) fn hw(&self) -> u64 {
         self.hw
     }
 
-    /// The leader's log end offset as last reported.
-    pub fn leo(&self) -> u64 {
-        self.leo
-    }
-
     /// The leader epoch this leader serves.
-    pub fn leader_epoch(&self) -> u32 {
+    pub(crate) fn leader_epoch(&self) -> u32 {
         self.leader_epoch
     }
 
     /// The partition epoch of the ISR this leader holds.
-    pub fn partition_epoch(&self) -> u32 {
+    pub(crate) fn partition_epoch(&self) -> u32 {
         self.partition_epoch
     }
 
     /// Whether an ISR change is waiting for the controller.
-    pub fn has_pending_isr(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_pending_isr(&self) -> bool {
         self.pending_isr.is_some()
-    }
-
-    /// A follower's log end offset as last seen.
-    pub fn follower_leo(&self, broker: BrokerId) -> Option<u64> {
-        self.followers.get(&broker).map(|p| p.leo)
     }
 
     /// Rule 3: an `acks=all` append is refused before anything is written when the
     /// ISR is smaller than `min.insync.replicas`. Returns the ISR size on refusal.
-    pub fn check_min_isr(&self) -> Result<(), usize> {
+    pub(crate) fn check_min_isr(&self) -> Result<(), usize> {
         if self.isr.len() < self.min_insync {
             Err(self.isr.len())
         } else {
@@ -173,13 +164,13 @@ impl Leader {
     }
 
     /// `min.insync.replicas` of the partition.
-    pub fn min_insync(&self) -> usize {
+    pub(crate) fn min_insync(&self) -> usize {
         self.min_insync
     }
 
     /// The local log grew to `leo`. With `waiter`, an `acks=all` append whose last
     /// offset is `leo - 1` waits for the HW until `deadline`.
-    pub fn appended(
+    pub(crate) fn appended(
         &mut self,
         leo: u64,
         waiter: Option<(u64, Duration)>,
@@ -198,7 +189,7 @@ impl Leader {
 
     /// Adds a waiter for offset `required` (HW must reach it). Used for appends and
     /// for retried idempotent batches answered from the producer table.
-    pub fn wait_for(&mut self, id: u64, required: u64, deadline: Duration) {
+    pub(crate) fn wait_for(&mut self, id: u64, required: u64, deadline: Duration) {
         let w = Waiter {
             id,
             required,
@@ -214,7 +205,12 @@ impl Leader {
     }
 
     /// A follower fetched from `fetch_offset` (its log end offset) at `now`.
-    pub fn fetched(&mut self, follower: BrokerId, fetch_offset: u64, now: Duration) -> LeaderReady {
+    pub(crate) fn fetched(
+        &mut self,
+        follower: BrokerId,
+        fetch_offset: u64,
+        now: Duration,
+    ) -> LeaderReady {
         let mut ready = LeaderReady::default();
         let leo = self.leo;
         let Some(p) = self.followers.get_mut(&follower) else {
@@ -231,8 +227,6 @@ impl Leader {
         p.fetched = true;
         p.last_fetch = now;
         p.last_fetch_leader_leo = leo;
-        let follower_leo = p.leo;
-        let _ = follower_leo;
         self.propose_expansion(now, &mut ready);
         self.advance_hw(&mut ready);
         ready
@@ -271,7 +265,7 @@ impl Leader {
 
     /// Periodic work: ISR shrink for lagging followers, expiry of waiters, resending
     /// an unanswered AlterPartition.
-    pub fn tick(&mut self, now: Duration) -> LeaderReady {
+    pub(crate) fn tick(&mut self, now: Duration) -> LeaderReady {
         let mut ready = LeaderReady::default();
         if let Some((isr, sent)) = &self.pending_isr {
             if now.saturating_sub(*sent) >= ALTER_RETRY {
@@ -309,18 +303,20 @@ impl Leader {
     }
 
     /// The earliest time `tick` may have something to do.
-    pub fn next_deadline(&self) -> Option<Duration> {
+    pub(crate) fn next_deadline(&self) -> Option<Duration> {
         let waiter = self.waiters.iter().map(|w| w.deadline).min();
-        let alter = self.pending_isr.as_ref().map(|(_, sent)| *sent + ALTER_RETRY);
+        let alter = self
+            .pending_isr
+            .as_ref()
+            .map(|(_, sent)| *sent + ALTER_RETRY);
         [waiter, alter].into_iter().flatten().min()
     }
 
     /// The controller accepted a change (or sent a newer state with the same leader
     /// epoch): adopt its ISR and partition epoch.
-    pub fn isr_updated(&mut self, state: &PartitionState, now: Duration) -> LeaderReady {
+    pub(crate) fn isr_updated(&mut self, state: &PartitionState, now: Duration) -> LeaderReady {
         let mut ready = LeaderReady::default();
-        if state.leader_epoch != self.leader_epoch || state.partition_epoch < self.partition_epoch
-        {
+        if state.leader_epoch != self.leader_epoch || state.partition_epoch < self.partition_epoch {
             return ready;
         }
         // A follower the controller removed (dead, fenced) must fetch again before
@@ -344,12 +340,12 @@ impl Leader {
 
     /// The controller refused the proposal: forget it; the next fetch or tick proposes
     /// again from the current facts.
-    pub fn alter_refused(&mut self) {
+    pub(crate) fn alter_refused(&mut self) {
         self.pending_isr = None;
     }
 
     /// Leadership is gone: every waiter ends with `NotLeader`.
-    pub fn resign(&mut self) -> Vec<(u64, AckOutcome)> {
+    pub(crate) fn resign(&mut self) -> Vec<(u64, AckOutcome)> {
         self.waiters
             .drain(..)
             .map(|w| (w.id, AckOutcome::NotLeader))

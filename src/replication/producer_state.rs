@@ -35,7 +35,7 @@ pub(crate) struct ProducerStateTable {
 
 impl ProducerStateTable {
     /// Checks a batch from `producer_id` starting at `base_seq` with `count` records.
-    pub fn check(&self, producer_id: u64, base_seq: i32, count: u32) -> SequenceCheck {
+    pub(crate) fn check(&self, producer_id: u64, base_seq: i32, count: u32) -> SequenceCheck {
         let Some(entries) = self.producers.get(&producer_id) else {
             // Unknown producer (new, or its batches aged out of the log): accept.
             return SequenceCheck::Append;
@@ -59,7 +59,7 @@ impl ProducerStateTable {
     }
 
     /// Records an appended batch (leader or follower alike, so a new leader knows).
-    pub fn record(&mut self, batch: &Batch) {
+    pub(crate) fn record(&mut self, batch: &Batch) {
         let (Some(pid), Some(seq)) = (batch.producer_id(), batch.base_sequence()) else {
             return;
         };
@@ -76,7 +76,7 @@ impl ProducerStateTable {
     }
 
     /// Forgets everything (before a rebuild from the log after truncation).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.producers.clear();
     }
 }

@@ -79,10 +79,38 @@ fn hw_is_min_leo_over_isr() {
         &[0, 1, 2],
         1,
         &[
-            (Append(10, None), Expect { hw: 0, acks: &[], alter: None }),
-            (Fetch(1, 10, 1), Expect { hw: 0, acks: &[], alter: None }),
-            (Fetch(2, 4, 1), Expect { hw: 4, acks: &[], alter: None }),
-            (Fetch(2, 10, 2), Expect { hw: 10, acks: &[], alter: None }),
+            (
+                Append(10, None),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Fetch(1, 10, 1),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Fetch(2, 4, 1),
+                Expect {
+                    hw: 4,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Fetch(2, 10, 2),
+                Expect {
+                    hw: 10,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
         ],
     );
 }
@@ -111,9 +139,30 @@ fn acks_all_completes_when_hw_passes_the_record() {
         &[0, 1, 2],
         2,
         &[
-            (Append(5, Some(7)), Expect { hw: 0, acks: &[], alter: None }),
-            (Fetch(1, 5, 1), Expect { hw: 0, acks: &[], alter: None }),
-            (Fetch(2, 5, 1), Expect { hw: 5, acks: &[(7, Committed)], alter: None }),
+            (
+                Append(5, Some(7)),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Fetch(1, 5, 1),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Fetch(2, 5, 1),
+                Expect {
+                    hw: 5,
+                    acks: &[(7, Committed)],
+                    alter: None,
+                },
+            ),
         ],
     );
 }
@@ -124,15 +173,57 @@ fn acks_all_waits_for_stalled_follower_until_it_leaves_the_isr() {
         &[0, 1, 2],
         2,
         &[
-            (Append(5, Some(1)), Expect { hw: 0, acks: &[], alter: None }),
-            (Fetch(1, 5, 10), Expect { hw: 0, acks: &[], alter: None }),
+            (
+                Append(5, Some(1)),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Fetch(1, 5, 10),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
             // Follower 2 never fetches. Within the lag time nothing changes.
-            (Tick(50), Expect { hw: 0, acks: &[], alter: None }),
+            (
+                Tick(50),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
             // Past replica.lag.time.max it is proposed out…
-            (Tick(150), Expect { hw: 0, acks: &[], alter: Some(&[0, 1]) }),
+            (
+                Tick(150),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: Some(&[0, 1]),
+                },
+            ),
             // …but the HW still uses the larger ISR until the controller answers.
-            (Fetch(1, 5, 160), Expect { hw: 0, acks: &[], alter: None }),
-            (Confirm(&[0, 1]), Expect { hw: 5, acks: &[(1, Committed)], alter: None }),
+            (
+                Fetch(1, 5, 160),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Confirm(&[0, 1]),
+                Expect {
+                    hw: 5,
+                    acks: &[(1, Committed)],
+                    alter: None,
+                },
+            ),
         ],
     );
 }
@@ -145,9 +236,30 @@ fn caught_up_follower_is_never_removed_from_isr() {
         &[0, 1],
         1,
         &[
-            (Append(5, None), Expect { hw: 0, acks: &[], alter: None }),
-            (Fetch(1, 5, 1), Expect { hw: 5, acks: &[], alter: None }),
-            (Tick(10_000), Expect { hw: 5, acks: &[], alter: None }),
+            (
+                Append(5, None),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Fetch(1, 5, 1),
+                Expect {
+                    hw: 5,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Tick(10_000),
+                Expect {
+                    hw: 5,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
         ],
     );
 }
@@ -158,12 +270,47 @@ fn follower_rejoins_isr_on_reaching_hw() {
         &[0, 1],
         1,
         &[
-            (Append(8, None), Expect { hw: 0, acks: &[], alter: None }),
-            (Fetch(1, 8, 1), Expect { hw: 8, acks: &[], alter: None }),
+            (
+                Append(8, None),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Fetch(1, 8, 1),
+                Expect {
+                    hw: 8,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
             // Follower 2 is out of the ISR and behind the HW: not yet.
-            (Fetch(2, 3, 2), Expect { hw: 8, acks: &[], alter: None }),
-            (Fetch(2, 8, 3), Expect { hw: 8, acks: &[], alter: Some(&[0, 1, 2]) }),
-            (Confirm(&[0, 1, 2]), Expect { hw: 8, acks: &[], alter: None }),
+            (
+                Fetch(2, 3, 2),
+                Expect {
+                    hw: 8,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Fetch(2, 8, 3),
+                Expect {
+                    hw: 8,
+                    acks: &[],
+                    alter: Some(&[0, 1, 2]),
+                },
+            ),
+            (
+                Confirm(&[0, 1, 2]),
+                Expect {
+                    hw: 8,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
         ],
     );
 }
@@ -174,9 +321,30 @@ fn committed_below_min_isr_is_reported() {
         &[0, 1],
         2,
         &[
-            (Append(5, Some(3)), Expect { hw: 0, acks: &[], alter: None }),
-            (Tick(500), Expect { hw: 0, acks: &[], alter: Some(&[0]) }),
-            (Confirm(&[0]), Expect { hw: 5, acks: &[(3, CommittedBelowMinIsr { isr: 1 })], alter: None }),
+            (
+                Append(5, Some(3)),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Tick(500),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: Some(&[0]),
+                },
+            ),
+            (
+                Confirm(&[0]),
+                Expect {
+                    hw: 5,
+                    acks: &[(3, CommittedBelowMinIsr { isr: 1 })],
+                    alter: None,
+                },
+            ),
         ],
     );
 }
@@ -186,7 +354,14 @@ fn single_member_isr_commits_on_append() {
     run(
         &[0],
         1,
-        &[(Append(3, Some(9)), Expect { hw: 3, acks: &[(9, Committed)], alter: None })],
+        &[(
+            Append(3, Some(9)),
+            Expect {
+                hw: 3,
+                acks: &[(9, Committed)],
+                alter: None,
+            },
+        )],
     );
 }
 
@@ -250,9 +425,30 @@ fn a_follower_that_never_fetched_is_not_proposed_into_the_isr() {
         &[
             // Follower 2 is out of the ISR and has not fetched: its LEO is unknown,
             // not 0, even though the HW is 0.
-            (Tick(1), Expect { hw: 0, acks: &[], alter: None }),
-            (Fetch(1, 0, 2), Expect { hw: 0, acks: &[], alter: None }),
-            (Fetch(2, 0, 3), Expect { hw: 0, acks: &[], alter: Some(&[0, 1, 2]) }),
+            (
+                Tick(1),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Fetch(1, 0, 2),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Fetch(2, 0, 3),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: Some(&[0, 1, 2]),
+                },
+            ),
         ],
     );
 }
@@ -263,14 +459,49 @@ fn a_follower_the_controller_removed_must_fetch_again_to_rejoin() {
         &[0, 1, 2],
         1,
         &[
-            (Fetch(1, 0, 1), Expect { hw: 0, acks: &[], alter: None }),
-            (Fetch(2, 0, 1), Expect { hw: 0, acks: &[], alter: None }),
+            (
+                Fetch(1, 0, 1),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
+            (
+                Fetch(2, 0, 1),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
             // Broker 2 died; the controller took it out of the ISR.
-            (Confirm(&[0, 1]), Expect { hw: 0, acks: &[], alter: None }),
+            (
+                Confirm(&[0, 1]),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
             // Follower 1's next fetch does not bring the dead one back.
-            (Fetch(1, 0, 2), Expect { hw: 0, acks: &[], alter: None }),
+            (
+                Fetch(1, 0, 2),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: None,
+                },
+            ),
             // Once it fetches again (restarted), it rejoins.
-            (Fetch(2, 0, 3), Expect { hw: 0, acks: &[], alter: Some(&[0, 1, 2]) }),
+            (
+                Fetch(2, 0, 3),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: Some(&[0, 1, 2]),
+                },
+            ),
         ],
     );
 }
@@ -281,7 +512,14 @@ fn a_follower_that_stopped_fetching_is_not_proposed_back() {
         &[0, 1],
         1,
         &[
-            (Fetch(2, 0, 1), Expect { hw: 0, acks: &[], alter: Some(&[0, 1, 2]) }),
+            (
+                Fetch(2, 0, 1),
+                Expect {
+                    hw: 0,
+                    acks: &[],
+                    alter: Some(&[0, 1, 2]),
+                },
+            ),
             // Refused (say, it was fenced meanwhile); its fetch is now older than
             // replica.lag.time.max, so a later fetch by another follower does not
             // propose it again.
@@ -289,7 +527,10 @@ fn a_follower_that_stopped_fetching_is_not_proposed_back() {
     );
     let st = state(&[0, 1], 1);
     let mut leader = Leader::new(b(0), &st, 0, 0, LAG, ms(0));
-    assert_eq!(leader.fetched(b(2), 0, ms(1)).alter_isr, Some(vec![b(0), b(1), b(2)]));
+    assert_eq!(
+        leader.fetched(b(2), 0, ms(1)).alter_isr,
+        Some(vec![b(0), b(1), b(2)])
+    );
     leader.alter_refused();
     assert_eq!(leader.fetched(b(1), 0, ms(500)).alter_isr, None);
 }

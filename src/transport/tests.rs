@@ -23,7 +23,14 @@ fn broker(id: u32) -> NodeId {
 
 /// A heartbeat numbered `n`, so tests can follow individual messages.
 fn numbered(from: NodeId, to: NodeId, n: u64) -> Envelope {
-    Envelope::new(from, to, Message::Heartbeat { broker_epoch: n, state_digest: 0 })
+    Envelope::new(
+        from,
+        to,
+        Message::Heartbeat {
+            broker_epoch: n,
+            state_digest: 0,
+        },
+    )
 }
 
 fn fetch(from: NodeId, to: NodeId) -> Envelope {
@@ -33,7 +40,6 @@ fn fetch(from: NodeId, to: NodeId) -> Envelope {
         Message::Fetch {
             request_id: 0,
             replica: BrokerId(0),
-            broker_epoch: 0,
             max_wait_ms: 0,
             max_bytes: 0,
             partitions: Vec::new(),

@@ -59,9 +59,12 @@ pub fn replicas_agree_below_hw(cluster: &Cluster, topic: &str) {
         }
         for w in logs.windows(2) {
             assert_eq!(
-                w[0].1, w[1].1,
+                w[0].1,
+                w[1].1,
                 "{topic}-{}: replicas {} and {} differ below HW {hw}",
-                p.id(), w[0].0, w[1].0
+                p.id(),
+                w[0].0,
+                w[1].0
             );
         }
     }
@@ -69,11 +72,7 @@ pub fn replicas_agree_below_hw(cluster: &Cluster, topic: &str) {
 
 /// Consumes all of `topic` from the start and checks that every (partition,
 /// value) in `acked` is there exactly once, at the offset it was acknowledged at.
-pub fn all_acked_present_once(
-    cluster: &Cluster,
-    topic: &str,
-    acked: &[(u32, u64, bytes::Bytes)],
-) {
+pub fn all_acked_present_once(cluster: &Cluster, topic: &str, acked: &[(u32, u64, bytes::Bytes)]) {
     use std::collections::BTreeMap;
     // After a failover or a reopen the HW is rebuilt from follower fetches: wait
     // until it covers every acknowledged offset.
@@ -83,10 +82,13 @@ pub fn all_acked_present_once(
         *n = (*n).max(o + 1);
     }
     let t = cluster.topic(topic).unwrap();
-    wait_until("the high watermarks to cover every acknowledged record", || {
-        need.iter()
-            .all(|(p, n)| t.partition(*p).unwrap().high_watermark() >= *n)
-    });
+    wait_until(
+        "the high watermarks to cover every acknowledged record",
+        || {
+            need.iter()
+                .all(|(p, n)| t.partition(*p).unwrap().high_watermark() >= *n)
+        },
+    );
     let consumer = consumer_from_start(cluster, topic);
     let mut want_total = 0usize;
     for p in t.partitions() {
@@ -105,6 +107,10 @@ pub fn all_acked_present_once(
             Some(v),
             "acknowledged record {topic}-{p}@{o} is missing or changed"
         );
-        assert_eq!(count[&(*p, v.clone())], 1, "{topic}-{p}: {v:?} appears twice");
+        assert_eq!(
+            count[&(*p, v.clone())],
+            1,
+            "{topic}-{p}: {v:?} appears twice"
+        );
     }
 }

@@ -194,7 +194,7 @@ impl Bench {
         self.producer.flush().expect("flush");
         for d in self.deliveries.drain(..) {
             let meta = d.wait().expect("an acknowledged record");
-            debug_assert!(meta.offset.is_some());
+            assert!(meta.offset.is_some(), "acks 1/all report an offset");
         }
         let elapsed = start.elapsed();
         self.written += n;

@@ -87,7 +87,11 @@ impl RebalanceListener for Recorder {
         self.0.lock().unwrap().revoked.extend_from_slice(partitions);
     }
     fn on_partitions_assigned(&self, _: &Consumer, partitions: &[TopicPartition]) {
-        self.0.lock().unwrap().assigned.extend_from_slice(partitions);
+        self.0
+            .lock()
+            .unwrap()
+            .assigned
+            .extend_from_slice(partitions);
     }
     fn on_partitions_lost(&self, _: &Consumer, partitions: &[TopicPartition]) {
         self.0.lock().unwrap().lost.extend_from_slice(partitions);
@@ -141,9 +145,11 @@ fn a_member_that_leaves_loses_its_partitions_to_the_others() {
         split_evenly(&[&b, &d], "t", 4)
     });
     drop(d);
-    poll_until("the dropped member's partitions to come back", &[&b], || {
-        set(&b) == all_partitions("t", 4)
-    });
+    poll_until(
+        "the dropped member's partitions to come back",
+        &[&b],
+        || set(&b) == all_partitions("t", 4),
+    );
 }
 
 #[test]
@@ -169,7 +175,10 @@ fn a_member_that_stops_heartbeating_loses_its_partitions_after_its_session_timeo
     });
     let events = listener.take();
     let lost: BTreeSet<TopicPartition> = events.lost.into_iter().collect();
-    assert_eq!(lost, a_had, "the expired member's partitions are reported lost");
+    assert_eq!(
+        lost, a_had,
+        "the expired member's partitions are reported lost"
+    );
 }
 
 /// What a group consumed and committed, checked as it goes: no record below a
@@ -372,7 +381,11 @@ fn a_cooperative_rebalance_revokes_only_the_partitions_that_move() {
     });
     let (ea, eb) = (la.take(), lb.take());
     let revoked: BTreeSet<TopicPartition> = ea.revoked.iter().chain(&eb.revoked).cloned().collect();
-    assert_eq!(revoked, set(&third), "exactly what the newcomer got was revoked");
+    assert_eq!(
+        revoked,
+        set(&third),
+        "exactly what the newcomer got was revoked"
+    );
     assert_eq!(ea.revoked.len() + eb.revoked.len(), 2, "each revoked once");
     assert!(ea.assigned.is_empty() && eb.assigned.is_empty());
     assert!(ea.lost.is_empty() && eb.lost.is_empty());
@@ -426,9 +439,11 @@ fn a_static_member_that_rejoins_keeps_its_assignment() {
     a.close().unwrap();
     let a = c.consumer(static_config("a")).unwrap();
     a.subscribe(&["t"]).unwrap();
-    poll_until("the restarted member to get its partitions back", &[&a, &b], || {
-        set(&a) == a_had
-    });
+    poll_until(
+        "the restarted member to get its partitions back",
+        &[&a, &b],
+        || set(&a) == a_had,
+    );
     // Keep both polling a while: nothing moves.
     for _ in 0..20 {
         a.poll(TURN).unwrap();
@@ -481,7 +496,9 @@ fn positions_start_at_the_committed_offset_else_at_auto_offset_reset() {
         .consumer(config("l").auto_offset_reset(OffsetReset::Latest))
         .unwrap();
     latest.subscribe(&["t"]).unwrap();
-    poll_until("an assignment", &[&latest], || !latest.assignment().is_empty());
+    poll_until("an assignment", &[&latest], || {
+        !latest.assignment().is_empty()
+    });
     assert_eq!(latest.position(&tp).unwrap(), 5);
     let earliest = subscriber(&c, "e", "t");
     let got = consume_n(&earliest, 5);
@@ -537,4 +554,156 @@ fn the_offsets_topic_is_internal_replicated_and_sized_by_the_builder() {
     assert_eq!(offsets.partition_count(), 50);
     assert_eq!(offsets.partition(0).unwrap().replicas().len(), 1);
     assert_eq!(single.topics(), vec!["t".to_string()]);
+}
+
+/// Commits the position of every partition it is about to lose, as the
+/// `RebalanceListener` docs suggest; remembers what each commit answered.
+#[derive(Clone, Debug, Default)]
+struct CommitOnRevoke(Arc<Mutex<Vec<std::result::Result<(), String>>>>);
+
+impl RebalanceListener for CommitOnRevoke {
+    fn on_partitions_revoked(&self, consumer: &Consumer, partitions: &[TopicPartition]) {
+        let offsets: Vec<(TopicPartition, u64)> = partitions
+            .iter()
+            .map(|tp| (tp.clone(), consumer.position(tp).unwrap()))
+            .collect();
+        let result = consumer.commit_offsets(&offsets).map_err(|e| e.to_string());
+        self.0.lock().unwrap().push(result);
+    }
+}
+
+#[test]
+fn a_rebalance_listener_can_commit_before_its_partitions_move() {
+    let c = cluster();
+    topic(&c, "t", 4);
+    produce(&c, "t", 4, 40);
+    let listener = CommitOnRevoke::default();
+    let a = c.consumer(config("g")).unwrap();
+    a.subscribe_with_listener(&["t"], listener.clone()).unwrap();
+    assert_eq!(consume_n(&a, 40).len(), 40);
+
+    let b = subscriber(&c, "g", "t");
+    poll_until("the split", &[&a, &b], || split_evenly(&[&a, &b], "t", 4));
+    let results = listener.0.lock().unwrap().clone();
+    assert!(!results.is_empty(), "partitions were revoked");
+    for r in &results {
+        assert_eq!(r, &Ok(()), "a commit from the revoke callback");
+    }
+    // So `b` starts where `a` stopped: nothing is delivered twice.
+    for tp in b.assignment() {
+        assert_eq!(b.committed(&tp).unwrap(), Some(10));
+        assert_eq!(b.position(&tp).unwrap(), 10);
+    }
+}
+
+#[test]
+fn a_member_blocked_in_a_long_poll_keeps_its_membership() {
+    let c = cluster();
+    topic(&c, "t", 2);
+    let listener = Recorder::default();
+    let a = c.consumer(config("g")).unwrap();
+    a.subscribe_with_listener(&["t"], listener.clone()).unwrap();
+    poll_until("an assignment", &[&a], || set(&a) == all_partitions("t", 2));
+    // Longer than the session timeout, with nothing to read: poll must keep
+    // heartbeating while it waits, as Kafka's background heartbeat does.
+    assert!(a.poll(SESSION * 3).unwrap().is_empty());
+    a.poll(TURN).unwrap();
+    let events = listener.take();
+    assert!(
+        events.lost.is_empty(),
+        "the member expired during poll: {events:?}"
+    );
+    assert_eq!(set(&a), all_partitions("t", 2));
+}
+
+#[test]
+fn a_group_carries_on_when_its_coordinator_dies() {
+    let c = cluster();
+    topic(&c, "t", 4);
+    let a = subscriber(&c, "g", "t");
+    let b = subscriber(&c, "g", "t");
+    poll_until("the split", &[&a, &b], || split_evenly(&[&a, &b], "t", 4));
+    let offsets = c.topic(OFFSETS_TOPIC).unwrap();
+    for (i, broker) in c.brokers().into_iter().enumerate() {
+        c.kill_broker(broker).unwrap();
+        // Whoever coordinates now rebuilt the offsets from the log.
+        let tp = TopicPartition::new("t", 0);
+        if i > 0 {
+            assert_eq!(a.committed(&tp).unwrap(), Some(i as u64));
+        }
+        let mut done = false;
+        poll_until("a commit after the coordinator moved", &[&a, &b], || {
+            if !done && split_evenly(&[&a, &b], "t", 4) {
+                let owner = if a.assignment().contains(&tp) { &a } else { &b };
+                done = owner.commit_offsets(&[(tp.clone(), i as u64 + 1)]).is_ok();
+            }
+            done
+        });
+        c.restart_broker(broker).unwrap();
+        wait_until("the restarted broker to catch up", || {
+            offsets.partitions().iter().all(|p| p.isr().len() == 3)
+        });
+    }
+    assert_eq!(a.committed(&TopicPartition::new("t", 0)).unwrap(), Some(3));
+}
+
+#[test]
+fn deleting_a_subscribed_topic_rebalances_the_group() {
+    let c = cluster();
+    topic(&c, "t", 2);
+    topic(&c, "u", 2);
+    let a = c.consumer(config("g")).unwrap();
+    a.subscribe(&["t", "u"]).unwrap();
+    let everything: BTreeSet<TopicPartition> = all_partitions("t", 2)
+        .into_iter()
+        .chain(all_partitions("u", 2))
+        .collect();
+    poll_until("both topics assigned", &[&a], || set(&a) == everything);
+    c.delete_topic("u").unwrap();
+    poll_until("the deleted topic's partitions to go", &[&a], || {
+        set(&a) == all_partitions("t", 2)
+    });
+    topic(&c, "u", 3);
+    let everything: BTreeSet<TopicPartition> = all_partitions("t", 2)
+        .into_iter()
+        .chain(all_partitions("u", 3))
+        .collect();
+    poll_until("the recreated topic's partitions", &[&a], || {
+        set(&a) == everything
+    });
+}
+
+#[test]
+fn a_subscribed_consumer_commits_only_as_a_member() {
+    let c = cluster();
+    topic(&c, "t", 2);
+    let a = subscriber(&c, "g", "t");
+    poll_until("an assignment", &[&a], || !a.assignment().is_empty());
+    // `b` subscribed but has not joined yet (no poll): it is not a member, and
+    // must not slip in as a standalone committer.
+    let b = subscriber(&c, "g", "t");
+    let t0 = TopicPartition::new("t", 0);
+    match b.commit_offsets(&[(t0.clone(), 9)]) {
+        Err(Error::IllegalGeneration { .. }) => {}
+        other => panic!("expected IllegalGeneration, got {other:?}"),
+    }
+    assert_eq!(a.committed(&t0).unwrap(), None);
+}
+
+#[test]
+fn dropping_a_consumer_after_shutdown_does_not_hang() {
+    let c = cluster();
+    topic(&c, "t", 1);
+    let a = c.consumer(config("g").enable_auto_commit(true)).unwrap();
+    a.subscribe(&["t"]).unwrap();
+    poll_until("an assignment", &[&a], || !a.assignment().is_empty());
+    c.shutdown().unwrap();
+    let started = std::time::Instant::now();
+    drop(a);
+    // Generous: a hang would be the 15 s a group call retries for.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

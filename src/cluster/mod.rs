@@ -549,6 +549,11 @@ impl ClusterInner {
         })
     }
 
+    /// Whether the cluster has been shut down: clients stop retrying then.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut.load(Ordering::Acquire)
+    }
+
     /// Creates `__consumer_offsets` on first use: replication factor
     /// `min(3, live brokers)`, min.insync `min(2, RF)`, acks=all commits.
     pub(crate) fn ensure_offsets_topic(&self) -> Result<()> {

@@ -20,8 +20,8 @@ use crate::protocol::{
 use crate::record::ConsumedRecord;
 use crate::{Error, Result};
 
-use group::{Membership, GROUP_CALL_TIMEOUT};
 pub use group::RebalanceListener;
+use group::{Membership, GROUP_CALL_TIMEOUT};
 
 /// Pause after a round in which no leader could answer (an election is running),
 /// unless metadata changes first.
@@ -99,9 +99,12 @@ impl Consumer {
         }
         let image = self.cluster.metadata.get();
         for tp in partitions {
-            let t = image.topics.get(&tp.topic).ok_or_else(|| Error::UnknownTopic {
-                topic: tp.topic.clone(),
-            })?;
+            let t = image
+                .topics
+                .get(&tp.topic)
+                .ok_or_else(|| Error::UnknownTopic {
+                    topic: tp.topic.clone(),
+                })?;
             if tp.partition as usize >= t.partitions.len() {
                 return Err(Error::UnknownPartition {
                     topic: tp.topic.clone(),
@@ -179,40 +182,36 @@ impl Consumer {
     /// `ShuttingDown` when the cluster is gone.
     pub fn poll(&self, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
         let deadline = Instant::now() + timeout;
-        self.drive_membership()?;
-        self.maybe_auto_commit()?;
-        let mut s = self.state.lock();
         loop {
+            // Heartbeats, joins and auto commits run here, so a long poll wakes up
+            // for them: the member's session never lapses while it waits.
+            self.drive_membership()?;
+            self.maybe_auto_commit()?;
+            let wake = self.next_group_work().map_or(deadline, |t| t.min(deadline));
+            let mut s = self.state.lock();
             if !s.buffer.is_empty() {
                 let n = s.buffer.len().min(self.config.max_poll_records);
                 return Ok(s.buffer.drain(..n).collect());
             }
             let now = Instant::now();
-            if s.assignment.is_empty() {
-                drop(s);
-                // Nothing assigned yet (a rebalance converging): wait for a change.
-                let wait = deadline
-                    .saturating_duration_since(now)
-                    .min(Duration::from_millis(50));
-                let _ = self.metadata.recv_timeout(wait);
-                if Instant::now() >= deadline {
-                    return Ok(Vec::new());
-                }
-                self.drive_membership()?;
-                s = self.state.lock();
-                continue;
-            }
-            let answered = self.fetch_round(&mut s, deadline)?;
-            if !s.buffer.is_empty() {
-                continue;
-            }
-            let now = Instant::now();
             if now >= deadline {
                 return Ok(Vec::new());
             }
-            if !answered {
+            if s.assignment.is_empty() {
+                drop(s);
+                // Nothing assigned yet (a rebalance converging): wait for a change.
+                let wait = wake
+                    .saturating_duration_since(now)
+                    .min(Duration::from_millis(50));
+                let _ = self.metadata.recv_timeout(wait);
+                continue;
+            }
+            let answered = self.fetch_round(&mut s, wake)?;
+            drop(s);
+            let now = Instant::now();
+            if !answered && now < wake {
                 // No leader could answer: wait for metadata to change, briefly.
-                let wait = NO_LEADER_WAIT.min(deadline - now);
+                let wait = NO_LEADER_WAIT.min(wake - now);
                 let _ = self.metadata.recv_timeout(wait);
             }
         }
@@ -282,7 +281,10 @@ impl Consumer {
             let (Some(pos), Some(leader)) = (s.positions.get(tp), self.leader_of(tp)) else {
                 continue;
             };
-            by_leader.entry(leader).or_default().push((tp.clone(), *pos));
+            by_leader
+                .entry(leader)
+                .or_default()
+                .push((tp.clone(), *pos));
         }
         let (reply, rx) = crossbeam_channel::unbounded();
         let mut asked = 0;
@@ -298,7 +300,10 @@ impl Consumer {
                 limit: ReadLimit::HighWatermark,
                 reply: reply.clone(),
             };
-            if tx.send(Inbound::Client(ClientRequest::Fetch(fetch))).is_ok() {
+            if tx
+                .send(Inbound::Client(ClientRequest::Fetch(fetch)))
+                .is_ok()
+            {
                 asked += 1;
             }
         }
@@ -487,21 +492,43 @@ impl Consumer {
         }
     }
 
-    /// Leaves the group, committing first when auto commit is on (Drop does the
-    /// same).
+    /// Leaves the group (Kafka's `close`): commits the positions of what `poll`
+    /// returned when auto commit is on, calls the listener's
+    /// `on_partitions_revoked` for what it owns (a last chance to commit), then
+    /// tells the coordinator, so its partitions go to the other members at once
+    /// rather than after `session.timeout.ms`. A static member
+    /// (`group.instance.id`) keeps its assignment until its session times out, so
+    /// a restart within it gets the same partitions back. Drop does the same and
+    /// ignores errors.
     ///
     /// # Errors
     ///
-    /// None today: leaving is best effort (a member that cannot reach its
-    /// coordinator is removed when its session times out).
+    /// The final auto commit's error (`IllegalGeneration` if the group rebalanced
+    /// since the last poll, `Timeout`, `ShuttingDown`), or `Timeout` when the
+    /// coordinator cannot be reached to leave: the member is then removed when its
+    /// session times out. The consumer is closed either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> replog::Result<()> {
+    /// use replog::*;
+    /// let cluster = Cluster::builder().offsets_topic_partitions(1).build()?;
+    /// cluster.create_topic("t", TopicConfig::new(1, 3))?;
+    /// let consumer = cluster.consumer(ConsumerConfig::new().group("g"))?;
+    /// consumer.subscribe(&["t"])?;
+    /// consumer.poll(std::time::Duration::from_millis(100))?;
+    /// consumer.close()?;
+    /// # Ok(()) }
+    /// ```
     pub fn close(self) -> Result<()> {
-        Ok(())
+        self.leave_group()
     }
 }
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        self.leave_group();
+        let _ = self.leave_group();
     }
 }
 

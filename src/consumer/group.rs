@@ -313,15 +313,25 @@ impl Consumer {
         if offsets.is_empty() {
             return Ok(());
         }
-        self.group_call(
+        let result = self.group_call(
             GroupOp::Commit {
                 member: Some((member_id.to_string(), generation)),
                 offsets: offsets.to_vec(),
                 timeout: GROUP_CALL_TIMEOUT,
             },
             GROUP_CALL_TIMEOUT,
-        )
-        .map(|_| ())
+        );
+        if let Err(Error::IllegalGeneration { .. }) = &result {
+            // The group rebalanced since the last heartbeat: the next poll
+            // heartbeats at once rather than after heartbeat.interval.ms, so a
+            // commit retried after it carries the new generation.
+            if let Some(m) = self.group.lock().as_mut() {
+                if m.member_id.as_deref() == Some(member_id) {
+                    m.next_heartbeat = Some(Instant::now());
+                }
+            }
+        }
+        result.map(|_| ())
     }
 
     /// Commits as a member when subscribed, else as a standalone consumer.

@@ -707,3 +707,23 @@ fn dropping_a_consumer_after_shutdown_does_not_hang() {
         started.elapsed()
     );
 }
+
+#[test]
+fn the_offsets_topic_waits_for_enough_brokers_rather_than_being_created_under_replicated() {
+    let c = cluster();
+    topic(&c, "t", 1);
+    c.kill_broker(BrokerId(1)).unwrap();
+    let creating = {
+        let c = c.clone();
+        std::thread::spawn(move || c.consumer(config("g")).map(|_| ()))
+    };
+    c.restart_broker(BrokerId(1)).unwrap();
+    creating.join().unwrap().unwrap();
+    for p in c.topic(OFFSETS_TOPIC).unwrap().partitions() {
+        assert_eq!(
+            p.replicas().len(),
+            3,
+            "min(3, brokers), not min(3, live brokers)"
+        );
+    }
+}

@@ -352,7 +352,15 @@ fn committed_offsets_survive_reopening_the_data_dir() {
         drop(consumer);
         c.shutdown().unwrap();
     }
-    let c = open();
+    // The offsets topic keeps the partition count it was created with (as
+    // Kafka's): groups are found where they were written.
+    let c = Cluster::builder()
+        .brokers(3)
+        .offsets_topic_partitions(7)
+        .data_dir(dir.path())
+        .build()
+        .unwrap();
+    assert_eq!(c.topic(OFFSETS_TOPIC).unwrap().partition_count(), 5);
     let consumer = subscriber(&c, "g", "t");
     assert_eq!(consumer.committed(&t0).unwrap(), Some(7));
     // A member of the group starts where the group left off.

@@ -486,8 +486,11 @@ impl Consumer {
             *next = now + self.config.auto_commit_interval;
         }
         match self.commit() {
-            // A rebalance moved on: the next heartbeat rejoins.
+            // A rebalance moved on, or the coordinator is moving: the next
+            // interval commits again (what was not committed may be delivered
+            // again), and poll goes on, as Kafka's auto commit does.
             Err(Error::IllegalGeneration { .. }) => Ok(()),
+            Err(e) if e.is_retriable() => Ok(()),
             other => other,
         }
     }

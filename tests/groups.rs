@@ -735,3 +735,17 @@ fn the_offsets_topic_waits_for_enough_brokers_rather_than_being_created_under_re
         );
     }
 }
+
+#[test]
+fn a_zero_timeout_poll_still_fetches() {
+    let c = cluster();
+    topic(&c, "t", 1);
+    produce(&c, "t", 1, 3);
+    let consumer = c.consumer(config("g")).unwrap();
+    consumer.assign(&[TopicPartition::new("t", 0)]).unwrap();
+    let mut got = Vec::new();
+    wait_until("records from poll(0)", || {
+        got.extend(consumer.poll(Duration::ZERO).unwrap());
+        got.len() == 3
+    });
+}

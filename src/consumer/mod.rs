@@ -182,6 +182,8 @@ impl Consumer {
     /// `ShuttingDown` when the cluster is gone.
     pub fn poll(&self, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
         let deadline = Instant::now() + timeout;
+        // Even `poll(Duration::ZERO)` asks the leaders once.
+        let mut fetched = false;
         loop {
             // Heartbeats, joins and auto commits run here, so a long poll wakes up
             // for them: the member's session never lapses while it waits.
@@ -194,7 +196,7 @@ impl Consumer {
                 return Ok(s.buffer.drain(..n).collect());
             }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline && (fetched || s.assignment.is_empty()) {
                 return Ok(Vec::new());
             }
             if s.assignment.is_empty() {
@@ -207,6 +209,7 @@ impl Consumer {
                 continue;
             }
             let answered = self.fetch_round(&mut s, wake)?;
+            fetched = true;
             drop(s);
             let now = Instant::now();
             if !answered && now < wake {

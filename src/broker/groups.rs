@@ -20,6 +20,10 @@ impl Broker {
     /// leadership: a new coordinator rebuilds its state from the log before it
     /// answers (rule 10).
     pub(super) fn sync_offsets_partition(&mut self, tp: &TopicPartition) {
+        // Which groups a partition holds depends on the topic's real partition
+        // count, which a reopened data dir may not share with the builder.
+        let n = self.coordinator_partitions();
+        self.coordinator.set_offsets_partitions(n);
         let leads = matches!(
             self.replicas.get(tp).map(|r| &r.role),
             Some(Role::Leader(_))

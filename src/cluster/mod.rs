@@ -555,31 +555,64 @@ impl ClusterInner {
         })
     }
 
+    /// Whether the cluster has been shut down: clients stop retrying then.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut.load(Ordering::Acquire)
+    }
+
     /// Creates `__consumer_offsets` on first use: replication factor
-    /// `min(3, live brokers)`, min.insync `min(2, RF)`, acks=all commits.
+    /// `min(3, brokers)`, min.insync `min(2, RF)`, acks=all commits,
+    /// `offsets_topic_partitions` partitions.
+    ///
+    /// The replication factor counts every broker of the cluster, alive or not:
+    /// while fewer are alive this waits for them (up to the operation timeout)
+    /// rather than create the topic under-replicated for good, as Kafka refuses
+    /// to create it below `offsets.topic.replication.factor`.
     pub(crate) fn ensure_offsets_topic(&self) -> Result<()> {
         use crate::group::OFFSETS_TOPIC;
         if self.metadata.get().topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }
-        let live = self
-            .brokers
-            .read()
-            .values()
-            .filter(|s| s.tx.is_some())
-            .count() as u32;
-        let rf = live.clamp(1, 3);
-        let config = TopicConfig::new(self.builder.offsets_topic_partitions, rf)
-            .min_insync_replicas(rf.min(2))
-            .retention(None);
-        let created = self.ask_controller(|reply| ClientRequest::CreateTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            config,
-            reply,
-        })?;
-        match created {
-            Ok(()) | Err(Error::TopicExists { .. }) => {}
-            Err(e) => return Err(e),
+        let brokers = self.brokers.read().len() as u32;
+        let rf = brokers.clamp(1, 3);
+        let live = |image: &MetadataImage| image.brokers.values().filter(|b| b.alive).count();
+        let deadline = Instant::now() + OP_TIMEOUT;
+        loop {
+            let enough = self.notify.wait_until(deadline, || {
+                let image = self.metadata.get();
+                image.topics.contains_key(OFFSETS_TOPIC) || live(&image) >= rf as usize
+            });
+            if !enough {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "{rf} live brokers to create {OFFSETS_TOPIC} with replication factor min(3, brokers) = {rf} ({} alive)",
+                        live(&self.metadata.get())
+                    ),
+                    after: OP_TIMEOUT,
+                });
+            }
+            let seen = self.metadata.get();
+            if seen.topics.contains_key(OFFSETS_TOPIC) {
+                return Ok(());
+            }
+            let config = TopicConfig::new(self.builder.offsets_topic_partitions, rf)
+                .min_insync_replicas(rf.min(2))
+                .retention(None);
+            let created = self.ask_controller(|reply| ClientRequest::CreateTopic {
+                name: OFFSETS_TOPIC.to_string(),
+                config,
+                reply,
+            })?;
+            match created {
+                Ok(()) | Err(Error::TopicExists { .. }) => break,
+                // The image said enough brokers were alive, the controller knew
+                // better (a death not published yet): wait for the next image.
+                Err(Error::InvalidReplicationFactor { .. }) if Instant::now() < deadline => {
+                    self.notify
+                        .wait_until(deadline, || !Arc::ptr_eq(&self.metadata.get(), &seen));
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.wait_leaders_settled(Some(OFFSETS_TOPIC), Instant::now() + OP_TIMEOUT);
         Ok(())

@@ -14,8 +14,10 @@ use super::Consumer;
 
 /// How long a group call keeps retrying while the coordinator moves.
 pub(super) const GROUP_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long closing a consumer waits for its final commit and its leave request.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Between heartbeats while a rebalance is converging.
-const REBALANCE_HEARTBEAT: Duration = Duration::from_millis(5);
+const REBALANCE_HEARTBEAT: Duration = Duration::from_millis(20);
 
 /// Called when the group moves partitions to or from this consumer, from inside
 /// `poll` (Kafka's `ConsumerRebalanceListener`). The consumer may be used from the
@@ -131,6 +133,10 @@ impl Consumer {
                 }
             };
             match result {
+                Err(e) if e.is_retriable() && self.cluster.is_shut_down() => {
+                    let _ = e;
+                    return Err(self.cluster.shut_down());
+                }
                 Err(e) if e.is_retriable() && Instant::now() < deadline => {
                     // The coordinator is moving: wait for metadata to change.
                     let wait = Duration::from_millis(20)
@@ -190,7 +196,7 @@ impl Consumer {
                 Err(e) => return Err(e),
             };
             let again = state.rebalance_in_progress;
-            self.apply_member_state(state, listener.as_deref())?;
+            self.apply_member_state(state, listener.as_deref());
             if !again {
                 return Ok(());
             }
@@ -202,6 +208,19 @@ impl Consumer {
         }
     }
 
+    /// When `poll` must next drive the group (a heartbeat, a join, or an auto
+    /// commit), even in the middle of a long poll; `None` without a group.
+    pub(super) fn next_group_work(&self) -> Option<Instant> {
+        let heartbeat = self.group.lock().as_ref().map(|m| match m.member_id {
+            // Not a member: join at once.
+            None => Instant::now(),
+            Some(_) => m.next_heartbeat.unwrap_or_else(Instant::now),
+        });
+        let commit = (self.config.enable_auto_commit && self.config.group.is_some())
+            .then(|| *self.next_auto_commit.lock());
+        heartbeat.into_iter().chain(commit).min()
+    }
+
     fn take_assignment(&self) -> Vec<TopicPartition> {
         let mut s = self.state.lock();
         let lost = std::mem::take(&mut s.assignment);
@@ -210,17 +229,21 @@ impl Consumer {
         lost
     }
 
-    fn apply_member_state(
-        &self,
-        st: MemberState,
-        listener: Option<&dyn RebalanceListener>,
-    ) -> Result<()> {
+    fn apply_member_state(&self, st: MemberState, listener: Option<&dyn RebalanceListener>) {
+        // The new generation first: commits made from the revoke callback carry it
+        // (with the old one the coordinator would refuse them).
+        if let Some(m) = self.group.lock().as_mut() {
+            m.member_id = Some(st.member_id.clone());
+            m.generation = st.generation;
+            m.next_heartbeat = Some(Instant::now() + self.config.heartbeat_interval);
+        }
         if !st.revoke.is_empty() {
             // Commit what was consumed before the partitions move, so the next owner
-            // starts where this one stopped.
+            // starts where this one stopped. Best effort, as Kafka's: the partitions
+            // go either way, and what was not committed is delivered again.
             if self.config.enable_auto_commit {
                 let offsets = self.consumed_positions(&st.revoke);
-                self.commit_as_member(&st.member_id, st.generation, &offsets)?;
+                let _ = self.commit_as_member(&st.member_id, st.generation, &offsets);
             }
             if let Some(l) = listener {
                 l.on_partitions_revoked(self, &st.revoke);
@@ -244,11 +267,6 @@ impl Consumer {
             });
             added
         };
-        if let Some(m) = self.group.lock().as_mut() {
-            m.member_id = Some(st.member_id.clone());
-            m.generation = st.generation;
-            m.next_heartbeat = Some(Instant::now() + self.config.heartbeat_interval);
-        }
         if !added.is_empty() {
             // New partitions start from the group's committed offsets.
             if let Ok(GroupReply::Committed(c)) = self.group_call(
@@ -268,7 +286,6 @@ impl Consumer {
                 l.on_partitions_assigned(self, &added);
             }
         }
-        Ok(())
     }
 
     /// Positions of what `poll` has returned, for these partitions.
@@ -296,25 +313,38 @@ impl Consumer {
         if offsets.is_empty() {
             return Ok(());
         }
-        self.group_call(
+        let result = self.group_call(
             GroupOp::Commit {
                 member: Some((member_id.to_string(), generation)),
                 offsets: offsets.to_vec(),
                 timeout: GROUP_CALL_TIMEOUT,
             },
             GROUP_CALL_TIMEOUT,
-        )
-        .map(|_| ())
+        );
+        if let Err(Error::IllegalGeneration { .. }) = &result {
+            // The group rebalanced since the last heartbeat: the next poll
+            // heartbeats at once rather than after heartbeat.interval.ms, so a
+            // commit retried after it carries the new generation.
+            if let Some(m) = self.group.lock().as_mut() {
+                if m.member_id.as_deref() == Some(member_id) {
+                    m.next_heartbeat = Some(Instant::now());
+                }
+            }
+        }
+        result.map(|_| ())
     }
 
     /// Commits as a member when subscribed, else as a standalone consumer.
     pub(super) fn commit_now(&self, offsets: &[(TopicPartition, u64)]) -> Result<()> {
         self.group_id("commit")?;
+        // Subscribed but not (or no longer) a member: commit with no member id, so
+        // the coordinator refuses it with the group's generation, rather than
+        // taking it as a standalone consumer's.
         let member = self
             .group
             .lock()
             .as_ref()
-            .and_then(|m| Some((m.member_id.clone()?, m.generation)));
+            .map(|m| (m.member_id.clone().unwrap_or_default(), m.generation));
         match member {
             Some((id, generation)) => self.commit_as_member(&id, generation, offsets),
             None => {
@@ -334,17 +364,45 @@ impl Consumer {
         }
     }
 
-    /// Leaves the group (close and Drop).
-    pub(super) fn leave_group(&self) {
-        let member = self.group.lock().as_mut().and_then(|m| m.member_id.take());
-        if let Some(member_id) = member {
-            if self.config.enable_auto_commit {
-                let assignment = self.state.lock().assignment.clone();
-                let offsets = self.consumed_positions(&assignment);
-                let generation = self.group.lock().as_ref().map_or(0, |m| m.generation);
-                let _ = self.commit_as_member(&member_id, generation, &offsets);
+    /// Leaves the group (close and Drop): commits what `poll` returned when auto
+    /// commit is on, runs the revoke callback (which may commit too), then tells
+    /// the coordinator. Returns the first error; leaves even if a commit failed.
+    pub(super) fn leave_group(&self) -> Result<()> {
+        let (member_id, generation, listener) = {
+            let g = self.group.lock();
+            match g.as_ref() {
+                Some(Membership {
+                    member_id: Some(id),
+                    generation,
+                    listener,
+                    ..
+                }) => (id.clone(), *generation, listener.clone()),
+                _ => return Ok(()),
             }
-            let _ = self.group_call(GroupOp::Leave { member_id }, Duration::from_secs(2));
+        };
+        let assignment = self.state.lock().assignment.clone();
+        let mut result = Ok(());
+        if self.config.enable_auto_commit {
+            let offsets = self.consumed_positions(&assignment);
+            if !offsets.is_empty() {
+                let commit = GroupOp::Commit {
+                    member: Some((member_id.clone(), generation)),
+                    offsets,
+                    timeout: LEAVE_TIMEOUT,
+                };
+                result = self.group_call(commit, LEAVE_TIMEOUT).map(|_| ());
+            }
         }
+        if let Some(l) = &listener {
+            if !assignment.is_empty() {
+                l.on_partitions_revoked(self, &assignment);
+            }
+        }
+        if let Some(m) = self.group.lock().as_mut() {
+            m.member_id = None;
+        }
+        self.take_assignment();
+        let left = self.group_call(GroupOp::Leave { member_id }, LEAVE_TIMEOUT);
+        result.and(left.map(|_| ()))
     }
 }

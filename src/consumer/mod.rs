@@ -182,40 +182,39 @@ impl Consumer {
     /// `ShuttingDown` when the cluster is gone.
     pub fn poll(&self, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
         let deadline = Instant::now() + timeout;
-        self.drive_membership()?;
-        self.maybe_auto_commit()?;
-        let mut s = self.state.lock();
+        // Even `poll(Duration::ZERO)` asks the leaders once.
+        let mut fetched = false;
         loop {
+            // Heartbeats, joins and auto commits run here, so a long poll wakes up
+            // for them: the member's session never lapses while it waits.
+            self.drive_membership()?;
+            self.maybe_auto_commit()?;
+            let wake = self.next_group_work().map_or(deadline, |t| t.min(deadline));
+            let mut s = self.state.lock();
             if !s.buffer.is_empty() {
                 let n = s.buffer.len().min(self.config.max_poll_records);
                 return Ok(s.buffer.drain(..n).collect());
             }
             let now = Instant::now();
+            if now >= deadline && (fetched || s.assignment.is_empty()) {
+                return Ok(Vec::new());
+            }
             if s.assignment.is_empty() {
                 drop(s);
                 // Nothing assigned yet (a rebalance converging): wait for a change.
-                let wait = deadline
+                let wait = wake
                     .saturating_duration_since(now)
                     .min(Duration::from_millis(50));
                 let _ = self.metadata.recv_timeout(wait);
-                if Instant::now() >= deadline {
-                    return Ok(Vec::new());
-                }
-                self.drive_membership()?;
-                s = self.state.lock();
                 continue;
             }
-            let answered = self.fetch_round(&mut s, deadline)?;
-            if !s.buffer.is_empty() {
-                continue;
-            }
+            let answered = self.fetch_round(&mut s, wake)?;
+            fetched = true;
+            drop(s);
             let now = Instant::now();
-            if now >= deadline {
-                return Ok(Vec::new());
-            }
-            if !answered {
+            if !answered && now < wake {
                 // No leader could answer: wait for metadata to change, briefly.
-                let wait = NO_LEADER_WAIT.min(deadline - now);
+                let wait = NO_LEADER_WAIT.min(wake - now);
                 let _ = self.metadata.recv_timeout(wait);
             }
         }
@@ -490,27 +489,52 @@ impl Consumer {
             *next = now + self.config.auto_commit_interval;
         }
         match self.commit() {
-            // A rebalance moved on: the next heartbeat rejoins.
+            // A rebalance moved on, or the coordinator is moving: the next
+            // interval commits again (what was not committed may be delivered
+            // again), and poll goes on, as Kafka's auto commit does.
             Err(Error::IllegalGeneration { .. }) => Ok(()),
+            Err(e) if e.is_retriable() => Ok(()),
             other => other,
         }
     }
 
-    /// Leaves the group, committing first when auto commit is on (Drop does the
-    /// same).
+    /// Leaves the group (Kafka's `close`): commits the positions of what `poll`
+    /// returned when auto commit is on, calls the listener's
+    /// `on_partitions_revoked` for what it owns (a last chance to commit), then
+    /// tells the coordinator, so its partitions go to the other members at once
+    /// rather than after `session.timeout.ms`. A static member
+    /// (`group.instance.id`) keeps its assignment until its session times out, so
+    /// a restart within it gets the same partitions back. Drop does the same and
+    /// ignores errors.
     ///
     /// # Errors
     ///
-    /// None today: leaving is best effort (a member that cannot reach its
-    /// coordinator is removed when its session times out).
+    /// The final auto commit's error (`IllegalGeneration` if the group rebalanced
+    /// since the last poll, `Timeout`, `ShuttingDown`), or `Timeout` when the
+    /// coordinator cannot be reached to leave: the member is then removed when its
+    /// session times out. The consumer is closed either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> replog::Result<()> {
+    /// use replog::*;
+    /// let cluster = Cluster::builder().offsets_topic_partitions(1).build()?;
+    /// cluster.create_topic("t", TopicConfig::new(1, 3))?;
+    /// let consumer = cluster.consumer(ConsumerConfig::new().group("g"))?;
+    /// consumer.subscribe(&["t"])?;
+    /// consumer.poll(std::time::Duration::from_millis(100))?;
+    /// consumer.close()?;
+    /// # Ok(()) }
+    /// ```
     pub fn close(self) -> Result<()> {
-        Ok(())
+        self.leave_group()
     }
 }
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        self.leave_group();
+        let _ = self.leave_group();
     }
 }
 

@@ -2,11 +2,11 @@
 //! waiting to be sent, and what is in flight.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::ids::TopicPartition;
 use crate::record::{Batch, BatchBuilder, Record, BATCH_HEADER_LEN};
+use crate::sync::Arc;
 use crate::Error;
 
 use super::DeliverySlot;
@@ -137,8 +137,7 @@ impl State {
         let limit = batch_size.min(max_message_bytes.saturating_sub(BATCH_HEADER_LEN));
         let mut full = false;
         let q = self.queues.entry(tp.clone()).or_default();
-        if q
-            .open
+        if q.open
             .as_ref()
             .is_some_and(|o| !o.slots.is_empty() && o.bytes + size > limit)
         {
@@ -176,7 +175,10 @@ impl State {
         let all = self.flushes > 0 || self.closed;
         let mut sealed = Vec::new();
         for (tp, q) in self.queues.iter_mut() {
-            if q.open.as_ref().is_some_and(|o| all || o.created + linger <= now) {
+            if q.open
+                .as_ref()
+                .is_some_and(|o| all || o.created + linger <= now)
+            {
                 q.seal(producer_id);
                 sealed.push(tp.clone());
             }

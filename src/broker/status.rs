@@ -95,3 +95,7 @@ impl BrokerShared {
         self.replicas.write().clear();
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "tests/loom_status.rs"]
+mod loom_status;

@@ -46,3 +46,7 @@ impl Notify {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "tests/loom_notify.rs"]
+mod loom_notify;

@@ -1,0 +1,4 @@
+//! loom models of the producer's cross-thread hand-offs (`cfg(loom)` only; see
+//! `crate::sync` for how to run them).
+
+mod loom_delivery;

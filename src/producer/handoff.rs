@@ -68,7 +68,7 @@ impl<W: Wake> Handoff<W> {
     /// `send`'s half: waits while `buffer_memory` is full (always admitting one
     /// record of `size` bytes into an empty buffer), runs `append` (which returns
     /// whether a batch became full) and wakes the sender if there is something for
-    /// it to send now: a full batch, or any record when `linger_zero`.
+    /// it to send now: a full batch, `linger_zero`, or a `flush` waiting.
     ///
     /// # Errors
     ///
@@ -94,8 +94,11 @@ impl<W: Wake> Handoff<W> {
             }
         }
         let full = append(&mut state);
+        // A flush in progress ignores linger: the sender must see this record now,
+        // or the flush would wait out the linger for it.
+        let wake = full || linger_zero || state.flushes > 0;
         drop(state);
-        if full || linger_zero {
+        if wake {
             self.wake_sender();
         }
         Ok(())

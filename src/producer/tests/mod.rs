@@ -2,3 +2,4 @@
 //! `crate::sync` for how to run them).
 
 mod loom_delivery;
+mod loom_handoff;

@@ -39,6 +39,7 @@ mod protocol;
 mod record;
 mod replication;
 mod storage;
+mod sync;
 mod transport;
 
 pub use cluster::{Cluster, ClusterBuilder, ClusterMetrics};

@@ -1,15 +1,18 @@
 //! What a broker publishes for handles to read without asking its thread.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
-
-use parking_lot::RwLock;
 
 use crate::cluster::notify::Notify;
 use crate::ids::TopicPartition;
+use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicU64, Ordering, RwLock};
 
 /// One replica's offsets and role, updated by its broker thread.
+///
+/// Publication protocol (checked by `tests/loom_status.rs`): the one writer stores
+/// the log end offset ([`set_offsets`](Self::set_offsets)) before any HW that it
+/// covers ([`set_hw`](Self::set_hw)), both `Release`; readers load `Acquire`. A reader
+/// that loads [`hw`](Self::hw) and then [`leo`](Self::leo) therefore never sees the HW
+/// past the log end, and a leader's HW, which only grows, never goes backwards for it.
 #[derive(Debug, Default)]
 pub(crate) struct ReplicaStatus {
     leo: AtomicU64,
@@ -92,3 +95,7 @@ impl BrokerShared {
         self.replicas.write().clear();
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "tests/loom_status.rs"]
+mod loom_status;

@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use parking_lot::{Condvar, Mutex};
+
+use crate::sync::{Condvar, Mutex};
 
 /// A version counter with a condvar, plus channel watchers for threads that already
 /// wait on a channel (`select!`).
@@ -45,3 +46,7 @@ impl Notify {
         }
     }
 }
+
+#[cfg(all(test, loom))]
+#[path = "tests/loom_notify.rs"]
+mod loom_notify;

@@ -2,11 +2,11 @@
 //! waiting to be sent, and what is in flight.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::ids::TopicPartition;
 use crate::record::{Batch, BatchBuilder, Record, BATCH_HEADER_LEN};
+use crate::sync::Arc;
 use crate::Error;
 
 use super::DeliverySlot;

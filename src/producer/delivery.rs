@@ -2,11 +2,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use parking_lot::{Condvar, Mutex};
-
+use crate::sync::{Arc, Condvar, Mutex};
 use crate::{Error, Result};
 
 /// Where a record landed.

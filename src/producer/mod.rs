@@ -4,26 +4,26 @@
 
 mod accumulator;
 mod delivery;
+mod handoff;
 mod partitioner;
 mod sender;
 
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex};
 
 use crate::cluster::ClusterInner;
 use crate::config::{Acks, ProducerConfig};
 use crate::ids::TopicPartition;
 use crate::protocol::ClientRequest;
 use crate::record::{BatchBuilder, Record, BATCH_HEADER_LEN};
+use crate::sync::{Arc, Mutex};
 use crate::{Error, Result};
 
-use accumulator::State;
 pub(crate) use delivery::DeliverySlot;
 pub use delivery::{Delivery, RecordMetadata};
+use handoff::{Handoff, Refused};
 pub(crate) use partitioner::partition_for_key;
 
 /// What the sender thread and the handles share.
@@ -33,16 +33,8 @@ pub(crate) struct Shared {
     config: ProducerConfig,
     /// Set when the producer is idempotent (enable.idempotence with acks=all).
     producer_id: Option<u64>,
-    state: Mutex<State>,
-    /// Signalled when buffer memory is freed or records complete.
-    progress: Condvar,
-    wake: Sender<()>,
-}
-
-impl Shared {
-    fn wake_sender(&self) {
-        let _ = self.wake.try_send(());
-    }
+    /// The accumulator, its progress condvar and the sender thread's wake-up.
+    handoff: Handoff<Sender<()>>,
 }
 
 #[derive(Debug)]
@@ -55,8 +47,7 @@ impl Drop for Handle {
     fn drop(&mut self) {
         // close(): send what is buffered, wait for the answers (each bounded by
         // delivery.timeout.ms), then stop the sender thread.
-        self.shared.state.lock().closed = true;
-        self.shared.wake_sender();
+        self.shared.handoff.close();
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
@@ -108,9 +99,7 @@ impl Producer {
             cluster,
             config,
             producer_id,
-            state: Mutex::new(State::default()),
-            progress: Condvar::new(),
-            wake,
+            handoff: Handoff::new(wake),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -150,7 +139,7 @@ impl Producer {
         let n = t.partitions.len() as u32;
         let partition = match &record.key {
             Some(k) => partition_for_key(k, n),
-            None => shared.state.lock().sticky_partition(topic, n),
+            None => shared.handoff.lock().sticky_partition(topic, n),
         };
         self.send_to(topic, partition, record)
     }
@@ -192,38 +181,35 @@ impl Producer {
         let tp = TopicPartition::new(topic, partition);
         let config = &shared.config;
         let deadline = Instant::now() + config.delivery_timeout;
-        let mut state = shared.state.lock();
-        if state.closed {
-            return Delivery::failed(Error::ShuttingDown {
-                what: "the producer".into(),
-            });
-        }
-        // Backpressure: wait while buffer.memory is full (always admit one record
-        // into an empty buffer, however large).
-        while state.buffered > 0 && state.buffered + size > config.buffer_memory {
-            shared.wake_sender();
-            if shared.progress.wait_until(&mut state, deadline).timed_out() {
-                return Delivery::failed(Error::Timeout {
-                    what: format!("buffer.memory of {} bytes to free up", config.buffer_memory),
-                    after: config.delivery_timeout,
-                });
-            }
-        }
-        let full = state.append(
-            tp,
-            &record,
-            timestamp,
+        // Backpressure: waits while buffer.memory is full.
+        let sent = shared.handoff.send(
             size,
-            slot.clone(),
-            config.batch_size,
-            shared.producer_id,
-            max,
+            config.buffer_memory,
+            deadline,
+            config.linger.is_zero(),
+            |state| {
+                state.append(
+                    tp,
+                    &record,
+                    timestamp,
+                    size,
+                    slot.clone(),
+                    config.batch_size,
+                    shared.producer_id,
+                    max,
+                )
+            },
         );
-        drop(state);
-        if full || config.linger.is_zero() {
-            shared.wake_sender();
+        match sent {
+            Ok(()) => Delivery::new(slot),
+            Err(Refused::Closed) => Delivery::failed(Error::ShuttingDown {
+                what: "the producer".into(),
+            }),
+            Err(Refused::BufferFull) => Delivery::failed(Error::Timeout {
+                what: format!("buffer.memory of {} bytes to free up", config.buffer_memory),
+                after: config.delivery_timeout,
+            }),
         }
-        Delivery::new(slot)
     }
 
     /// Sends every buffered record now (ignoring `linger.ms`) and waits until each
@@ -233,14 +219,7 @@ impl Producer {
     ///
     /// None today; failures are reported per record through each [`Delivery`].
     pub fn flush(&self) -> Result<()> {
-        let shared = self.shared();
-        let mut state = shared.state.lock();
-        state.flushes += 1;
-        shared.wake_sender();
-        while state.outstanding > 0 {
-            shared.progress.wait(&mut state);
-        }
-        state.flushes -= 1;
+        self.shared().handoff.flush();
         Ok(())
     }
 }
@@ -251,3 +230,6 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(all(test, loom))]
+mod tests;

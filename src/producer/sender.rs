@@ -2,7 +2,6 @@
 //! partition leaders, and completes, retries or fails them on the answers.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender as ChanSender};
@@ -10,6 +9,7 @@ use crossbeam_channel::{Receiver, Sender as ChanSender};
 use crate::config::Acks;
 use crate::ids::{BrokerId, TopicPartition};
 use crate::protocol::{ClientRequest, Inbound, ProduceRequest, ProduceResponse};
+use crate::sync::Arc;
 use crate::{Error, Result};
 
 use super::accumulator::Sealed;
@@ -74,7 +74,7 @@ impl Sender {
             }
             self.check_in_flight();
             self.send_ready();
-            let state = self.shared.state.lock();
+            let state = self.shared.handoff.lock();
             if state.closed && state.outstanding == 0 && self.in_flight.is_empty() {
                 return;
             }
@@ -84,7 +84,7 @@ impl Sender {
     fn next_deadline(&self) -> Instant {
         let now = Instant::now();
         let config = &self.shared.config;
-        let state = self.shared.state.lock();
+        let state = self.shared.handoff.lock();
         let mut d = now + IDLE;
         if let Some(l) = state.next_linger_deadline(config.linger) {
             d = d.min(l);
@@ -114,7 +114,7 @@ impl Sender {
 
     fn finish(&mut self, f: InFlight, result: Result<u64>) {
         let shared = &self.shared;
-        let mut state = shared.state.lock();
+        let mut state = shared.handoff.lock();
         let q = state.queues.entry(f.tp.clone()).or_default();
         q.in_flight = q.in_flight.saturating_sub(1);
         let now = Instant::now();
@@ -129,8 +129,7 @@ impl Sender {
                     }));
                 }
                 let (bytes, n) = (sealed.bytes, sealed.slots.len());
-                state.release(bytes, n);
-                shared.progress.notify_all();
+                shared.handoff.finished(&mut state, bytes, n);
             }
             Err(e) => {
                 let gap = matches!(e, Error::OutOfOrderSequence { .. });
@@ -149,8 +148,7 @@ impl Sender {
                 } else {
                     fail(&sealed, &e);
                     let (bytes, n) = (sealed.bytes, sealed.slots.len());
-                    state.release(bytes, n);
-                    shared.progress.notify_all();
+                    shared.handoff.finished(&mut state, bytes, n);
                 }
             }
         }
@@ -197,7 +195,7 @@ impl Sender {
         let config = &shared.config;
         let image = shared.cluster.metadata.get();
         let now = Instant::now();
-        let mut state = shared.state.lock();
+        let mut state = shared.handoff.lock();
         state.seal_due(now, config.linger, shared.producer_id);
         let mut completed = false;
         let mut released = (0usize, 0usize);
@@ -305,8 +303,7 @@ impl Sender {
             }
         }
         if completed {
-            state.release(released.0, released.1);
-            shared.progress.notify_all();
+            shared.handoff.finished(&mut state, released.0, released.1);
         }
     }
 }

@@ -1,0 +1,132 @@
+//! The hand-off between the threads that call `send`/`flush` and the sender thread:
+//! the accumulator [`State`] under one mutex, a condvar for progress (records
+//! finished, buffer memory freed) and a coalescing wake-up of the sender thread.
+//!
+//! All of the producer's cross-thread synchronisation goes through [`Handoff`], so
+//! that `tests/loom_handoff.rs` checks the code the producer runs, with a loom-aware
+//! [`Wake`] standing in for the crossbeam channel.
+
+use std::time::Instant;
+
+use crate::sync::{Condvar, Mutex, MutexGuard};
+
+use super::accumulator::State;
+
+/// Wakes the sender thread. Wake-ups coalesce: one pending wake-up stands for any
+/// number, so the sender must take the wake-up *before* it looks at the state.
+pub(crate) trait Wake {
+    /// Makes the sender's next wait return (at once if it is waiting now).
+    fn wake(&self);
+}
+
+/// The producer's wake-up: a `bounded(1)` channel the sender thread `select!`s on
+/// with its other channels; a full channel already holds a wake-up.
+impl Wake for crossbeam_channel::Sender<()> {
+    fn wake(&self) {
+        let _ = self.try_send(());
+    }
+}
+
+/// Why [`Handoff::send`] appended nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The producer is closing.
+    Closed,
+    /// `buffer.memory` stayed full until the deadline.
+    BufferFull,
+}
+
+/// The accumulator state shared by the producer's handles and its sender thread.
+#[derive(Debug)]
+pub(crate) struct Handoff<W> {
+    state: Mutex<State>,
+    /// Signalled when records finish (buffer memory freed, `outstanding` lower).
+    progress: Condvar,
+    wake: W,
+}
+
+impl<W: Wake> Handoff<W> {
+    /// An empty accumulator whose sender thread is woken through `wake`.
+    pub(crate) fn new(wake: W) -> Self {
+        Handoff {
+            state: Mutex::new(State::default()),
+            progress: Condvar::new(),
+            wake,
+        }
+    }
+
+    /// Locks the accumulator.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
+    }
+
+    /// Wakes the sender thread.
+    pub(crate) fn wake_sender(&self) {
+        self.wake.wake();
+    }
+
+    /// `send`'s half: waits while `buffer_memory` is full (always admitting one
+    /// record of `size` bytes into an empty buffer), runs `append` (which returns
+    /// whether a batch became full) and wakes the sender if there is something for
+    /// it to send now: a full batch, `linger_zero`, or a `flush` waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Refused::Closed`] once [`close`](Self::close) was called,
+    /// [`Refused::BufferFull`] if memory did not free up by `deadline`; nothing was
+    /// appended then.
+    pub(crate) fn send(
+        &self,
+        size: usize,
+        buffer_memory: usize,
+        deadline: Instant,
+        linger_zero: bool,
+        append: impl FnOnce(&mut State) -> bool,
+    ) -> Result<(), Refused> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(Refused::Closed);
+        }
+        while state.buffered > 0 && state.buffered + size > buffer_memory {
+            self.wake_sender();
+            if self.progress.wait_until(&mut state, deadline).timed_out() {
+                return Err(Refused::BufferFull);
+            }
+        }
+        let full = append(&mut state);
+        // A flush in progress ignores linger: the sender must see this record now,
+        // or the flush would wait out the linger for it.
+        let wake = full || linger_zero || state.flushes > 0;
+        drop(state);
+        if wake {
+            self.wake_sender();
+        }
+        Ok(())
+    }
+
+    /// `flush`'s half: makes the sender send everything now (linger is ignored
+    /// while a flush waits) and waits until no record is outstanding.
+    pub(crate) fn flush(&self) {
+        let mut state = self.state.lock();
+        state.flushes += 1;
+        self.wake_sender();
+        while state.outstanding > 0 {
+            self.progress.wait(&mut state);
+        }
+        state.flushes -= 1;
+    }
+
+    /// Stops taking records and wakes the sender to send what is buffered.
+    pub(crate) fn close(&self) {
+        self.state.lock().closed = true;
+        self.wake_sender();
+    }
+
+    /// The sender's half: `records` holding `bytes` finished (completed or failed).
+    /// Frees their memory and wakes `flush` and blocked `send`s. Takes the locked
+    /// state so that the wake-up cannot slip between a waiter's check and its wait.
+    pub(crate) fn finished(&self, state: &mut MutexGuard<'_, State>, bytes: usize, records: usize) {
+        state.release(bytes, records);
+        self.progress.notify_all();
+    }
+}

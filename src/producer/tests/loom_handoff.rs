@@ -1,0 +1,171 @@
+//! The accumulator hand-off: threads `send` (append under the lock, wake the
+//! sender) and `flush` (wait for `outstanding == 0`) while a drainer does what the
+//! sender thread does (take the wake-up, seal, take the ready batches, complete
+//! them and report progress). Every appended record is completed, `flush` returns
+//! only once its records are, and no wake-up is lost: a lost one leaves a thread
+//! blocked for good and loom reports the deadlock (waits have no time-out here).
+//!
+//! The sender thread's `bounded(1)` crossbeam channel is not loom-aware; [`Signal`]
+//! is the same thing built from loom's primitives: one pending wake-up that any
+//! number of wakes coalesce into, taken before the state is looked at.
+
+use std::time::{Duration, Instant};
+
+use loom::thread;
+
+use crate::ids::TopicPartition;
+use crate::producer::accumulator::Sealed;
+use crate::producer::handoff::{Handoff, Wake};
+use crate::producer::{Delivery, DeliverySlot, RecordMetadata};
+use crate::record::{BatchBuilder, Record};
+use crate::sync::{Arc, Condvar, Mutex};
+
+const BATCH_SIZE: usize = 16 * 1024;
+const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Long enough that nothing is sealed by its linger running out in a model.
+const LONG_LINGER: Duration = Duration::from_secs(3600);
+
+/// A coalescing wake-up, as a `bounded(1)` channel of `()`.
+#[derive(Debug, Default)]
+struct Signal {
+    pending: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Signal {
+    /// Blocks until a wake-up is pending and takes it.
+    fn recv(&self) {
+        let mut pending = self.pending.lock();
+        while !*pending {
+            self.cond.wait(&mut pending);
+        }
+        *pending = false;
+    }
+}
+
+/// The sending side the [`Handoff`] holds.
+#[derive(Debug)]
+struct SignalTx(Arc<Signal>);
+
+impl Wake for SignalTx {
+    fn wake(&self) {
+        *self.0.pending.lock() = true;
+        self.0.cond.notify_one();
+    }
+}
+
+type Model = Handoff<SignalTx>;
+
+fn model() -> (Arc<Model>, Arc<Signal>) {
+    let signal = Arc::new(Signal::default());
+    (Arc::new(Handoff::new(SignalTx(signal.clone()))), signal)
+}
+
+fn far() -> Instant {
+    Instant::now() + LONG_LINGER
+}
+
+fn record_size() -> usize {
+    BatchBuilder::encoded_len(&Record::new("v"))
+}
+
+/// `Producer::send_to` minus metadata: one record to partition 0.
+fn send(h: &Model, buffer_memory: usize, linger_zero: bool) -> Delivery {
+    let record = Record::new("v");
+    let size = BatchBuilder::encoded_len(&record);
+    let slot = DeliverySlot::new();
+    let s = slot.clone();
+    let tp = TopicPartition::new("t", 0);
+    h.send(size, buffer_memory, far(), linger_zero, |state| {
+        state.append(tp, &record, 0, size, s, BATCH_SIZE, None, MAX_MESSAGE_BYTES)
+    })
+    .expect("the producer is open");
+    Delivery::new(slot)
+}
+
+/// The sender thread's loop without the network: wait for a wake-up, seal what is
+/// due, take the ready batches (`send_ready`), answer them under the lock
+/// (`finish`), stop once closed and nothing is outstanding (`run`).
+fn drain(h: &Model, signal: &Signal, linger: Duration) {
+    loop {
+        signal.recv();
+        let batches: Vec<Sealed> = {
+            let mut state = h.lock();
+            state.seal_due(Instant::now(), linger, None);
+            let mut tps: Vec<TopicPartition> = state.queues.keys().cloned().collect();
+            tps.sort_by_key(|tp| tp.partition);
+            let mut batches = Vec::new();
+            for tp in tps {
+                batches.extend(state.queues.get_mut(&tp).expect("listed").ready.drain(..));
+            }
+            batches
+        };
+        for b in batches {
+            let mut state = h.lock();
+            for (i, slot) in b.slots.iter().enumerate() {
+                slot.complete(Ok(RecordMetadata {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: Some(i as u64),
+                }));
+            }
+            h.finished(&mut state, b.bytes, b.slots.len());
+        }
+        let state = h.lock();
+        if state.closed && state.outstanding == 0 {
+            return;
+        }
+    }
+}
+
+/// With a long linger only `flush` (or close) gets records sent. One thread sends
+/// and flushes, another sends meanwhile: the flush returns only once every record
+/// is completed, including one appended while it waited.
+#[test]
+fn loom_handoff_flush_waits_for_everything() {
+    loom::model(|| {
+        let (h, signal) = model();
+        let drainer = {
+            let h = h.clone();
+            thread::spawn(move || drain(&h, &signal, LONG_LINGER))
+        };
+        let other = {
+            let h = h.clone();
+            thread::spawn(move || send(&h, usize::MAX, false))
+        };
+        let mine = send(&h, usize::MAX, false);
+        h.flush();
+        assert!(mine.is_done(), "flush returned before its record completed");
+        let theirs = other.join().unwrap();
+        h.close();
+        drainer.join().unwrap();
+        mine.wait().expect("completed");
+        theirs.wait().expect("completed");
+        assert_eq!(h.lock().buffered, 0);
+    });
+}
+
+/// `linger.ms=0` and a `buffer.memory` of one record: the second `send` blocks
+/// until the first record is completed and its memory freed, then goes out at once;
+/// its delivery, awaited as a future, resolves.
+#[test]
+fn loom_handoff_backpressure_and_linger_zero() {
+    loom::model(|| {
+        let (h, signal) = model();
+        let drainer = {
+            let h = h.clone();
+            thread::spawn(move || drain(&h, &signal, Duration::ZERO))
+        };
+        let first = send(&h, record_size(), true);
+        let second = send(&h, record_size(), true);
+        assert!(
+            first.is_done(),
+            "the second record was admitted over buffer.memory"
+        );
+        crate::sync::block_on(second).expect("completed");
+        h.close();
+        drainer.join().unwrap();
+        let state = h.lock();
+        assert_eq!((state.outstanding, state.buffered), (0, 0));
+    });
+}

@@ -64,6 +64,7 @@ pub(crate) struct Broker {
     last_register: Option<Duration>,
     next_heartbeat: Duration,
     next_tick: Duration,
+    next_retention: Duration,
     replicas: HashMap<TopicPartition, Replica>,
     fetchers: Fetchers,
     /// acks=all produce requests waiting for the HW, by waiter id.
@@ -187,6 +188,7 @@ impl Broker {
             last_register: None,
             next_heartbeat: Duration::ZERO,
             next_tick: Duration::ZERO,
+            next_retention: RETENTION_CHECK,
             replicas: HashMap::new(),
             pending_acks: HashMap::new(),
             next_waiter: 0,
@@ -370,9 +372,36 @@ impl Broker {
             // Waiter deadlines and AlterPartition retries may be due before the ISR check.
             self.tick_due_leaders(now);
         }
+        if now >= self.next_retention {
+            self.next_retention = now + RETENTION_CHECK;
+            self.apply_retention();
+        }
         self.tick_coordinator(now);
         self.serve_parked(now);
         self.send_fetches(now);
+    }
+
+    /// `retention.bytes` and `retention.ms`: whole old segments go, the log start
+    /// offset moves up (`log.retention.check.interval.ms`). A follower whose fetch
+    /// position falls below its leader's log start restarts its log there.
+    fn apply_retention(&mut self) {
+        let now_ms = crate::producer::now_ms();
+        for r in self.replicas.values_mut() {
+            let Some(st) = &r.state else {
+                continue;
+            };
+            let (bytes, age) = (st.config.retention_bytes, st.config.retention);
+            if bytes.is_none() && age.is_none() {
+                continue;
+            }
+            let before = r.log.log_start_offset();
+            if r.log
+                .apply_retention(bytes, age, now_ms)
+                .is_ok_and(|s| s != before)
+            {
+                r.publish();
+            }
+        }
     }
 
     fn tick_leaders(&mut self, now: Duration) {
@@ -882,7 +911,8 @@ impl Broker {
         {
             return;
         }
-        let dirty = std::mem::take(&mut self.dirty);
+        // Swapped out and back, so the set keeps its capacity between rounds.
+        let mut dirty = std::mem::take(&mut self.dirty);
         let parked = std::mem::take(&mut self.parked_replica_fetches);
         for f in parked {
             let touched = f.partitions.iter().any(|p| dirty.contains(&p.tp));
@@ -911,6 +941,10 @@ impl Broker {
                 self.parked_client_fetches.push(f);
             }
         }
+        // Whatever was marked while answering stays for the next round.
+        dirty.clear();
+        dirty.extend(self.dirty.drain());
+        self.dirty = dirty;
     }
 
     // ---- clients ---------------------------------------------------------------
@@ -1135,6 +1169,8 @@ impl Broker {
 
 /// Retry interval for an unanswered RegisterBroker.
 const REGISTER_RETRY: Duration = Duration::from_millis(100);
+/// `log.retention.check.interval.ms` (Kafka: 5 minutes; a check here is cheap).
+const RETENTION_CHECK: Duration = Duration::from_secs(1);
 /// How often a corrupt leader repeats its resignation if no answer came.
 const RESIGN_RETRY: Duration = Duration::from_millis(100);
 /// The shortest interval between ISR checks.

@@ -125,7 +125,7 @@ impl Replica {
         Ok((Self::with_log(log, status), lost))
     }
 
-    fn publish(&self) {
+    pub(crate) fn publish(&self) {
         self.status
             .set_offsets(self.log.log_start_offset(), self.log.log_end_offset());
         if !matches!(self.role, Role::Leader(_)) {

@@ -1,10 +1,10 @@
 //! Per-partition queues of records: the open batch still filling, sealed batches
-//! waiting to be sent, and what is in flight.
+//! waiting to be sent, and what is in flight. Looked up by topic name and partition
+//! index, so a `send` allocates nothing but the record's bytes in its batch.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::ids::TopicPartition;
 use crate::record::{Batch, BatchBuilder, Record, BATCH_HEADER_LEN};
 use crate::sync::Arc;
 use crate::Error;
@@ -15,16 +15,18 @@ use super::DeliverySlot;
 #[derive(Debug)]
 pub(crate) struct OpenBatch {
     builder: BatchBuilder,
-    slots: Vec<Arc<DeliverySlot>>,
+    slot: Arc<DeliverySlot>,
+    count: u32,
     bytes: usize,
     pub(crate) created: Instant,
 }
 
-/// A sealed batch, encoded once, with the deliveries of its records.
+/// A sealed batch, encoded once, with the completion slot its records wait on.
 #[derive(Debug)]
 pub(crate) struct Sealed {
     pub(crate) batch: Batch,
-    pub(crate) slots: Vec<Arc<DeliverySlot>>,
+    pub(crate) slot: Arc<DeliverySlot>,
+    pub(crate) count: u32,
     pub(crate) bytes: usize,
     pub(crate) created: Instant,
     pub(crate) base_seq: Option<i32>,
@@ -58,10 +60,9 @@ impl Queue {
         let Some(open) = self.open.take() else {
             return;
         };
-        let count = open.slots.len() as i32;
         let base_seq = producer_id.map(|_| {
             let s = self.next_seq;
-            self.next_seq = self.next_seq.wrapping_add(count);
+            self.next_seq = self.next_seq.wrapping_add(open.count as i32);
             s
         });
         let mut batch = open.builder.finish(base_seq);
@@ -70,7 +71,8 @@ impl Queue {
         }
         self.ready.push_back(Sealed {
             batch,
-            slots: open.slots,
+            slot: open.slot,
+            count: open.count,
             bytes: open.bytes,
             created: open.created,
             base_seq,
@@ -85,7 +87,7 @@ impl Queue {
         for s in self.ready.iter_mut() {
             s.batch = s.batch.with_producer(producer_id, seq);
             s.base_seq = Some(seq);
-            seq = seq.wrapping_add(s.slots.len() as i32);
+            seq = seq.wrapping_add(s.count as i32);
         }
         self.next_seq = seq;
         self.producer_id = Some(producer_id);
@@ -106,12 +108,35 @@ impl Queue {
     }
 }
 
+/// A topic's queues, one per partition, and its sticky partition.
+#[derive(Debug, Default)]
+pub(crate) struct TopicQueues {
+    pub(crate) partitions: Vec<Queue>,
+    /// Where unkeyed records go until that partition's batch is sealed.
+    sticky: Option<u32>,
+}
+
+/// Where an appended record went.
+#[derive(Debug)]
+pub(crate) struct Appended {
+    pub(crate) slot: Arc<DeliverySlot>,
+    pub(crate) index: u32,
+    /// A batch became full: the sender has work now.
+    pub(crate) full: bool,
+}
+
+/// Limits a batch must respect.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchLimits {
+    pub(crate) batch_size: usize,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) producer_id: Option<u64>,
+}
+
 /// Everything the accumulator holds.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub(crate) queues: HashMap<TopicPartition, Queue>,
-    /// The sticky partition of each topic for unkeyed records.
-    sticky: HashMap<String, u32>,
+    pub(crate) topics: HashMap<String, TopicQueues>,
     sticky_next: u32,
     /// Bytes of records not yet acknowledged (buffer.memory).
     pub(crate) buffered: usize,
@@ -123,100 +148,115 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// The partition unkeyed records of `topic` go to now.
-    pub(crate) fn sticky_partition(&mut self, topic: &str, partitions: u32) -> u32 {
-        if let Some(p) = self.sticky.get(topic) {
-            if *p < partitions {
-                return *p;
-            }
-        }
-        let p = self.sticky_next % partitions;
-        self.sticky_next = self.sticky_next.wrapping_add(1);
-        self.sticky.insert(topic.to_string(), p);
-        p
-    }
-
-    /// Moves unkeyed records of the topic on to another partition once its batch
-    /// is sealed, as Kafka's sticky partitioner does.
-    fn unstick(&mut self, tp: &TopicPartition) {
-        if self.sticky.get(&tp.topic) == Some(&tp.partition) {
-            self.sticky.remove(&tp.topic);
-        }
-    }
-
-    /// Adds one record; true when a batch became full.
+    /// Adds one record to `partition` of `topic` (`None`: the topic's sticky
+    /// partition, for unkeyed records), which has `partitions` partitions.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn append(
         &mut self,
-        tp: TopicPartition,
+        topic: &str,
+        partition: Option<u32>,
+        partitions: u32,
         record: &Record,
         timestamp: u64,
         size: usize,
-        slot: Arc<DeliverySlot>,
-        batch_size: usize,
-        producer_id: Option<u64>,
-        max_message_bytes: usize,
-    ) -> bool {
-        let limit = batch_size.min(max_message_bytes.saturating_sub(BATCH_HEADER_LEN));
+        limits: BatchLimits,
+    ) -> Appended {
+        let limit = limits
+            .batch_size
+            .min(limits.max_message_bytes.saturating_sub(BATCH_HEADER_LEN));
+        if !self.topics.contains_key(topic) {
+            self.topics
+                .insert(topic.to_string(), TopicQueues::default());
+        }
+        let t = self.topics.get_mut(topic).expect("inserted above");
+        let p = match partition {
+            Some(p) => p,
+            None => match t.sticky {
+                Some(p) if p < partitions => p,
+                _ => {
+                    let p = self.sticky_next % partitions;
+                    self.sticky_next = self.sticky_next.wrapping_add(1);
+                    t.sticky = Some(p);
+                    p
+                }
+            },
+        };
+        if t.partitions.len() <= p as usize {
+            t.partitions.resize_with(p as usize + 1, Queue::default);
+        }
+        let q = &mut t.partitions[p as usize];
         let mut full = false;
-        let q = self.queues.entry(tp.clone()).or_default();
         if q.open
             .as_ref()
-            .is_some_and(|o| !o.slots.is_empty() && o.bytes + size > limit)
+            .is_some_and(|o| o.count > 0 && o.bytes + size > limit)
         {
-            q.seal(producer_id);
+            q.seal(limits.producer_id);
             full = true;
         }
         let open = q.open.get_or_insert_with(|| OpenBatch {
-            builder: BatchBuilder::new(producer_id, batch_size.max(size) + BATCH_HEADER_LEN),
-            slots: Vec::new(),
+            // Sized for what is likely to come, not a whole batch.size for a lone
+            // record: grows as records arrive.
+            builder: BatchBuilder::new(
+                limits.producer_id,
+                (size * 8).min(limit) + BATCH_HEADER_LEN,
+            ),
+            slot: DeliverySlot::new(topic, p),
+            count: 0,
             bytes: 0,
             created: Instant::now(),
         });
         open.builder.push(record, timestamp);
-        open.slots.push(slot);
+        let index = open.count;
+        open.count += 1;
         open.bytes += size;
+        let slot = open.slot.clone();
         if open.bytes >= limit {
-            q.seal(producer_id);
+            q.seal(limits.producer_id);
             full = true;
+        }
+        // Unkeyed records move on once the sticky partition's batch is sealed, as
+        // Kafka's sticky partitioner does.
+        if full && t.sticky == Some(p) {
+            t.sticky = None;
         }
         self.buffered += size;
         self.outstanding += 1;
-        if full {
-            self.unstick(&tp);
-        }
-        full
+        Appended { slot, index, full }
     }
 
     /// Seals open batches that waited `linger` (all of them when flushing or closing).
-    pub(crate) fn seal_due(
-        &mut self,
-        now: Instant,
-        linger: std::time::Duration,
-        producer_id: Option<u64>,
-    ) {
+    pub(crate) fn seal_due(&mut self, now: Instant, linger: Duration, producer_id: Option<u64>) {
         let all = self.flushes > 0 || self.closed;
-        let mut sealed = Vec::new();
-        for (tp, q) in self.queues.iter_mut() {
-            if q.open
-                .as_ref()
-                .is_some_and(|o| all || o.created + linger <= now)
-            {
-                q.seal(producer_id);
-                sealed.push(tp.clone());
+        for t in self.topics.values_mut() {
+            for (p, q) in t.partitions.iter_mut().enumerate() {
+                if q.open
+                    .as_ref()
+                    .is_some_and(|o| all || o.created + linger <= now)
+                {
+                    q.seal(producer_id);
+                    if t.sticky == Some(p as u32) {
+                        t.sticky = None;
+                    }
+                }
             }
-        }
-        for tp in sealed {
-            self.unstick(&tp);
         }
     }
 
     /// The earliest moment an open batch's linger runs out.
-    pub(crate) fn next_linger_deadline(&self, linger: std::time::Duration) -> Option<Instant> {
-        self.queues
+    pub(crate) fn next_linger_deadline(&self, linger: Duration) -> Option<Instant> {
+        self.topics
             .values()
+            .flat_map(|t| t.partitions.iter())
             .filter_map(|q| q.open.as_ref().map(|o| o.created + linger))
             .min()
+    }
+
+    /// The queue of `partition` of `topic`.
+    pub(crate) fn queue_mut(&mut self, topic: &str, partition: u32) -> Option<&mut Queue> {
+        self.topics
+            .get_mut(topic)?
+            .partitions
+            .get_mut(partition as usize)
     }
 
     /// Bookkeeping once a batch is finished, either way.

@@ -32,35 +32,60 @@ pub struct RecordMetadata {
 
 #[derive(Debug, Default)]
 struct SlotState {
-    result: Option<Result<RecordMetadata>>,
-    waker: Option<Waker>,
+    /// The batch's base offset (`None` with `Acks::None`), or why it failed.
+    result: Option<Result<Option<u64>>>,
+    /// Futures waiting on records of the batch.
+    wakers: Vec<Waker>,
 }
 
-/// The completion slot one record's [`Delivery`] waits on.
-#[derive(Debug, Default)]
+/// The completion slot of one batch: every record's [`Delivery`] waits on its
+/// batch's slot, so an answer costs one lock and one wake-up per batch, not per
+/// record (as Kafka's `ProduceRequestResult`).
+#[derive(Debug)]
 pub(crate) struct DeliverySlot {
     state: Mutex<SlotState>,
     cond: Condvar,
+    topic: String,
+    partition: u32,
 }
 
 impl DeliverySlot {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(DeliverySlot::default())
+    /// A slot for a batch of `topic`-`partition`.
+    pub(crate) fn new(topic: &str, partition: u32) -> Arc<Self> {
+        Arc::new(DeliverySlot {
+            state: Mutex::new(SlotState::default()),
+            cond: Condvar::new(),
+            topic: topic.to_string(),
+            partition,
+        })
     }
 
-    /// Completes the delivery; a second completion is ignored.
-    pub(crate) fn complete(&self, result: Result<RecordMetadata>) {
-        let waker = {
+    /// Completes the batch with its base offset or an error; a second completion
+    /// is ignored.
+    pub(crate) fn complete(&self, result: Result<Option<u64>>) {
+        let wakers = {
             let mut s = self.state.lock();
             if s.result.is_some() {
                 return;
             }
             s.result = Some(result);
-            s.waker.take()
+            std::mem::take(&mut s.wakers)
         };
         self.cond.notify_all();
-        if let Some(w) = waker {
+        for w in wakers {
             w.wake();
+        }
+    }
+
+    /// Record `index` of the batch, from a completed result.
+    fn outcome(&self, result: &Result<Option<u64>>, index: u32) -> Result<RecordMetadata> {
+        match result {
+            Ok(base) => Ok(RecordMetadata {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset: base.map(|b| b + index as u64),
+            }),
+            Err(e) => Err(e.duplicate()),
         }
     }
 }
@@ -91,18 +116,28 @@ impl DeliverySlot {
 #[derive(Debug)]
 #[must_use = "a Delivery tells whether the record was written"]
 pub struct Delivery {
-    slot: Arc<DeliverySlot>,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    /// Failed before it reached a batch (unknown topic, too large …).
+    Failed(Option<Error>),
+    /// Record `index` of the batch behind `slot`.
+    InBatch { slot: Arc<DeliverySlot>, index: u32 },
 }
 
 impl Delivery {
-    pub(crate) fn new(slot: Arc<DeliverySlot>) -> Self {
-        Delivery { slot }
+    pub(crate) fn new(slot: Arc<DeliverySlot>, index: u32) -> Self {
+        Delivery {
+            inner: Inner::InBatch { slot, index },
+        }
     }
 
     pub(crate) fn failed(e: Error) -> Self {
-        let slot = DeliverySlot::new();
-        slot.complete(Err(e));
-        Delivery { slot }
+        Delivery {
+            inner: Inner::Failed(Some(e)),
+        }
     }
 
     /// Blocks until the record is acknowledged or has failed.
@@ -113,31 +148,48 @@ impl Delivery {
     /// within `delivery.timeout.ms`: `NotEnoughReplicas`, `Timeout`,
     /// `LeaderNotAvailable` and the like.
     pub fn wait(self) -> Result<RecordMetadata> {
-        let mut s = self.slot.state.lock();
-        loop {
-            if let Some(r) = s.result.take() {
-                return r;
+        match self.inner {
+            Inner::Failed(mut e) => Err(e.take().expect("a failed delivery holds its error")),
+            Inner::InBatch { slot, index } => {
+                let mut s = slot.state.lock();
+                loop {
+                    if let Some(r) = &s.result {
+                        return slot.outcome(r, index);
+                    }
+                    slot.cond.wait(&mut s);
+                }
             }
-            self.slot.cond.wait(&mut s);
         }
     }
 
     /// Whether the outcome is known (a following `wait` will not block).
     pub fn is_done(&self) -> bool {
-        self.slot.state.lock().result.is_some()
+        match &self.inner {
+            Inner::Failed(_) => true,
+            Inner::InBatch { slot, .. } => slot.state.lock().result.is_some(),
+        }
     }
 }
 
 impl Future for Delivery {
     type Output = Result<RecordMetadata>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut s = self.slot.state.lock();
-        match s.result.take() {
-            Some(r) => Poll::Ready(r),
-            None => {
-                s.waker = Some(cx.waker().clone());
-                Poll::Pending
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.inner {
+            Inner::Failed(e) => Poll::Ready(Err(e
+                .take()
+                .expect("a completed Delivery is not polled again"))),
+            Inner::InBatch { slot, index } => {
+                let mut s = slot.state.lock();
+                match &s.result {
+                    Some(r) => Poll::Ready(slot.outcome(r, *index)),
+                    None => {
+                        if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                            s.wakers.push(cx.waker().clone());
+                        }
+                        Poll::Pending
+                    }
+                }
             }
         }
     }

@@ -65,7 +65,7 @@ impl<W: Wake> Handoff<W> {
         self.wake.wake();
     }
 
-    /// `send`'s half: waits while `buffer_memory` is full (always admitting one
+    /// `send`'s half: waits (until `deadline()`) while `buffer_memory` is full (always admitting one
     /// record of `size` bytes into an empty buffer), runs `append` (which returns
     /// whether a batch became full) and wakes the sender if there is something for
     /// it to send now: a full batch, `linger_zero`, or a `flush` waiting.
@@ -79,7 +79,7 @@ impl<W: Wake> Handoff<W> {
         &self,
         size: usize,
         buffer_memory: usize,
-        deadline: Instant,
+        deadline: impl Fn() -> Instant,
         linger_zero: bool,
         append: impl FnOnce(&mut State) -> bool,
     ) -> Result<(), Refused> {
@@ -87,9 +87,12 @@ impl<W: Wake> Handoff<W> {
         if state.closed {
             return Err(Refused::Closed);
         }
+        // The clock is read only when the buffer is full: not on the hot path.
+        let mut until = None;
         while state.buffered > 0 && state.buffered + size > buffer_memory {
             self.wake_sender();
-            if self.progress.wait_until(&mut state, deadline).timed_out() {
+            let until = *until.get_or_insert_with(&deadline);
+            if self.progress.wait_until(&mut state, until).timed_out() {
                 return Err(Refused::BufferFull);
             }
         }

@@ -15,12 +15,12 @@ use crossbeam_channel::Sender;
 
 use crate::cluster::ClusterInner;
 use crate::config::{Acks, ProducerConfig};
-use crate::ids::TopicPartition;
 use crate::protocol::ClientRequest;
 use crate::record::{BatchBuilder, Record, BATCH_HEADER_LEN};
 use crate::sync::{Arc, Mutex};
 use crate::{Error, Result};
 
+use accumulator::BatchLimits;
 pub(crate) use delivery::DeliverySlot;
 pub use delivery::{Delivery, RecordMetadata};
 use handoff::{Handoff, Refused};
@@ -129,19 +129,7 @@ impl Producer {
     /// Reported through the [`Delivery`]: `UnknownTopic`, `RecordTooLarge` at once
     /// (other records are unaffected), the rest after retries.
     pub fn send(&self, topic: &str, record: Record) -> Delivery {
-        let shared = self.shared();
-        let image = shared.cluster.metadata.get();
-        let Some(t) = image.topics.get(topic) else {
-            return Delivery::failed(Error::UnknownTopic {
-                topic: topic.to_string(),
-            });
-        };
-        let n = t.partitions.len() as u32;
-        let partition = match &record.key {
-            Some(k) => partition_for_key(k, n),
-            None => shared.handoff.lock().sticky_partition(topic, n),
-        };
-        self.send_to(topic, partition, record)
+        self.send_inner(topic, None, record)
     }
 
     /// Sends a record to one partition.
@@ -151,6 +139,10 @@ impl Producer {
     /// Reported through the [`Delivery`]: `UnknownTopic`, `UnknownPartition`,
     /// `RecordTooLarge` at once, the rest after retries.
     pub fn send_to(&self, topic: &str, partition: u32, record: Record) -> Delivery {
+        self.send_inner(topic, Some(partition), record)
+    }
+
+    fn send_inner(&self, topic: &str, partition: Option<u32>, record: Record) -> Delivery {
         let shared = self.shared();
         let image = shared.cluster.metadata.get();
         let Some(t) = image.topics.get(topic) else {
@@ -159,13 +151,18 @@ impl Producer {
             });
         };
         let n = t.partitions.len() as u32;
-        if partition >= n {
-            return Delivery::failed(Error::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-                partitions: n,
-            });
-        }
+        let partition = match partition {
+            Some(p) if p >= n => {
+                return Delivery::failed(Error::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition: p,
+                    partitions: n,
+                })
+            }
+            Some(p) => Some(p),
+            // Keyed: Kafka's default partitioner; unkeyed: the sticky partition.
+            None => record.key.as_ref().map(|k| partition_for_key(k, n)),
+        };
         let size = BatchBuilder::encoded_len(&record);
         let max = t.config.max_message_bytes;
         if size + BATCH_HEADER_LEN > max {
@@ -177,35 +174,32 @@ impl Producer {
         }
         drop(image);
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let slot = DeliverySlot::new();
-        let tp = TopicPartition::new(topic, partition);
         let config = &shared.config;
-        let deadline = Instant::now() + config.delivery_timeout;
+        let limits = BatchLimits {
+            batch_size: config.batch_size,
+            max_message_bytes: max,
+            producer_id: shared.producer_id,
+        };
+        let mut appended = None;
         // Backpressure: waits while buffer.memory is full.
         let sent = shared.handoff.send(
             size,
             config.buffer_memory,
-            deadline,
+            || Instant::now() + config.delivery_timeout,
             config.linger.is_zero(),
             |state| {
-                state.append(
-                    tp,
-                    &record,
-                    timestamp,
-                    size,
-                    slot.clone(),
-                    config.batch_size,
-                    shared.producer_id,
-                    max,
-                )
+                let a = state.append(topic, partition, n, &record, timestamp, size, limits);
+                let full = a.full;
+                appended = Some(a);
+                full
             },
         );
-        match sent {
-            Ok(()) => Delivery::new(slot),
-            Err(Refused::Closed) => Delivery::failed(Error::ShuttingDown {
+        match (sent, appended) {
+            (Ok(()), Some(a)) => Delivery::new(a.slot, a.index),
+            (Err(Refused::Closed), _) | (Ok(()), None) => Delivery::failed(Error::ShuttingDown {
                 what: "the producer".into(),
             }),
-            Err(Refused::BufferFull) => Delivery::failed(Error::Timeout {
+            (Err(Refused::BufferFull), _) => Delivery::failed(Error::Timeout {
                 what: format!("buffer.memory of {} bytes to free up", config.buffer_memory),
                 after: config.delivery_timeout,
             }),

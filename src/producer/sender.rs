@@ -13,7 +13,7 @@ use crate::sync::Arc;
 use crate::{Error, Result};
 
 use super::accumulator::Sealed;
-use super::{RecordMetadata, Shared};
+use super::Shared;
 
 /// Pause before resending a batch after a retriable error (`retry.backoff.ms`;
 /// Kafka's 100 ms is tuned for networks, leaders here move in milliseconds).
@@ -89,7 +89,7 @@ impl Sender {
         if let Some(l) = state.next_linger_deadline(config.linger) {
             d = d.min(l);
         }
-        for q in state.queues.values() {
+        for q in state.topics.values().flat_map(|t| t.partitions.iter()) {
             if let Some(front) = q.ready.front() {
                 d = d.min(front.created + config.delivery_timeout);
                 if let Some(r) = q.retry_at {
@@ -115,22 +115,14 @@ impl Sender {
     fn finish(&mut self, f: InFlight, result: Result<u64>) {
         let shared = &self.shared;
         let mut state = shared.handoff.lock();
-        let q = state.queues.entry(f.tp.clone()).or_default();
+        let Some(q) = state.queue_mut(&f.tp.topic, f.tp.partition) else {
+            unreachable!("a batch in flight has its queue");
+        };
         q.in_flight = q.in_flight.saturating_sub(1);
         let now = Instant::now();
         let mut sealed = f.sealed;
-        match result {
-            Ok(base) => {
-                for (i, slot) in sealed.slots.iter().enumerate() {
-                    slot.complete(Ok(RecordMetadata {
-                        topic: f.tp.topic.clone(),
-                        partition: f.tp.partition,
-                        offset: Some(base + i as u64),
-                    }));
-                }
-                let (bytes, n) = (sealed.bytes, sealed.slots.len());
-                shared.handoff.finished(&mut state, bytes, n);
-            }
+        let outcome = match result {
+            Ok(base) => Ok(Some(base)),
             Err(e) => {
                 let gap = matches!(e, Error::OutOfOrderSequence { .. });
                 // A gap while an earlier batch is retried is expected. A gap out of
@@ -145,13 +137,17 @@ impl Sender {
                     q.retrying = true;
                     q.retry_at = Some(now + RETRY_BACKOFF);
                     q.requeue(sealed);
-                } else {
-                    fail(&sealed, &e);
-                    let (bytes, n) = (sealed.bytes, sealed.slots.len());
-                    shared.handoff.finished(&mut state, bytes, n);
+                    return;
                 }
+                Err(e)
             }
-        }
+        };
+        // Completed before its records stop counting as outstanding: a `flush`
+        // that returns finds every delivery done. One completion per batch.
+        sealed.slot.complete(outcome);
+        shared
+            .handoff
+            .finished(&mut state, sealed.bytes, sealed.count as usize);
     }
 
     /// Gives up on requests whose leader moved or died, or that had no answer in
@@ -199,117 +195,110 @@ impl Sender {
         state.seal_due(now, config.linger, shared.producer_id);
         let mut completed = false;
         let mut released = (0usize, 0usize);
-        for (tp, q) in state.queues.iter_mut() {
-            // Batches whose delivery timeout ran out before they could be sent.
-            while q
-                .ready
-                .front()
-                .is_some_and(|s| now >= s.created + config.delivery_timeout)
-            {
-                let s = q.ready.pop_front().expect("front exists");
-                let e = s.last_error.as_ref().map_or_else(
-                    || Error::Timeout {
-                        what: format!("a leader for {tp} to accept the batch"),
+        let mut done: Vec<(Sealed, crate::Result<Option<u64>>)> = Vec::new();
+        for (topic, t) in state.topics.iter_mut() {
+            for (p, q) in t.partitions.iter_mut().enumerate() {
+                let p = p as u32;
+                // Batches whose delivery timeout ran out before they could be sent.
+                while q
+                    .ready
+                    .front()
+                    .is_some_and(|s| now >= s.created + config.delivery_timeout)
+                {
+                    let mut s = q.ready.pop_front().expect("front exists");
+                    let e = s.last_error.take().unwrap_or_else(|| Error::Timeout {
+                        what: format!("a leader for {topic}-{p} to accept the batch"),
                         after: config.delivery_timeout,
-                    },
-                    Error::duplicate,
-                );
-                fail(&s, &e);
-                released.0 += s.bytes;
-                released.1 += s.slots.len();
-                completed = true;
-            }
-            if q.in_flight == 0 {
-                q.retrying = false;
-            }
-            if q.retry_at.is_some_and(|t| now < t) {
-                continue;
-            }
-            if q.needs_reset {
-                if q.in_flight > 0 {
+                    });
+                    released.0 += s.bytes;
+                    released.1 += s.count as usize;
+                    completed = true;
+                    done.push((s, Err(e)));
+                }
+                if q.in_flight == 0 {
+                    q.retrying = false;
+                }
+                if q.retry_at.is_some_and(|t| now < t) {
                     continue;
                 }
-                match shared
-                    .cluster
-                    .ask_controller(|reply| ClientRequest::AllocateProducerId { reply })
-                {
-                    Ok(pid) => q.reset_sequences(pid),
-                    Err(_) => {
-                        q.retry_at = Some(now + RETRY_BACKOFF);
+                if q.needs_reset {
+                    if q.in_flight > 0 {
                         continue;
                     }
-                }
-            }
-            q.retry_at = None;
-            while !q.ready.is_empty()
-                && q.in_flight < config.max_in_flight
-                && !(q.retrying && q.in_flight > 0)
-            {
-                let leader = image
-                    .topics
-                    .get(&tp.topic)
-                    .and_then(|t| t.partitions.get(tp.partition as usize))
-                    .and_then(|p| p.leader);
-                let Some(leader) = leader else {
-                    break; // offline: wait for an election (metadata wakes us)
-                };
-                let Some(tx) = shared.cluster.broker_tx(leader) else {
-                    q.retry_at = Some(now + RETRY_BACKOFF);
-                    break;
-                };
-                let sealed = q.ready.pop_front().expect("not empty");
-                let id = self.next_id;
-                self.next_id += 1;
-                let request = ProduceRequest {
-                    id,
-                    tp: tp.clone(),
-                    acks: config.acks,
-                    batch: sealed.batch.clone(),
-                    timeout: config.request_timeout,
-                    reply: self.reply_to.clone(),
-                };
-                if tx
-                    .send(Inbound::Client(ClientRequest::Produce(request)))
-                    .is_err()
-                {
-                    q.ready.push_front(sealed);
-                    q.retry_at = Some(now + RETRY_BACKOFF);
-                    break;
-                }
-                if config.acks == Acks::None {
-                    // acks=0: done at hand-off, no offset known.
-                    for slot in &sealed.slots {
-                        slot.complete(Ok(RecordMetadata {
-                            topic: tp.topic.clone(),
-                            partition: tp.partition,
-                            offset: None,
-                        }));
+                    match shared
+                        .cluster
+                        .ask_controller(|reply| ClientRequest::AllocateProducerId { reply })
+                    {
+                        Ok(pid) => q.reset_sequences(pid),
+                        Err(_) => {
+                            q.retry_at = Some(now + RETRY_BACKOFF);
+                            continue;
+                        }
                     }
-                    released.0 += sealed.bytes;
-                    released.1 += sealed.slots.len();
-                    completed = true;
-                } else {
-                    q.in_flight += 1;
-                    self.in_flight.insert(
+                }
+                q.retry_at = None;
+                while !q.ready.is_empty()
+                    && q.in_flight < config.max_in_flight
+                    && !(q.retrying && q.in_flight > 0)
+                {
+                    let leader = image
+                        .topics
+                        .get(topic)
+                        .and_then(|t| t.partitions.get(p as usize))
+                        .and_then(|p| p.leader);
+                    let Some(leader) = leader else {
+                        break; // offline: wait for an election (metadata wakes us)
+                    };
+                    let Some(tx) = shared.cluster.broker_tx(leader) else {
+                        q.retry_at = Some(now + RETRY_BACKOFF);
+                        break;
+                    };
+                    let sealed = q.ready.pop_front().expect("not empty");
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    let tp = TopicPartition::new(topic.clone(), p);
+                    let request = ProduceRequest {
                         id,
-                        InFlight {
-                            tp: tp.clone(),
-                            sealed,
-                            leader,
-                            sent: now,
-                        },
-                    );
+                        tp: tp.clone(),
+                        acks: config.acks,
+                        batch: sealed.batch.clone(),
+                        timeout: config.request_timeout,
+                        reply: self.reply_to.clone(),
+                    };
+                    if tx
+                        .send(Inbound::Client(ClientRequest::Produce(request)))
+                        .is_err()
+                    {
+                        q.ready.push_front(sealed);
+                        q.retry_at = Some(now + RETRY_BACKOFF);
+                        break;
+                    }
+                    if config.acks == Acks::None {
+                        // acks=0: done at hand-off, no offset known.
+                        released.0 += sealed.bytes;
+                        released.1 += sealed.count as usize;
+                        completed = true;
+                        done.push((sealed, Ok(None)));
+                    } else {
+                        q.in_flight += 1;
+                        self.in_flight.insert(
+                            id,
+                            InFlight {
+                                tp,
+                                sealed,
+                                leader,
+                                sent: now,
+                            },
+                        );
+                    }
                 }
             }
+        }
+        for (s, outcome) in done {
+            s.slot.complete(outcome);
         }
         if completed {
             shared.handoff.finished(&mut state, released.0, released.1);
         }
-    }
-}
-
-fn fail(sealed: &Sealed, e: &Error) {
-    for slot in &sealed.slots {
-        slot.complete(Err(e.duplicate()));
     }
 }

@@ -1,5 +1,5 @@
-//! The ack waiter: a [`DeliverySlot`] completed on one thread while its
-//! [`Delivery`] is waited on (blocking or as a future) on another. The waiter sees
+//! The ack waiter: a batch's [`DeliverySlot`] completed on one thread while a
+//! record's [`Delivery`] is waited on (blocking or as a future) on another. The waiter sees
 //! the result exactly once, the first completion wins, and no wake-up is lost (a
 //! lost one leaves the waiter blocked and loom reports the deadlock).
 
@@ -20,9 +20,9 @@ fn meta(offset: u64) -> RecordMetadata {
 #[test]
 fn loom_delivery_wait_sees_the_result() {
     loom::model(|| {
-        let slot = DeliverySlot::new();
-        let delivery = Delivery::new(slot.clone());
-        let completer = thread::spawn(move || slot.complete(Ok(meta(7))));
+        let slot = DeliverySlot::new("t", 0);
+        let delivery = Delivery::new(slot.clone(), 0);
+        let completer = thread::spawn(move || slot.complete(Ok(Some(7))));
         assert_eq!(delivery.wait().expect("completed Ok"), meta(7));
         completer.join().unwrap();
     });
@@ -32,9 +32,9 @@ fn loom_delivery_wait_sees_the_result() {
 #[test]
 fn loom_delivery_future_is_woken() {
     loom::model(|| {
-        let slot = DeliverySlot::new();
-        let delivery = Delivery::new(slot.clone());
-        let completer = thread::spawn(move || slot.complete(Ok(meta(3))));
+        let slot = DeliverySlot::new("t", 0);
+        let delivery = Delivery::new(slot.clone(), 0);
+        let completer = thread::spawn(move || slot.complete(Ok(Some(3))));
         assert_eq!(
             crate::sync::block_on(delivery).expect("completed Ok"),
             meta(3)
@@ -48,10 +48,10 @@ fn loom_delivery_future_is_woken() {
 #[test]
 fn loom_delivery_one_of_two_completions() {
     loom::model(|| {
-        let slot = DeliverySlot::new();
-        let delivery = Delivery::new(slot.clone());
+        let slot = DeliverySlot::new("t", 0);
+        let delivery = Delivery::new(slot.clone(), 0);
         let other = slot.clone();
-        let ok = thread::spawn(move || slot.complete(Ok(meta(1))));
+        let ok = thread::spawn(move || slot.complete(Ok(Some(1))));
         let err = thread::spawn(move || other.complete(Err(timeout())));
         match delivery.wait() {
             Ok(m) => assert_eq!(m, meta(1)),
@@ -67,10 +67,10 @@ fn loom_delivery_one_of_two_completions() {
 #[test]
 fn loom_delivery_second_completion_is_ignored() {
     loom::model(|| {
-        let slot = DeliverySlot::new();
-        let delivery = Delivery::new(slot.clone());
+        let slot = DeliverySlot::new("t", 0);
+        let delivery = Delivery::new(slot.clone(), 0);
         let other = slot.clone();
-        let first = thread::spawn(move || slot.complete(Ok(meta(1))));
+        let first = thread::spawn(move || slot.complete(Ok(Some(1))));
         first.join().unwrap();
         let second = thread::spawn(move || other.complete(Err(timeout())));
         assert!(delivery.is_done());

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 
 use loom::thread;
 
-use crate::ids::TopicPartition;
-use crate::producer::accumulator::Sealed;
+use crate::producer::accumulator::{BatchLimits, Sealed};
 use crate::producer::handoff::{Handoff, Wake};
-use crate::producer::{Delivery, DeliverySlot, RecordMetadata};
+use crate::producer::Delivery;
 use crate::record::{BatchBuilder, Record};
 use crate::sync::{Arc, Condvar, Mutex};
 
@@ -73,14 +72,21 @@ fn record_size() -> usize {
 fn send(h: &Model, buffer_memory: usize, linger_zero: bool) -> Delivery {
     let record = Record::new("v");
     let size = BatchBuilder::encoded_len(&record);
-    let slot = DeliverySlot::new();
-    let s = slot.clone();
-    let tp = TopicPartition::new("t", 0);
-    h.send(size, buffer_memory, far(), linger_zero, |state| {
-        state.append(tp, &record, 0, size, s, BATCH_SIZE, None, MAX_MESSAGE_BYTES)
+    let limits = BatchLimits {
+        batch_size: BATCH_SIZE,
+        max_message_bytes: MAX_MESSAGE_BYTES,
+        producer_id: None,
+    };
+    let mut appended = None;
+    h.send(size, buffer_memory, far, linger_zero, |state| {
+        let a = state.append("t", Some(0), 1, &record, 0, size, limits);
+        let full = a.full;
+        appended = Some(a);
+        full
     })
     .expect("the producer is open");
-    Delivery::new(slot)
+    let a = appended.expect("appended");
+    Delivery::new(a.slot, a.index)
 }
 
 /// The sender thread's loop without the network: wait for a wake-up, seal what is
@@ -92,24 +98,16 @@ fn drain(h: &Model, signal: &Signal, linger: Duration) {
         let batches: Vec<Sealed> = {
             let mut state = h.lock();
             state.seal_due(Instant::now(), linger, None);
-            let mut tps: Vec<TopicPartition> = state.queues.keys().cloned().collect();
-            tps.sort_by_key(|tp| tp.partition);
             let mut batches = Vec::new();
-            for tp in tps {
-                batches.extend(state.queues.get_mut(&tp).expect("listed").ready.drain(..));
+            if let Some(q) = state.queue_mut("t", 0) {
+                batches.extend(q.ready.drain(..));
             }
             batches
         };
         for b in batches {
             let mut state = h.lock();
-            for (i, slot) in b.slots.iter().enumerate() {
-                slot.complete(Ok(RecordMetadata {
-                    topic: "t".into(),
-                    partition: 0,
-                    offset: Some(i as u64),
-                }));
-            }
-            h.finished(&mut state, b.bytes, b.slots.len());
+            b.slot.complete(Ok(Some(0)));
+            h.finished(&mut state, b.bytes, b.count as usize);
         }
         let state = h.lock();
         if state.closed && state.outstanding == 0 {

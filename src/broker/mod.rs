@@ -5,9 +5,11 @@
 mod fetcher;
 mod groups;
 mod replica;
+#[cfg(any(test, feature = "sim"))]
+mod sim;
 mod status;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,7 +67,9 @@ pub(crate) struct Broker {
     last_register: Option<Duration>,
     next_heartbeat: Duration,
     next_tick: Duration,
-    replicas: HashMap<TopicPartition, Replica>,
+    /// Ordered, so that every pass over the replicas (ticks, fetches) runs in the
+    /// same order each time: a simulation seed replays exactly.
+    replicas: BTreeMap<TopicPartition, Replica>,
     fetchers: Fetchers,
     /// acks=all produce requests waiting for the HW, by waiter id.
     pending_acks: HashMap<u64, PendingAck>,
@@ -190,7 +194,7 @@ impl Broker {
             last_register: None,
             next_heartbeat: Duration::ZERO,
             next_tick: Duration::ZERO,
-            replicas: HashMap::new(),
+            replicas: BTreeMap::new(),
             pending_acks: HashMap::new(),
             next_waiter: 0,
             parked_replica_fetches: Vec::new(),
@@ -1131,4 +1135,4 @@ fn diverging(r: &Replica, last_epoch: u32, fetch_offset: u64) -> Option<EpochEnd
 }
 
 /// The per-broker map used when grouping followers by leader.
-pub(crate) type ReplicaMap = HashMap<TopicPartition, Replica>;
+pub(crate) type ReplicaMap = BTreeMap<TopicPartition, Replica>;

@@ -28,7 +28,7 @@ use crate::{
 };
 
 pub(crate) use controller_thread::MetadataCell;
-use controller_thread::ControllerThread;
+pub(crate) use controller_thread::ControllerThread;
 use notify::Notify;
 
 /// How long cluster operations wait for the controller or a broker before

@@ -746,6 +746,22 @@ impl Controller {
     /// eligible; else, with unclean election, the first alive replica alone; else
     /// offline with `isr` kept.
     fn elect(&self, p: &PartitionState, isr: Vec<BrokerId>) -> Decision {
+        // The simulation's checker must catch a broken rule: any live replica leads.
+        #[cfg(any(test, feature = "sim"))]
+        if crate::sim::broken_rule() == crate::sim::BrokenRule::ElectAnyLive {
+            if let Some(leader) = p.replicas.iter().copied().find(|b| self.image.is_alive(*b)) {
+                let mut isr = isr;
+                if !isr.contains(&leader) {
+                    isr.insert(0, leader);
+                }
+                return Decision {
+                    leader: Some(leader),
+                    isr,
+                    unclean: false,
+                    new_leader_epoch: false,
+                };
+            }
+        }
         let clean =
             p.replicas.iter().copied().find(|b| {
                 self.image.is_alive(*b) && isr.contains(b) && self.is_eligible(&p.tp, *b)

@@ -486,7 +486,10 @@ impl Broker {
                 if self.broker_epoch.is_none() {
                     self.broker_epoch = Some(broker_epoch);
                     // What was lost is reported once; after that the controller knows.
+                    // A later registration (after a fence) must not claim the logs it
+                    // has since rebuilt are gone.
                     self.lost_data.clear();
+                    self.config.restarted = false;
                 }
             }
             Message::HeartbeatReply { fenced } => {

@@ -74,6 +74,8 @@ impl Log for MemoryLog {
 
     fn truncate(&mut self, offset: u64) -> Result<()> {
         if offset >= self.end {
+            // An epoch starting at the end holds no batch and goes (see SegmentLog).
+            self.epochs.truncate_from_end(self.end);
             return Ok(());
         }
         let keep = self.batch_holding(offset);

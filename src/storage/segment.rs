@@ -404,6 +404,13 @@ impl Log for SegmentLog {
 
     fn truncate(&mut self, offset: u64) -> Result<()> {
         if offset >= self.log_end_offset() {
+            // No batch goes, but an epoch that starts at the log end and holds no
+            // batch (this replica led it briefly and appended nothing) must: a
+            // follower keeps fetching with it and is told to truncate again, forever
+            // (Kafka's UnifiedLog.truncateTo does the same).
+            if self.epochs.truncate_from_end(self.log_end_offset()) {
+                self.save_epochs()?;
+            }
             return Ok(());
         }
         let offset = offset.max(self.log_start_offset());

@@ -301,6 +301,17 @@ impl Checker {
         self.agrees(now, tp, offset, value, "a consumer");
     }
 
+    /// The counts so far, without losses (those need the final logs).
+    pub(crate) fn counts(&self) -> Tally {
+        Tally {
+            acked_all: self.acked_all.len() as u64,
+            acked_one: self.acked_one.len() as u64,
+            sent_zero: self.sent_zero.len() as u64,
+            consumed: self.consumed_count,
+            ..Tally::default()
+        }
+    }
+
     /// The final check, once the cluster has settled: every partition led, every
     /// replica in the ISR with the leader's log, every acknowledgement and consumed
     /// record in place, no duplicate from an idempotent producer. Returns the tally.

@@ -629,6 +629,8 @@ impl Sim {
         }
         if self.checker.violations().is_empty() {
             self.final_check();
+        } else {
+            self.tally = self.checker.counts();
         }
     }
 

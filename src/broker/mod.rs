@@ -64,6 +64,8 @@ pub(crate) struct Broker {
     killed: Arc<AtomicBool>,
     shared: Arc<BrokerShared>,
     broker_epoch: Option<u64>,
+    /// This start of the broker (sent with each registration).
+    incarnation: u64,
     last_register: Option<Duration>,
     next_heartbeat: Duration,
     next_tick: Duration,
@@ -191,6 +193,7 @@ impl Broker {
             killed,
             shared,
             broker_epoch: None,
+            incarnation,
             last_register: None,
             next_heartbeat: Duration::ZERO,
             next_tick: Duration::ZERO,
@@ -337,6 +340,7 @@ impl Broker {
                 rack: self.config.rack.clone(),
                 lost_data: self.lost_data.clone(),
                 lost_all,
+                incarnation: self.incarnation,
             },
         );
     }

@@ -79,7 +79,7 @@ fn main() {
             if !o.passed() {
                 print!("{}", o.report());
             }
-            if n % step == 0 {
+            if n.is_multiple_of(step) {
                 println!("  {n}/{count} seeds, {} failed", s.failed.len());
             }
         })

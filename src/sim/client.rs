@@ -131,11 +131,6 @@ impl SimProducer {
         self.stopped = true;
     }
 
-    /// Whether every batch begun is done.
-    pub(crate) fn idle(&self) -> bool {
-        self.parts.values().all(|p| p.pending.is_none())
-    }
-
     /// Batches begun and not yet done.
     pub(crate) fn pending(&self) -> usize {
         self.parts.values().filter(|p| p.pending.is_some()).count()

@@ -2,18 +2,18 @@
 //!
 //! The controller and every broker are driven through the same stepping functions
 //! their threads use (`ControllerThread::step`/`tick_due`, `Broker::handle`/
-//! `on_idle`), on a virtual [`Clock`] that only this loop moves. The network is a
-//! [`net::SimTransport`] whose envelopes the loop delivers itself, after delays drawn
+//! `on_idle`), on a virtual clock that only this loop moves. The network is a
+//! transport whose envelopes the loop delivers itself, after delays drawn
 //! from a seeded RNG; messages are dropped, delayed, duplicated and reordered; brokers
 //! are killed and restarted with and without their storage (torn tails and flipped
 //! bytes at restart), isolated and healed, on a schedule drawn from the same seed.
 //! Producers with `acks` 0, 1 and all and consumers run throughout. The
-//! [`checker`](self::checker) looks at every replica after every step and at the end.
+//! checker looks at every replica after every step and at the end.
 //!
 //! The same seed gives the same run, event for event ([`SimOutcome::trace_hash`]):
 //! the loop picks the next event by virtual time with a sequence number breaking
 //! ties, iterates nothing in hash order, and draws every random choice from one of
-//! three RNG streams of the seed. A failing seed replays with
+//! several RNG streams of the seed (shape, faults, network, clients). A failing seed replays with
 //! [`SimOutcome::replay_command`].
 //!
 //! # Examples
@@ -48,7 +48,7 @@ use crate::cluster::notify::Notify;
 use crate::cluster::{ControllerThread, MetadataCell};
 use crate::config::{Acks, FsyncPolicy, TopicConfig};
 use crate::controller::{Controller, ControllerConfig, MetadataImage};
-use crate::ids::{BrokerId, NodeId, TopicPartition};
+use crate::ids::{BrokerId, NodeId};
 use crate::protocol::{ClientRequest, Envelope, Inbound};
 use crate::transport::Transport;
 
@@ -384,7 +384,6 @@ struct Sim {
     topic_created: bool,
     faults_over: bool,
     end: Duration,
-    fault_phase: Duration,
     converged: bool,
     stuck: (Duration, u64),
     shape: String,
@@ -495,7 +494,6 @@ impl Sim {
             topic_created: false,
             faults_over: false,
             end: options.fault_phase + options.settle,
-            fault_phase: options.fault_phase,
             converged: false,
             stuck: (Duration::ZERO, 0),
             shape,
@@ -505,8 +503,10 @@ impl Sim {
         // Clients: idempotent acks=all producers, plain acks=1 and acks=0 ones, and
         // consumers, starting once the topic exists.
         let start = Duration::from_millis(400);
-        let mut index = 0;
-        for acks in [Acks::All, Acks::All, Acks::Leader, Acks::None] {
+        for (index, acks) in [Acks::All, Acks::All, Acks::Leader, Acks::None]
+            .into_iter()
+            .enumerate()
+        {
             let producer_id = (acks == Acks::All).then(|| sim.allocate_producer_id());
             let interval = (client_rng.range(5, 20), client_rng.range(30, 80));
             sim.producers.push(SimProducer::new(
@@ -518,7 +518,6 @@ impl Sim {
                 interval,
                 start,
             ));
-            index += 1;
         }
         for _ in 0..2 {
             let interval = (client_rng.range(5, 20), client_rng.range(30, 100));
@@ -1296,7 +1295,10 @@ impl Summary {
             if self.failed.is_empty() {
                 String::new()
             } else {
-                format!(" {:?}", &self.failed[..self.failed.len().min(20)])
+                let mut failed = self.failed.clone();
+                failed.sort_unstable();
+                failed.truncate(20);
+                format!(" {failed:?}")
             },
             elapsed.as_secs_f64(),
             self.virtual_time.as_secs_f64(),

@@ -38,6 +38,8 @@ mod producer;
 mod protocol;
 mod record;
 mod replication;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 mod storage;
 mod sync;
 mod transport;

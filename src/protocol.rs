@@ -139,6 +139,11 @@ pub(crate) enum Message {
         lost_data: Vec<TopicPartition>,
         /// True when the broker lost every log (memory storage restarted).
         lost_all: bool,
+        /// Distinguishes this start of the broker from earlier ones (KIP-631's
+        /// incarnation id), larger for later starts: a retried or duplicated
+        /// registration of the incarnation the controller already knows is answered
+        /// again and changes nothing; one from an earlier incarnation is stale.
+        incarnation: u64,
     },
     Heartbeat {
         broker_epoch: u64,

@@ -5,9 +5,11 @@
 mod fetcher;
 mod groups;
 mod replica;
+#[cfg(any(test, feature = "sim"))]
+mod sim;
 mod status;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -61,11 +63,15 @@ pub(crate) struct Broker {
     killed: Arc<AtomicBool>,
     shared: Arc<BrokerShared>,
     broker_epoch: Option<u64>,
+    /// This start of the broker (sent with each registration).
+    incarnation: u64,
     last_register: Option<Duration>,
     next_heartbeat: Duration,
     next_tick: Duration,
     next_retention: Duration,
-    replicas: HashMap<TopicPartition, Replica>,
+    /// Ordered, so that every pass over the replicas (ticks, fetches) runs in the
+    /// same order each time: a simulation seed replays exactly.
+    replicas: BTreeMap<TopicPartition, Replica>,
     fetchers: Fetchers,
     /// acks=all produce requests waiting for the HW, by waiter id.
     pending_acks: HashMap<u64, PendingAck>,
@@ -185,11 +191,12 @@ impl Broker {
             killed,
             shared,
             broker_epoch: None,
+            incarnation,
             last_register: None,
             next_heartbeat: Duration::ZERO,
             next_tick: Duration::ZERO,
             next_retention: RETENTION_CHECK,
-            replicas: HashMap::new(),
+            replicas: BTreeMap::new(),
             pending_acks: HashMap::new(),
             next_waiter: 0,
             parked_replica_fetches: Vec::new(),
@@ -332,6 +339,7 @@ impl Broker {
                 rack: self.config.rack.clone(),
                 lost_data: self.lost_data.clone(),
                 lost_all,
+                incarnation: self.incarnation,
             },
         );
     }
@@ -507,7 +515,10 @@ impl Broker {
                 if self.broker_epoch.is_none() {
                     self.broker_epoch = Some(broker_epoch);
                     // What was lost is reported once; after that the controller knows.
+                    // A later registration (after a fence) must not claim the logs it
+                    // has since rebuilt are gone.
                     self.lost_data.clear();
+                    self.config.restarted = false;
                 }
             }
             Message::HeartbeatReply { fenced } => {
@@ -1194,4 +1205,4 @@ fn diverging(r: &Replica, last_epoch: u32, fetch_offset: u64) -> Option<EpochEnd
 }
 
 /// The per-broker map used when grouping followers by leader.
-pub(crate) type ReplicaMap = HashMap<TopicPartition, Replica>;
+pub(crate) type ReplicaMap = BTreeMap<TopicPartition, Replica>;

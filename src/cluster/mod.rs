@@ -25,7 +25,7 @@ use crate::storage::DirLock;
 use crate::transport::{ChannelTransport, FaultTransport, Transport};
 use crate::{Consumer, ConsumerConfig, Error, Producer, ProducerConfig, Result};
 
-use controller_thread::ControllerThread;
+pub(crate) use controller_thread::ControllerThread;
 pub(crate) use controller_thread::MetadataCell;
 use notify::Notify;
 

@@ -213,6 +213,8 @@ pub(crate) struct Controller {
     image: MetadataImage,
     /// When each alive broker was last heard from (registration or heartbeat).
     last_heartbeat: BTreeMap<BrokerId, Duration>,
+    /// The incarnation each broker last registered with.
+    incarnations: BTreeMap<BrokerId, u64>,
     /// The last broker epoch handed out; strictly increasing for this controller's
     /// life. Not persisted: after a reopen every broker registers again, and no
     /// message from a broker of the previous process can arrive.
@@ -248,6 +250,7 @@ impl Controller {
                 ..MetadataImage::default()
             },
             last_heartbeat: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
             last_broker_epoch: 0,
             next_producer_id: 0,
             producer_id_limit: 0,
@@ -398,9 +401,10 @@ impl Controller {
                 rack,
                 lost_data,
                 lost_all,
+                incarnation,
             } => {
                 debug_assert_eq!(broker, from, "a broker registers itself");
-                self.register(from, rack, &lost_data, lost_all, now)
+                self.register(from, rack, &lost_data, lost_all, incarnation, now)
             }
             Message::Heartbeat { broker_epoch, .. } => {
                 let current = self
@@ -550,12 +554,30 @@ impl Controller {
         rack: Option<String>,
         lost_data: &[TopicPartition],
         lost_all: bool,
+        incarnation: u64,
         now: Duration,
     ) -> ControllerOutput {
         if !self.image.brokers.contains_key(&broker) {
             // Not a broker of this cluster: the shell only starts known ids.
             return ControllerOutput::default();
         }
+        match self.incarnations.get(&broker) {
+            // From a start of the broker that a later one replaced: stale.
+            Some(&known) if incarnation < known => return ControllerOutput::default(),
+            // A retry whose answer was lost, or a late duplicate, of the live
+            // incarnation: answer again. Taking it for a restart would fence the
+            // broker and, with `lost_all`, strip it of data it has since rebuilt.
+            Some(&known) if incarnation == known && self.image.is_alive(broker) => {
+                let broker_epoch = self.image.brokers[&broker].broker_epoch;
+                self.last_heartbeat.insert(broker, now);
+                return ControllerOutput {
+                    records: Vec::new(),
+                    messages: vec![(broker, Message::Registered { broker_epoch })],
+                };
+            }
+            _ => {}
+        }
+        self.incarnations.insert(broker, incarnation);
         let mut changes = Changes::default();
         if self.image.is_alive(broker) {
             // A restart the controller did not see end: the old incarnation's
@@ -773,6 +795,22 @@ impl Controller {
     /// eligible; else, with unclean election, the first alive replica alone; else
     /// offline with `isr` kept.
     fn elect(&self, p: &PartitionState, isr: Vec<BrokerId>) -> Decision {
+        // The simulation's checker must catch a broken rule: any live replica leads.
+        #[cfg(any(test, feature = "sim"))]
+        if crate::sim::broken_rule() == crate::sim::BrokenRule::ElectAnyLive {
+            if let Some(leader) = p.replicas.iter().copied().find(|b| self.image.is_alive(*b)) {
+                let mut isr = isr;
+                if !isr.contains(&leader) {
+                    isr.insert(0, leader);
+                }
+                return Decision {
+                    leader: Some(leader),
+                    isr,
+                    unclean: false,
+                    new_leader_epoch: false,
+                };
+            }
+        }
         let clean =
             p.replicas.iter().copied().find(|b| {
                 self.image.is_alive(*b) && isr.contains(b) && self.is_eligible(&p.tp, *b)

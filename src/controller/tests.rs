@@ -91,6 +91,7 @@ impl H {
             rack: None,
             lost_data,
             lost_all,
+            incarnation: incarnation(),
         };
         let out = self.c.handle(BrokerId(broker), msg, now);
         self.take(out)
@@ -714,6 +715,7 @@ fn kip966_lost_data_last_isr_member_is_not_elected_with_unclean_off() {
             rack: None,
             lost_data: vec![],
             lost_all: false,
+            incarnation: incarnation(),
         };
         again.handle(*b, msg, secs(3));
     }
@@ -1259,6 +1261,7 @@ fn messages_meant_for_brokers_are_ignored() {
         rack: None,
         lost_data: vec![],
         lost_all: false,
+        incarnation: incarnation(),
     };
     let out = h.c.handle(BrokerId(9), msg, secs(0));
     assert!(out.messages.is_empty(), "unknown broker ids get nothing");
@@ -1289,6 +1292,7 @@ fn replay_of_emitted_records_rebuilds_the_same_image_and_registration_re_elects(
             rack: None,
             lost_data: vec![],
             lost_all: false,
+            incarnation: incarnation(),
         };
         c.handle(BrokerId(i), msg, secs(0));
     }
@@ -1344,4 +1348,53 @@ fn records_persisted_to_the_metadata_log_replay_into_the_same_image_after_reopen
     assert_eq!(c.image().topics, h.c.image().topics);
     assert_eq!(c.image().ineligible, h.c.image().ineligible);
     assert!(c.allocate_producer_id().0 >= PRODUCER_ID_BLOCK);
+}
+
+/// A fresh broker incarnation: every registration in these tests is a new start.
+fn incarnation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Found by the simulation (seed 2143): a memory broker restarted, retried its
+/// registration, caught up and became the last ISR member; then its first, delayed
+/// RegisterBroker (lost_all) arrived and was taken for a new start: the broker was
+/// fenced and made ineligible, and the partition went offline for good. The same
+/// incarnation is now answered again; an earlier one is ignored.
+#[test]
+fn a_late_duplicate_registration_of_the_live_incarnation_changes_nothing() {
+    let mut h = H::new(3);
+    let (tp, _) = single(&mut h, "t", TopicConfig::new(1, 3).min_insync_replicas(2));
+    let leader = h.state(&tp).leader.unwrap();
+    let register = |lost_all: bool, incarnation: u64| Message::RegisterBroker {
+        broker: leader,
+        rack: None,
+        lost_data: vec![],
+        lost_all,
+        incarnation,
+    };
+    let epoch = h.epoch_of(leader);
+    let before = h.state(&tp);
+    h.c.handle(leader, register(true, 1_000_000), secs(1));
+    assert_ne!(h.state(&tp), before, "a new incarnation fences the old one");
+    let epoch_now = h.epoch_of(leader);
+    assert!(epoch_now > epoch);
+    let state = h.state(&tp);
+    // The same incarnation again, late: answered with the current epoch, nothing else.
+    let out = h.c.handle(leader, register(true, 1_000_000), secs(2));
+    assert!(out.records.is_empty());
+    assert!(
+        matches!(
+            out.messages.as_slice(),
+            [(b, Message::Registered { broker_epoch })] if *b == leader && *broker_epoch == epoch_now
+        ),
+        "{:?}",
+        out.messages
+    );
+    assert_eq!(h.state(&tp), state);
+    assert_eq!(h.epoch_of(leader), epoch_now);
+    // An earlier incarnation: ignored.
+    let out = h.c.handle(leader, register(true, 999_999), secs(2));
+    assert!(out.records.is_empty() && out.messages.is_empty());
+    assert_eq!(h.epoch_of(leader), epoch_now);
 }

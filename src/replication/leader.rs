@@ -377,6 +377,11 @@ impl Leader {
             let leo = self.followers.get(b).map_or(0, |p| p.leo);
             min = min.min(leo);
         }
+        // The simulation's checker must catch a broken rule: HW from the leader alone.
+        #[cfg(any(test, feature = "sim"))]
+        if crate::sim::broken_rule() == crate::sim::BrokenRule::HwFromLeaderLeo {
+            min = self.leo;
+        }
         if min > self.hw {
             self.hw = min;
             ready.hw = Some(min);

@@ -74,9 +74,8 @@ impl Log for MemoryLog {
 
     fn truncate(&mut self, offset: u64) -> Result<()> {
         if offset >= self.end {
-            // No batch to remove, but an epoch that starts at the end and holds no
-            // batch goes (a former leader's empty epoch), as Kafka's truncateFromEnd.
-            self.epochs.truncate_from_end(offset.min(self.end));
+            // An epoch starting at the end holds no batch and goes (see SegmentLog).
+            self.epochs.truncate_from_end(self.end);
             return Ok(());
         }
         let keep = self.batch_holding(offset);

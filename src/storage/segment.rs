@@ -404,8 +404,10 @@ impl Log for SegmentLog {
 
     fn truncate(&mut self, offset: u64) -> Result<()> {
         if offset >= self.log_end_offset() {
-            // No batch to remove, but an epoch that starts at the end and holds no
-            // batch goes (a former leader's empty epoch), as Kafka's truncateFromEnd.
+            // No batch goes, but an epoch that starts at the log end and holds no
+            // batch (this replica led it briefly and appended nothing) must: a
+            // follower keeps fetching with it and is told to truncate again, forever
+            // (Kafka's UnifiedLog.truncateTo does the same).
             if self.epochs.truncate_from_end(self.log_end_offset()) {
                 self.save_epochs()?;
             }

@@ -176,6 +176,20 @@ fn truncation_removes_epoch_entries_at_or_after_the_new_end(h: &mut dyn Harness)
     assert_eq!(h.log().end_offset_for_epoch(3), Some((1, 2)));
 }
 
+/// A replica that led an epoch briefly and appended nothing has that epoch at its log
+/// end; truncating to the log end (the divergence point a new leader names) must drop
+/// it, or the follower fetches with it and is told to truncate again, forever.
+fn truncation_at_the_end_removes_an_empty_epoch_starting_there(h: &mut dyn Harness) {
+    append_batches(h.log(), 1, 2, 10, 1);
+    h.log().assign_epoch(2, 2).unwrap();
+    assert_eq!(h.log().latest_epoch(), Some(2));
+    h.log().truncate(2).unwrap();
+    assert_eq!(h.log().epochs(), vec![(1, 0)]);
+    assert_eq!(h.log().log_end_offset(), 2);
+    h.reopen();
+    assert_eq!(h.log().epochs(), vec![(1, 0)]);
+}
+
 fn retention_by_size_keeps_at_least_the_limit_and_advances_the_log_start(h: &mut dyn Harness) {
     let written = append_batches(h.log(), 5, 2, 40, 0);
     let one = written[0].len() as u64;
@@ -252,6 +266,7 @@ run_for_both_logs!(
     batches_with_a_newer_epoch_start_epoch_entries,
     end_offset_for_epoch_is_the_next_epochs_start_or_the_log_end,
     truncation_removes_epoch_entries_at_or_after_the_new_end,
+    truncation_at_the_end_removes_an_empty_epoch_starting_there,
     retention_by_size_keeps_at_least_the_limit_and_advances_the_log_start,
     retention_never_removes_the_newest_data,
     retention_by_age_deletes_batches_older_than_the_limit,

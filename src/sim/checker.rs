@@ -1,0 +1,495 @@
+//! The invariant checker. After every step it compares every replica with the
+//! committed log it has pieced together from what leaders held below their high
+//! watermarks; at the end, with the cluster healed and settled, it checks every
+//! acknowledgement and every consumed record against the final logs.
+//!
+//! Checked (a breach fails the seed):
+//! - a leader's high watermark never decreases within its leader epoch;
+//! - a committed offset never changes value: every leader's records below its HW,
+//!   every replica's records below its own HW, every record a consumer saw, every
+//!   `acks=all` acknowledgement agree on one value per offset (KAFKA.md: Jepsen's
+//!   lost writes and inconsistent offsets);
+//! - an `acks=all` acknowledgement names offsets already below a leader's HW;
+//! - consumers see dense offsets (no skipped offsets) and never find their position
+//!   past the leader's log end (a consumed offset vanished);
+//! - at the end every partition has a leader, every replica is back in the ISR and
+//!   holds exactly the leader's log, every `acks=all` record is at its offset, every
+//!   consumed record is still there, and no idempotent producer's value appears twice;
+//! - no produce request gets a non-retriable error.
+//!
+//! Reported, not failed: `acks=1` and `acks=0` records lost (the trade those modes make).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::broker::Broker;
+use crate::config::Acks;
+use crate::controller::MetadataImage;
+use crate::ids::{BrokerId, TopicPartition};
+use crate::storage::Log;
+
+/// What the checker counted, for the run's report.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Records acknowledged with `acks=all`.
+    pub acked_all: u64,
+    /// Records acknowledged with `acks=1`.
+    pub acked_one: u64,
+    /// Of those, not at their acknowledged offset at the end.
+    pub lost_one: u64,
+    /// Records handed off with `acks=0`.
+    pub sent_zero: u64,
+    /// Of those, nowhere in the final log.
+    pub lost_zero: u64,
+    /// Records consumers read.
+    pub consumed: u64,
+    /// Committed offsets at the end, over all partitions.
+    pub committed: u64,
+}
+
+/// The checker's ledger and findings.
+#[derive(Debug, Default)]
+pub(crate) struct Checker {
+    /// Per partition, the committed log: values at offsets `0..len`.
+    truth: BTreeMap<TopicPartition, Vec<Bytes>>,
+    /// Highest HW seen per (partition, leader, leader epoch).
+    hw_seen: BTreeMap<(TopicPartition, BrokerId, u32), u64>,
+    /// Per replica, the offset below which its log was compared with the truth.
+    verified: BTreeMap<(BrokerId, TopicPartition), u64>,
+    acked_all: Vec<(TopicPartition, u64, Bytes)>,
+    acked_one: Vec<(TopicPartition, u64, Bytes)>,
+    sent_zero: Vec<(TopicPartition, Bytes)>,
+    consumed: BTreeMap<TopicPartition, BTreeMap<u64, Bytes>>,
+    consumed_count: u64,
+    violations: Vec<String>,
+}
+
+/// The values at `from..to` of `log` (fewer when the log ends first).
+fn read_values(log: &dyn Log, from: u64, to: u64) -> Result<Vec<(u64, Bytes)>, String> {
+    let mut out = Vec::new();
+    let mut at = from.max(log.log_start_offset());
+    let to = to.min(log.log_end_offset());
+    while at < to {
+        let batches = log.read(at, 64 * 1024).map_err(|e| e.to_string())?;
+        if batches.is_empty() {
+            break;
+        }
+        for b in &batches {
+            for r in b.records() {
+                if r.offset >= at && r.offset < to {
+                    out.push((r.offset, r.value));
+                }
+            }
+            at = at.max(b.next_offset());
+        }
+    }
+    Ok(out)
+}
+
+fn show(v: &Bytes) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+impl Checker {
+    /// Records a broken invariant.
+    pub(crate) fn violation(&mut self, now: Duration, what: String) {
+        if self.violations.len() < 50 {
+            self.violations
+                .push(format!("at {:.3}s: {what}", now.as_secs_f64()));
+        }
+    }
+
+    /// Every breach so far.
+    pub(crate) fn violations(&self) -> &[String] {
+        &self.violations
+    }
+
+    /// A broker restarted: its replicas are compared again from their start.
+    pub(crate) fn restarted(&mut self, broker: BrokerId) {
+        self.verified.retain(|(b, _), _| *b != broker);
+    }
+
+    /// Compares a value seen at `offset` with the committed one, extending nothing.
+    fn agrees(
+        &mut self,
+        now: Duration,
+        tp: &TopicPartition,
+        offset: u64,
+        value: &Bytes,
+        who: &str,
+    ) {
+        let known = self
+            .truth
+            .get(tp)
+            .and_then(|t| t.get(offset as usize))
+            .cloned();
+        if let Some(v) = known {
+            if v != *value {
+                self.violation(
+                    now,
+                    format!(
+                        "{tp} offset {offset}: {who} holds {:?}, but {:?} was committed there",
+                        show(value),
+                        show(&v)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The per-step check over every running broker.
+    pub(crate) fn observe<'a>(&mut self, now: Duration, brokers: impl Iterator<Item = &'a Broker>) {
+        for broker in brokers {
+            let b = broker.id();
+            for tp in broker.hosted() {
+                let Some(view) = broker.replica_view(&tp) else {
+                    continue;
+                };
+                if let Some((epoch, hw)) = view.leader {
+                    let seen = self.hw_seen.entry((tp.clone(), b, epoch)).or_insert(hw);
+                    if hw < *seen {
+                        let was = *seen;
+                        self.violation(
+                            now,
+                            format!("{tp}: leader {b}'s HW went back from {was} to {hw} in epoch {epoch}"),
+                        );
+                    }
+                    let seen = self.hw_seen.entry((tp.clone(), b, epoch)).or_insert(hw);
+                    *seen = (*seen).max(hw);
+                    self.extend_truth(now, &tp, b, view.log, hw);
+                }
+                // Every replica's records below its own HW are committed records.
+                let key = (b, tp.clone());
+                let leo = view.log.log_end_offset();
+                let mut from = self.verified.get(&key).copied().unwrap_or(0).min(leo);
+                let committed = self.truth.get(&tp).map_or(0, |t| t.len() as u64);
+                let upto = leo.min(view.hw).min(committed);
+                if upto > from {
+                    match read_values(view.log, from, upto) {
+                        Ok(values) => {
+                            for (o, v) in values {
+                                self.agrees(now, &tp, o, &v, &format!("replica on broker {b}"));
+                                from = o + 1;
+                            }
+                        }
+                        Err(e) => {
+                            // A corrupt batch is never served; recovery cut it or the
+                            // replica will refetch. Not a disagreement.
+                            let _ = e;
+                        }
+                    }
+                }
+                self.verified.insert(key, from);
+            }
+        }
+    }
+
+    /// Appends what a leader holds in `committed..hw` to the committed log.
+    fn extend_truth(
+        &mut self,
+        now: Duration,
+        tp: &TopicPartition,
+        b: BrokerId,
+        log: &dyn Log,
+        hw: u64,
+    ) {
+        let len = self.truth.get(tp).map_or(0, |t| t.len() as u64);
+        if hw <= len {
+            return;
+        }
+        match read_values(log, len, hw) {
+            Ok(values) => {
+                let truth = self.truth.entry(tp.clone()).or_default();
+                for (o, v) in values {
+                    if o != truth.len() as u64 {
+                        break;
+                    }
+                    truth.push(v);
+                }
+                if (truth.len() as u64) < hw {
+                    let got = truth.len();
+                    self.violation(
+                        now,
+                        format!("{tp}: leader {b} has HW {hw} but could serve committed records only up to {got}"),
+                    );
+                }
+                // Consumers may have read ahead of what the checker had seen committed.
+                let new: Vec<(u64, Bytes)> = self
+                    .consumed
+                    .get(tp)
+                    .map(|c| c.range(len..hw).map(|(o, v)| (*o, v.clone())).collect())
+                    .unwrap_or_default();
+                for (o, v) in new {
+                    self.agrees(now, tp, o, &v, "a consumer");
+                }
+            }
+            Err(e) => self.violation(
+                now,
+                format!("{tp}: leader {b} cannot read its committed records {len}..{hw}: {e}"),
+            ),
+        }
+    }
+
+    /// A produce request was answered with `base` for `values`.
+    pub(crate) fn acknowledged(
+        &mut self,
+        now: Duration,
+        acks: Acks,
+        tp: &TopicPartition,
+        base: u64,
+        values: &[Bytes],
+    ) {
+        for (i, v) in values.iter().enumerate() {
+            let offset = base + i as u64;
+            match acks {
+                Acks::All => {
+                    let committed = self.truth.get(tp).map_or(0, |t| t.len() as u64);
+                    if offset >= committed {
+                        self.violation(
+                            now,
+                            format!(
+                                "{tp}: acks=all acknowledged {:?} at offset {offset}, above every HW seen ({committed})",
+                                show(v)
+                            ),
+                        );
+                    }
+                    self.agrees(now, tp, offset, v, "an acks=all acknowledgement");
+                    self.acked_all.push((tp.clone(), offset, v.clone()));
+                }
+                Acks::Leader => self.acked_one.push((tp.clone(), offset, v.clone())),
+                Acks::None => {}
+            }
+        }
+    }
+
+    /// An `acks=0` batch was handed off.
+    pub(crate) fn sent_unacknowledged(&mut self, tp: &TopicPartition, values: &[Bytes]) {
+        for v in values {
+            self.sent_zero.push((tp.clone(), v.clone()));
+        }
+    }
+
+    /// A consumer read `value` at `offset`.
+    pub(crate) fn consumed(
+        &mut self,
+        now: Duration,
+        tp: &TopicPartition,
+        offset: u64,
+        value: &Bytes,
+    ) {
+        self.consumed_count += 1;
+        let seen = self.consumed.entry(tp.clone()).or_default();
+        match seen.get(&offset) {
+            Some(v) if v != value => {
+                let was = v.clone();
+                self.violation(
+                    now,
+                    format!(
+                        "{tp} offset {offset}: a consumer read {:?}, another read {:?}",
+                        show(value),
+                        show(&was)
+                    ),
+                );
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(offset, value.clone());
+            }
+        }
+        self.agrees(now, tp, offset, value, "a consumer");
+    }
+
+    /// The counts so far, without losses (those need the final logs).
+    pub(crate) fn counts(&self) -> Tally {
+        Tally {
+            acked_all: self.acked_all.len() as u64,
+            acked_one: self.acked_one.len() as u64,
+            sent_zero: self.sent_zero.len() as u64,
+            consumed: self.consumed_count,
+            ..Tally::default()
+        }
+    }
+
+    /// The final check, once the cluster has settled: every partition led, every
+    /// replica in the ISR with the leader's log, every acknowledgement and consumed
+    /// record in place, no duplicate from an idempotent producer. Returns the tally.
+    pub(crate) fn finish<'a>(
+        &mut self,
+        now: Duration,
+        image: &MetadataImage,
+        broker: impl Fn(BrokerId) -> Option<&'a Broker>,
+    ) -> Tally {
+        let mut finals: BTreeMap<TopicPartition, Vec<Bytes>> = BTreeMap::new();
+        for p in image.topics.values().flat_map(|t| t.partitions.iter()) {
+            let tp = &p.tp;
+            let Some(leader) = p.leader.and_then(&broker) else {
+                self.violation(
+                    now,
+                    format!("{tp}: no running leader after settling ({:?})", p.leader),
+                );
+                continue;
+            };
+            let Some(view) = leader.replica_view(tp) else {
+                self.violation(
+                    now,
+                    format!("{tp}: leader {} does not host it", leader.id()),
+                );
+                continue;
+            };
+            let Some((_, hw)) = view.leader else {
+                self.violation(
+                    now,
+                    format!("{tp}: broker {} never took the leadership", leader.id()),
+                );
+                continue;
+            };
+            let leo = view.log.log_end_offset();
+            if hw != leo {
+                self.violation(
+                    now,
+                    format!("{tp}: leader's HW {hw} never reached its log end {leo}"),
+                );
+            }
+            let values = match read_values(view.log, 0, leo) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.violation(now, format!("{tp}: leader cannot read its log: {e}"));
+                    continue;
+                }
+            };
+            if values.first().map_or(0, |(o, _)| *o) != 0
+                || values.iter().enumerate().any(|(i, (o, _))| *o != i as u64)
+                || values.len() as u64 != leo
+            {
+                self.violation(
+                    now,
+                    format!("{tp}: the leader's log is not dense from 0 to {leo}"),
+                );
+            }
+            let log: Vec<Bytes> = values.into_iter().map(|(_, v)| v).collect();
+            let committed = self.truth.get(tp).cloned().unwrap_or_default();
+            for (o, v) in committed.iter().enumerate() {
+                match log.get(o) {
+                    Some(x) if x == v => {}
+                    Some(x) => self.violation(
+                        now,
+                        format!(
+                            "{tp} offset {o}: committed {:?}, the final log holds {:?}",
+                            show(v),
+                            show(x)
+                        ),
+                    ),
+                    None => self.violation(
+                        now,
+                        format!(
+                            "{tp} offset {o}: committed {:?}, the final log ends at {}",
+                            show(v),
+                            log.len()
+                        ),
+                    ),
+                }
+            }
+            let isr: BTreeSet<BrokerId> = p.isr.iter().copied().collect();
+            for r in &p.replicas {
+                if !isr.contains(r) {
+                    self.violation(
+                        now,
+                        format!("{tp}: replica {r} is not back in the ISR {:?}", p.isr),
+                    );
+                }
+                let Some(view) = broker(*r).and_then(|b| b.replica_view(tp)) else {
+                    self.violation(
+                        now,
+                        format!("{tp}: replica {r} is not running or not hosting it"),
+                    );
+                    continue;
+                };
+                match read_values(view.log, 0, view.log.log_end_offset()) {
+                    Ok(vals) => {
+                        let mine: Vec<Bytes> = vals.into_iter().map(|(_, v)| v).collect();
+                        if mine != log {
+                            let at = mine
+                                .iter()
+                                .zip(&log)
+                                .position(|(a, b)| a != b)
+                                .unwrap_or(mine.len().min(log.len()));
+                            self.violation(
+                                now,
+                                format!(
+                                    "{tp}: replica {r} ({} records) differs from the leader ({} records) from offset {at}",
+                                    mine.len(),
+                                    log.len()
+                                ),
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        self.violation(now, format!("{tp}: replica {r} cannot read its log: {e}"))
+                    }
+                }
+            }
+            // Idempotent producers (acks=all, tag `a`) never write a value twice.
+            let mut seen = BTreeSet::new();
+            for (o, v) in log.iter().enumerate() {
+                if v.first() == Some(&b'a') && !seen.insert(v.clone()) {
+                    self.violation(
+                        now,
+                        format!(
+                            "{tp} offset {o}: idempotent value {:?} written twice",
+                            show(v)
+                        ),
+                    );
+                }
+            }
+            finals.insert(tp.clone(), log);
+        }
+        let at = |tp: &TopicPartition, o: u64| finals.get(tp).and_then(|l| l.get(o as usize));
+        let mut lost_all = Vec::new();
+        for (tp, o, v) in &self.acked_all {
+            if at(tp, *o) != Some(v) {
+                lost_all.push(format!(
+                    "{tp} offset {o}: acks=all record {:?} lost or moved",
+                    show(v)
+                ));
+            }
+        }
+        for (tp, c) in &self.consumed {
+            for (o, v) in c {
+                if at(tp, *o) != Some(v) {
+                    lost_all.push(format!(
+                        "{tp} offset {o}: consumed {:?}, gone from the final log",
+                        show(v)
+                    ));
+                }
+            }
+        }
+        for l in lost_all {
+            self.violation(now, l);
+        }
+        let lost_one = self
+            .acked_one
+            .iter()
+            .filter(|(tp, o, v)| at(tp, *o) != Some(v))
+            .count() as u64;
+        let present: BTreeMap<&TopicPartition, BTreeSet<&Bytes>> = finals
+            .iter()
+            .map(|(tp, l)| (tp, l.iter().collect()))
+            .collect();
+        let lost_zero = self
+            .sent_zero
+            .iter()
+            .filter(|(tp, v)| !present.get(tp).is_some_and(|s| s.contains(v)))
+            .count() as u64;
+        Tally {
+            acked_all: self.acked_all.len() as u64,
+            acked_one: self.acked_one.len() as u64,
+            lost_one,
+            sent_zero: self.sent_zero.len() as u64,
+            lost_zero,
+            consumed: self.consumed_count,
+            committed: finals.values().map(|l| l.len() as u64).sum(),
+        }
+    }
+}

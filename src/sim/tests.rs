@@ -1,0 +1,120 @@
+//! The simulation's own tests: a seed passes, a seed replays exactly, the checker
+//! catches a rule broken on purpose within CI's seed set, and CI's seed set passes.
+//!
+//! The seed set runs with `cargo test --release --features sim sim_` (`.ci/run`);
+//! plain `cargo test` runs only the short smoke and replay tests.
+
+use std::time::Duration;
+
+#[cfg(feature = "sim")]
+use super::SimOutcome;
+use super::{run, BrokenRule, SimOptions};
+
+/// A short run, for debug builds.
+fn short() -> SimOptions {
+    SimOptions {
+        fault_phase: Duration::from_secs(4),
+        ..SimOptions::default()
+    }
+}
+
+#[test]
+fn sim_smoke_seed_passes() {
+    let o = run(1, &short());
+    assert!(o.passed(), "{}", o.report());
+    assert!(o.tally.acked_all > 0, "{}", o.report());
+    assert!(o.tally.consumed > 0, "{}", o.report());
+    assert!(o.faults.total() > 0, "{}", o.report());
+}
+
+#[test]
+fn sim_same_seed_same_trace() {
+    let a = run(7, &short());
+    let b = run(7, &short());
+    assert_eq!(a.trace_hash, b.trace_hash, "{}\n{}", a.report(), b.report());
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.faults, b.faults);
+    assert_eq!(a.tally, b.tally);
+    let c = run(8, &short());
+    assert_ne!(a.trace_hash, c.trace_hash);
+}
+
+#[test]
+fn sim_broken_rule_is_off_by_default_and_scoped_to_the_run() {
+    assert_eq!(super::broken_rule(), BrokenRule::None);
+    let o = run(
+        3,
+        &SimOptions {
+            broken: BrokenRule::HwFromLeaderLeo,
+            ..short()
+        },
+    );
+    assert_eq!(o.broken, BrokenRule::HwFromLeaderLeo);
+    assert_eq!(super::broken_rule(), BrokenRule::None);
+    assert!(o.replay_command().contains("--broken hw"));
+}
+
+/// CI's seed set: `CI_SEEDS` seeds in two halves that `cargo test` runs in parallel.
+#[cfg(feature = "sim")]
+const CI_SEEDS: u64 = 800;
+
+#[cfg(feature = "sim")]
+fn run_set(seeds: std::ops::Range<u64>, options: &SimOptions) -> Vec<SimOutcome> {
+    let list: Vec<u64> = seeds.collect();
+    super::run_many(&list, options, 1, &|_| {})
+}
+
+#[cfg(feature = "sim")]
+fn assert_all_pass(outcomes: &[SimOutcome]) {
+    let mut summary = super::Summary::default();
+    for o in outcomes {
+        summary.add(o);
+    }
+    let failed: Vec<&SimOutcome> = outcomes.iter().filter(|o| !o.passed()).collect();
+    let reports: String = failed.iter().take(3).map(|o| o.report()).collect();
+    assert!(
+        failed.is_empty(),
+        "{}\n{reports}",
+        summary.report(Duration::ZERO)
+    );
+    eprintln!("{}", summary.report(Duration::ZERO));
+}
+
+#[cfg(feature = "sim")]
+#[test]
+fn sim_ci_seeds_first_half() {
+    assert_all_pass(&run_set(0..CI_SEEDS / 2, &SimOptions::default()));
+}
+
+#[cfg(feature = "sim")]
+#[test]
+fn sim_ci_seeds_second_half() {
+    assert_all_pass(&run_set(CI_SEEDS / 2..CI_SEEDS, &SimOptions::default()));
+}
+
+/// Runs CI's seeds with `rule` broken until one fails; returns that outcome.
+#[cfg(feature = "sim")]
+fn first_caught(rule: BrokenRule) -> Option<SimOutcome> {
+    let options = SimOptions {
+        broken: rule,
+        ..SimOptions::default()
+    };
+    (0..CI_SEEDS)
+        .map(|s| run(s, &options))
+        .find(|o| !o.passed())
+}
+
+#[cfg(feature = "sim")]
+#[test]
+fn sim_checker_catches_hw_taken_from_the_leader_alone() {
+    let o = first_caught(BrokenRule::HwFromLeaderLeo).expect("CI's seeds catch a broken HW rule");
+    eprintln!("caught by seed {}:\n{}", o.seed, o.report());
+}
+
+#[cfg(feature = "sim")]
+#[test]
+fn sim_checker_catches_election_of_any_live_replica() {
+    let o =
+        first_caught(BrokenRule::ElectAnyLive).expect("CI's seeds catch a broken election rule");
+    eprintln!("caught by seed {}:\n{}", o.seed, o.report());
+}

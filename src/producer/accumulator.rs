@@ -52,6 +52,9 @@ pub(crate) struct Queue {
     pub(crate) needs_reset: bool,
     /// The producer id after such a reset.
     producer_id: Option<u64>,
+    /// Size of the last sealed batch: the next one is likely alike, so its buffer
+    /// starts at that size instead of growing by doubling.
+    last_batch_bytes: usize,
 }
 
 impl Queue {
@@ -60,6 +63,7 @@ impl Queue {
         let Some(open) = self.open.take() else {
             return;
         };
+        self.last_batch_bytes = open.bytes;
         let base_seq = producer_id.map(|_| {
             let s = self.next_seq;
             self.next_seq = self.next_seq.wrapping_add(open.count as i32);

@@ -80,6 +80,9 @@ pub struct ConsumedRecord {
     pub headers: Vec<(String, Bytes)>,
     /// Milliseconds since the Unix epoch (`CreateTime`).
     pub timestamp: u64,
+    /// The leader epoch of the batch the record was appended in (Kafka's
+    /// `ConsumerRecord.leaderEpoch()`): rises with every leader change.
+    pub leader_epoch: u32,
 }
 
 /// One record decoded from a batch; key, value and header values share the batch's
@@ -92,6 +95,7 @@ pub(crate) struct DecodedRecord {
     pub(crate) key: Option<Bytes>,
     pub(crate) value: Bytes,
     pub(crate) headers: Vec<(String, Bytes)>,
+    pub(crate) leader_epoch: u32,
 }
 
 impl DecodedRecord {
@@ -105,6 +109,7 @@ impl DecodedRecord {
             value: self.value,
             headers: self.headers,
             timestamp: self.timestamp,
+            leader_epoch: self.leader_epoch,
         }
     }
 }
@@ -383,6 +388,7 @@ impl Batch {
     #[allow(dead_code)] // Used by replica reads and the consumer.
     pub(crate) fn records(&self) -> impl Iterator<Item = DecodedRecord> + '_ {
         let base = self.base_offset();
+        let leader_epoch = self.leader_epoch();
         let mut pos = BATCH_HEADER_LEN;
         let mut index = 0u64;
         std::iter::from_fn(move || {
@@ -396,27 +402,10 @@ impl Batch {
                 key: spans.key.map(|(s, e)| self.bytes.slice(s..e)),
                 value: self.bytes.slice(spans.value.0..spans.value.1),
                 headers: self.headers_of(&spans),
+                leader_epoch,
             };
             index += 1;
             Some(record)
-        })
-    }
-
-    /// Converts the records to what a consumer sees, for `topic`-`partition`.
-    #[allow(dead_code)] // Used by replica reads and the consumer.
-    pub(crate) fn to_consumed<'a>(
-        &'a self,
-        topic: &'a str,
-        partition: u32,
-    ) -> impl Iterator<Item = ConsumedRecord> + 'a {
-        self.records().map(move |r| ConsumedRecord {
-            topic: topic.to_owned(),
-            partition,
-            offset: r.offset,
-            key: r.key,
-            value: r.value,
-            headers: r.headers,
-            timestamp: r.timestamp,
         })
     }
 
@@ -636,7 +625,8 @@ mod tests {
             assert_eq!(got.headers, pushed.headers);
             assert_eq!(got.timestamp, pushed.timestamp.unwrap_or(7));
         }
-        let consumed: Vec<ConsumedRecord> = batch.to_consumed("t", 4).collect();
+        let tp = crate::TopicPartition::new("t", 4);
+        let consumed: Vec<ConsumedRecord> = batch.records().map(|r| r.into_consumed(&tp)).collect();
         assert_eq!(
             (
                 consumed[1].topic.as_str(),

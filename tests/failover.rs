@@ -388,3 +388,40 @@ fn leader_epoch_rises_on_every_leader_change() {
         });
     }
 }
+
+#[test]
+fn every_batch_carries_the_leader_epoch_it_was_appended_in() {
+    // Rule 1: records keep the epoch of the leader that appended them, on every
+    // replica, across leader changes.
+    let c = cluster3();
+    let t = c
+        .create_topic("t", TopicConfig::new(1, 3).min_insync_replicas(2))
+        .unwrap();
+    let p = t.partition(0).unwrap();
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    let mut epochs = Vec::new();
+    for round in 0..3 {
+        let epoch = p.leader_epoch();
+        for i in 0..5 {
+            let m = prod
+                .send_to("t", 0, Record::new(format!("{round}-{i}")))
+                .wait()
+                .unwrap();
+            epochs.push((m.offset.unwrap(), epoch));
+        }
+        let l = p.leader().unwrap();
+        c.kill_broker(l).unwrap();
+        wait_until("a new leader", || p.leader().is_some_and(|x| x != l));
+        c.restart_broker(l).unwrap();
+        wait_until("the restarted broker back in the ISR", || {
+            p.isr().contains(&l)
+        });
+    }
+    for b in p.replicas() {
+        let records = p.replica(b).unwrap().read(0, 100).unwrap();
+        assert_eq!(records.len(), epochs.len());
+        for (r, (offset, epoch)) in records.iter().zip(&epochs) {
+            assert_eq!((r.offset, r.leader_epoch), (*offset, *epoch), "replica {b}");
+        }
+    }
+}

@@ -42,7 +42,9 @@ fn a_restarted_follower_keeps_what_it_had_rather_than_truncating_to_its_stale_hw
     let (a, b) = (p.leader().unwrap(), p.replicas()[1]);
     let prod = c.producer(ProducerConfig::new()).unwrap();
     for i in 0..10 {
-        prod.send_to("t", 0, Record::new(format!("m{i}"))).wait().unwrap();
+        prod.send_to("t", 0, Record::new(format!("m{i}")))
+            .wait()
+            .unwrap();
     }
     // The follower holds all ten; its own HW may trail by a fetch round trip.
     wait_until("the follower to hold everything", || {
@@ -55,7 +57,10 @@ fn a_restarted_follower_keeps_what_it_had_rather_than_truncating_to_its_stale_hw
     // Now the old leader goes: the follower leads with every committed record.
     c.kill_broker(a).unwrap();
     wait_until("the follower to lead", || p.leader() == Some(b));
-    assert_eq!(values(&p, b), (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        values(&p, b),
+        (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -75,7 +80,11 @@ fn two_quick_failovers_make_a_divergent_uncommitted_record_go() {
     all.send_to("t", 0, Record::new("m1")).wait().unwrap();
     c.faults().cut(NodeId::Broker(b), NodeId::Broker(a));
     one.send_to("t", 0, Record::new("m2")).wait().unwrap();
-    assert_eq!(p.isr().len(), 2, "B is still in the ISR: the lag time has not passed");
+    assert_eq!(
+        p.isr().len(),
+        2,
+        "B is still in the ISR: the lag time has not passed"
+    );
     // First failover.
     c.kill_broker(a).unwrap();
     c.heal();
@@ -126,7 +135,9 @@ fn a_leader_answers_with_the_largest_epoch_not_above_the_one_asked() {
     wait_until("A to lead again (unclean)", || p.leader() == Some(a));
     one.send_to("t", 0, Record::new("m3")).wait().unwrap();
     c.restart_broker(b).unwrap();
-    wait_until("B to converge on A's log", || values(&p, b) == ["m1", "m2", "m3"]);
+    wait_until("B to converge on A's log", || {
+        values(&p, b) == ["m1", "m2", "m3"]
+    });
     assert_eq!(values(&p, a), ["m1", "m2", "m3"]);
     replicas_agree_below_hw(&c, "t");
 }

@@ -1,0 +1,75 @@
+//! The follower's side: fetching from leaders and applying their answers
+//! (appending, truncating by leader epoch, resetting past the leader's log start).
+
+use std::time::Duration;
+
+use crate::ids::{BrokerId, NodeId};
+use crate::protocol::{FetchError, FetchPartitionResponse, Message};
+
+use super::replica::Role;
+use super::Broker;
+
+impl Broker {
+    pub(super) fn handle_fetch_response(
+        &mut self,
+        leader: BrokerId,
+        p: FetchPartitionResponse,
+        now: Duration,
+    ) {
+        let me = self.config.id;
+        let Some(r) = self.replicas.get_mut(&p.tp) else {
+            return;
+        };
+        let Role::Follower { leader: Some(l) } = r.role else {
+            return;
+        };
+        if l != leader {
+            return;
+        }
+        let epoch = r.state.as_ref().map_or(0, |s| s.leader_epoch);
+        match p.result {
+            Ok(data) => {
+                if data.leader_epoch != epoch {
+                    return;
+                }
+                if let Some(d) = data.diverging {
+                    let to = r.divergence_point(d);
+                    let _ = r.truncate_to(to);
+                    self.fetchers.retry_now(leader);
+                } else {
+                    let _ = r.append_fetched(&data.batches);
+                    r.set_follower_hw(data.high_watermark);
+                }
+            }
+            Err(FetchError::OffsetOutOfRange { log_start }) => {
+                let _ = r.reset_to(log_start);
+            }
+            Err(_) => {
+                // Our view is stale or theirs is: wait for the controller's word.
+                self.fetchers.back_off(leader, now);
+            }
+        }
+        let _ = me;
+    }
+
+    pub(super) fn send_fetches(&mut self, now: Duration) {
+        if self.broker_epoch.is_none() {
+            return;
+        }
+        let me = self.config.id;
+        let max_wait_ms = self.config.replica_fetch_wait_max.as_millis() as u64;
+        let max_bytes = self.config.replica_fetch_max_bytes;
+        for (leader, request_id, partitions) in self.fetchers.due(&self.replicas, now) {
+            self.send(
+                NodeId::Broker(leader),
+                Message::Fetch {
+                    request_id,
+                    replica: me,
+                    max_wait_ms,
+                    max_bytes,
+                    partitions,
+                },
+            );
+        }
+    }
+}

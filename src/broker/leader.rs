@@ -1,0 +1,290 @@
+//! The leader's side: appending produce requests, answering follower fetches
+//! (with the divergence check of OffsetForLeaderEpoch), and corruption found in
+//! its own log.
+
+use std::time::Duration;
+
+use crate::config::Acks;
+use crate::ids::{BrokerId, NodeId, TopicPartition};
+use crate::protocol::{
+    FetchData, FetchError, FetchPartition, FetchPartitionResponse, Message, ProduceRequest,
+    ProduceResponse,
+};
+use crate::replication::SequenceCheck;
+use crate::{Error, Result};
+
+use super::replica::Role;
+use super::{diverging, AckTarget, Broker, ParkedReplicaFetch, PendingAck, RESIGN_RETRY};
+
+impl Broker {
+    pub(super) fn handle_replica_fetch(
+        &mut self,
+        follower: BrokerId,
+        request_id: u64,
+        max_bytes: usize,
+        partitions: Vec<FetchPartition>,
+        deadline: Duration,
+        now: Duration,
+    ) {
+        // Record every follower's position first: it may move the HW.
+        for p in &partitions {
+            let ready = match self.replicas.get_mut(&p.tp).map(|r| &mut r.role) {
+                Some(Role::Leader(l)) if l.leader_epoch() == p.leader_epoch => {
+                    let diverges = p.last_fetched_epoch.is_some_and(|e| {
+                        let r = &self.replicas[&p.tp];
+                        diverging(r, e, p.fetch_offset).is_some()
+                    });
+                    if diverges {
+                        continue;
+                    }
+                    match self.replicas.get_mut(&p.tp).map(|r| &mut r.role) {
+                        Some(Role::Leader(l)) => l.fetched(follower, p.fetch_offset, now),
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            };
+            self.apply_ready(&p.tp, ready);
+        }
+        let parked = ParkedReplicaFetch {
+            from: follower,
+            request_id,
+            max_bytes,
+            partitions,
+            deadline,
+        };
+        let (responses, has_news) = self.answer_replica_fetch(&parked);
+        if has_news || deadline <= now {
+            self.reply_fetch(&parked, responses);
+        } else {
+            self.parked_replica_fetches.push(parked);
+        }
+    }
+
+    /// Builds the answer to a replica fetch; `true` when it carries data or news that
+    /// should not wait.
+    pub(super) fn answer_replica_fetch(
+        &mut self,
+        f: &ParkedReplicaFetch,
+    ) -> (Vec<FetchPartitionResponse>, bool) {
+        let mut out = Vec::with_capacity(f.partitions.len());
+        let mut news = false;
+        let mut budget = f.max_bytes;
+        let mut corrupt = Vec::new();
+        for p in &f.partitions {
+            let result = match self.replicas.get(&p.tp) {
+                None => Err(FetchError::UnknownTopicOrPartition),
+                Some(r) => match &r.role {
+                    Role::Leader(l) => {
+                        if p.leader_epoch < l.leader_epoch() {
+                            Err(FetchError::FencedLeaderEpoch)
+                        } else if p.leader_epoch > l.leader_epoch() {
+                            Err(FetchError::UnknownLeaderEpoch)
+                        } else if let Some(d) = p
+                            .last_fetched_epoch
+                            .and_then(|e| diverging(r, e, p.fetch_offset))
+                        {
+                            Ok(FetchData {
+                                high_watermark: l.hw(),
+                                leader_epoch: l.leader_epoch(),
+                                diverging: Some(d),
+                                batches: Vec::new(),
+                            })
+                        } else if p.fetch_offset < r.log.log_start_offset() {
+                            Err(FetchError::OffsetOutOfRange {
+                                log_start: r.log.log_start_offset(),
+                            })
+                        } else {
+                            let batches = if p.fetch_offset < r.log.log_end_offset() && budget > 0 {
+                                match r.log.read(p.fetch_offset, budget) {
+                                    Ok(b) => b,
+                                    Err(Error::Corrupt { offset, .. }) => {
+                                        corrupt.push((p.tp.clone(), offset));
+                                        Vec::new()
+                                    }
+                                    Err(_) => Vec::new(),
+                                }
+                            } else {
+                                Vec::new()
+                            };
+                            budget = budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
+                            Ok(FetchData {
+                                high_watermark: l.hw(),
+                                leader_epoch: l.leader_epoch(),
+                                diverging: None,
+                                batches,
+                            })
+                        }
+                    }
+                    _ => Err(FetchError::NotLeader),
+                },
+            };
+            match &result {
+                Ok(d) if d.batches.is_empty() && d.diverging.is_none() => {}
+                _ => news = true,
+            }
+            out.push(FetchPartitionResponse {
+                tp: p.tp.clone(),
+                result,
+            });
+        }
+        for (tp, offset) in corrupt {
+            self.found_corruption(&tp, offset);
+        }
+        (out, news)
+    }
+
+    pub(super) fn reply_fetch(
+        &self,
+        f: &ParkedReplicaFetch,
+        partitions: Vec<FetchPartitionResponse>,
+    ) {
+        self.send(
+            NodeId::Broker(f.from),
+            Message::FetchReply {
+                request_id: f.request_id,
+                partitions,
+            },
+        );
+    }
+
+    /// Rule 9: corrupt bytes are never served. A follower cuts its log at the bad
+    /// batch and refetches; a leader that still has in-sync followers resigns (it
+    /// proposes an ISR without itself) and cuts once it follows. A leader alone in
+    /// the ISR holds the only copy: it keeps refusing to serve the bad range.
+    pub(super) fn found_corruption(&mut self, tp: &TopicPartition, offset: Option<u64>) {
+        let me = self.config.id;
+        let now = self.now();
+        let broker_epoch = self.broker_epoch.unwrap_or(0);
+        let Some(r) = self.replicas.get_mut(tp) else {
+            return;
+        };
+        let at = offset.unwrap_or(r.log.log_start_offset());
+        let Role::Leader(l) = &r.role else {
+            let _ = r.truncate_to(at);
+            return;
+        };
+        r.corrupt_at = Some(r.corrupt_at.map_or(at, |c| c.min(at)));
+        let others: Vec<BrokerId> = l.isr().iter().filter(|b| **b != me).copied().collect();
+        let due = r.resign_sent.is_none_or(|t| now >= t + RESIGN_RETRY);
+        if others.is_empty() || !due {
+            return;
+        }
+        r.resign_sent = Some(now);
+        let message = Message::AlterPartition {
+            broker_epoch,
+            tp: tp.clone(),
+            leader_epoch: l.leader_epoch(),
+            partition_epoch: l.partition_epoch(),
+            new_isr: others,
+        };
+        self.send(NodeId::Controller, message);
+    }
+
+    pub(super) fn produce(&mut self, req: ProduceRequest, now: Duration) {
+        let me = self.config.id;
+        let reply = |req: &ProduceRequest, result: Result<u64>| {
+            let _ = req.reply.send(ProduceResponse { id: req.id, result });
+        };
+        let Some(r) = self.replicas.get_mut(&req.tp) else {
+            return reply(&req, Err(self.not_leader(&req.tp)));
+        };
+        let Role::Leader(leader) = &mut r.role else {
+            let e = Error::NotLeader {
+                topic: req.tp.topic.clone(),
+                partition: req.tp.partition,
+                broker: me,
+            };
+            return reply(&req, Err(e));
+        };
+        let config = &r.state.as_ref().expect("a leader has a state").config;
+        if req.batch.len() > config.max_message_bytes {
+            let e = Error::RecordTooLarge {
+                topic: req.tp.topic.clone(),
+                size: req.batch.len(),
+                max: config.max_message_bytes,
+            };
+            return reply(&req, Err(e));
+        }
+        if req.acks == Acks::All {
+            if let Err(isr) = leader.check_min_isr() {
+                let e = Error::NotEnoughReplicas {
+                    topic: req.tp.topic.clone(),
+                    partition: req.tp.partition,
+                    isr,
+                    required: leader.min_insync(),
+                };
+                return reply(&req, Err(e));
+            }
+        }
+        let deadline = now + req.timeout;
+        // Rule 8: a retried idempotent batch is answered with its original offsets.
+        if let (Some(pid), Some(seq)) = (req.batch.producer_id(), req.batch.base_sequence()) {
+            match r.producers.check(pid, seq, req.batch.record_count()) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => {
+                    if req.acks != Acks::All || last_offset < leader.hw() {
+                        return reply(&req, Ok(base_offset));
+                    }
+                    let id = self.next_waiter;
+                    self.next_waiter += 1;
+                    leader.wait_for(id, last_offset + 1, deadline);
+                    self.pending_acks.insert(
+                        id,
+                        PendingAck {
+                            request_id: req.id,
+                            tp: req.tp.clone(),
+                            base_offset,
+                            target: AckTarget::Producer(req.reply),
+                        },
+                    );
+                    return;
+                }
+                SequenceCheck::OutOfOrder { expected } => {
+                    let e = Error::OutOfOrderSequence {
+                        topic: req.tp.topic.clone(),
+                        partition: req.tp.partition,
+                        producer_id: pid,
+                        expected: expected as i64,
+                        got: seq as i64,
+                    };
+                    return reply(&req, Err(e));
+                }
+            }
+        }
+        let base = r.log.log_end_offset();
+        let stamped = req.batch.clone().stamped(base, leader.leader_epoch());
+        if let Err(e) = r.append_local(&stamped) {
+            return reply(&req, Err(e));
+        }
+        let leo = r.log.log_end_offset();
+        let Role::Leader(leader) = &mut r.role else {
+            unreachable!("role checked above")
+        };
+        let ready = if req.acks == Acks::All {
+            let id = self.next_waiter;
+            self.next_waiter += 1;
+            self.pending_acks.insert(
+                id,
+                PendingAck {
+                    request_id: req.id,
+                    tp: req.tp.clone(),
+                    base_offset: base,
+                    target: AckTarget::Producer(req.reply.clone()),
+                },
+            );
+            leader.appended(leo, Some((id, deadline)), now)
+        } else {
+            let ready = leader.appended(leo, None, now);
+            if req.acks == Acks::Leader {
+                reply(&req, Ok(base));
+            }
+            ready
+        };
+        self.dirty.insert(req.tp.clone());
+        self.apply_ready(&req.tp, ready);
+    }
+}

@@ -688,17 +688,21 @@ impl Case for CommitLogAppend {
 // Measuring
 // ---------------------------------------------------------------------------------
 
-/// A throughput figure: `records` in `elapsed`.
+/// A throughput figure: `records` in `elapsed`, with the slowest and fastest slice.
 #[derive(Clone, Copy, Debug)]
 pub struct Rate {
     /// Records written in the measured runs.
     pub records: u64,
     /// Time the measured runs took.
     pub elapsed: Duration,
+    /// records/s of the slowest measured slice.
+    pub min: f64,
+    /// records/s of the fastest measured slice.
+    pub max: f64,
 }
 
 impl Rate {
-    /// Records per second.
+    /// Records per second over all measured slices.
     pub fn per_sec(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64()
     }
@@ -707,31 +711,63 @@ impl Rate {
     pub fn mb_per_sec(&self) -> f64 {
         self.per_sec() * VALUE_LEN as f64 / 1e6
     }
+
+    fn add(&mut self, records: u64, elapsed: Duration) {
+        let r = records as f64 / elapsed.as_secs_f64();
+        if self.records == 0 {
+            self.min = r;
+            self.max = r;
+        }
+        self.min = self.min.min(r);
+        self.max = self.max.max(r);
+        self.records += records;
+        self.elapsed += elapsed;
+    }
 }
 
-/// Runs `case` unmeasured for about `warm_up`, then in runs of about a quarter of a
-/// second each until the measured runs add up to `measure`.
-pub fn measure(case: &mut dyn Case, warm_up: Duration, measure: Duration) -> Rate {
-    // Calibrate the run size on the warm-up.
-    let mut n = 1000u64;
-    let warm_start = Instant::now();
-    let mut per_record = Duration::from_micros(10);
-    while warm_start.elapsed() < warm_up {
-        let t = case.run(n);
-        per_record = t / n as u32;
-        let target = Duration::from_millis(250);
-        n = (target.as_nanos() / per_record.as_nanos().max(1)).clamp(100, 2_000_000) as u64;
+/// Length of one measured slice.
+const SLICE: Duration = Duration::from_millis(250);
+
+/// Measures `cases` side by side so that a change in the machine's load falls on all
+/// of them alike: each is first run unmeasured for about `warm_up` (which also sizes
+/// its slice to about 250 ms), then the cases take turns, one slice each, until every
+/// case has been measured for `measure`.
+pub fn measure_interleaved(
+    cases: &mut [Box<dyn Case>],
+    warm_up: Duration,
+    measure: Duration,
+) -> Vec<Rate> {
+    let sizes: Vec<u64> = cases
+        .iter_mut()
+        .map(|case| {
+            let mut n = 1000u64;
+            let start = Instant::now();
+            while start.elapsed() < warm_up {
+                let t = case.run(n);
+                let per_record = t.as_nanos() / u128::from(n);
+                n = (SLICE.as_nanos() / per_record.max(1)).clamp(100, 4_000_000) as u64;
+            }
+            n
+        })
+        .collect();
+    let mut rates = vec![
+        Rate {
+            records: 0,
+            elapsed: Duration::ZERO,
+            min: 0.0,
+            max: 0.0,
+        };
+        cases.len()
+    ];
+    while rates.iter().any(|r| r.elapsed < measure) {
+        for (i, case) in cases.iter_mut().enumerate() {
+            if rates[i].elapsed < measure {
+                let t = case.run(sizes[i]);
+                rates[i].add(sizes[i], t);
+            }
+        }
     }
-    let _ = per_record;
-    let mut rate = Rate {
-        records: 0,
-        elapsed: Duration::ZERO,
-    };
-    while rate.elapsed < measure {
-        rate.elapsed += case.run(n);
-        rate.records += n;
-    }
-    rate
+    rates
 }
 
 /// End-to-end latencies (send → a consumer sees the record), sorted.

@@ -1,0 +1,875 @@
+//! The workloads of the peer comparison, shared by `benches/peers.rs` (criterion) and
+//! `examples/compare.rs` (one table and a plot). Every case implements [`Case`]: run
+//! exactly `records` records and return the time they took, with any housekeeping
+//! (deleting a full topic, replacing a full log) done outside the timed part.
+//!
+//! Record shape everywhere: a 100-byte value ([`VALUE_LEN`]), no key, no headers.
+//! Batch shape wherever there is batching: 16 KiB (Kafka's default `batch.size`),
+//! that is [`RECORDS_PER_BATCH`] = 132 records.
+//!
+//! The cases:
+//!
+//! - [`Fanout`]: `ceiling_fanout3` of `benches/acks.rs`, copied verbatim in behaviour
+//!   (see that file's doc comment on why it is the fair ceiling).
+//! - [`Pipelined`]: replog's normal producer, many records in flight (`linger.ms` 5,
+//!   `batch.size` 16 KiB); any broker count, topic layout, `acks`, memory or disk.
+//! - [`Writers`]: N threads, each `send(..).wait()` in a loop on one shared producer:
+//!   one outstanding record per writer, like an openraft client awaiting each
+//!   `client_write`.
+//! - [`OpenRaft`]: a 3-node openraft 0.9 cluster on `openraft-memstore`, wired as
+//!   openraft's `cluster_benchmark` wires it (a router that calls the target node's
+//!   `Raft` handle directly, leader 0), N tokio tasks each awaiting `client_write`.
+//! - [`CommitLogAppend`]: the `commitlog` crate, one thread appending 132-record
+//!   batches to a log on disk.
+//! - [`latency`]: acks=all end to end (send → a consumer sees it) at a steady rate.
+#![allow(dead_code)] // each including target uses a different subset
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use crossbeam_channel::{Receiver, Sender};
+use replog::{
+    Acks, Cluster, ConsumerConfig, Delivery, OffsetReset, Producer, ProducerConfig, Record,
+    TopicConfig, TopicPartition,
+};
+
+/// Value size of every record.
+pub const VALUE_LEN: usize = 100;
+/// Kafka's default `batch.size`, used by every batching case.
+pub const BATCH_BYTES: usize = 16 * 1024;
+/// replog's per-record framing with no key and no headers: length, timestamp, key
+/// length, value length, header count.
+const RECORD_FRAMING: usize = 4 + 8 + 4 + 4 + 4;
+/// Records in one full batch: as many 124-byte records as fit in `batch.size`.
+pub const RECORDS_PER_BATCH: usize = BATCH_BYTES / (RECORD_FRAMING + VALUE_LEN);
+/// Kafka's default `buffer.memory` (32 MiB) in batches: the ceiling's channel bound.
+const CHANNEL_BATCHES: usize = (32 << 20) / BATCH_BYTES;
+/// A ceiling replica clears its `Vec` past this size (keeping the capacity).
+const CEILING_VEC_BYTES: usize = 64 << 20;
+/// A memory-storage topic is deleted and created again after this many records
+/// (untimed), as in `benches/acks.rs`: memory logs keep everything.
+const ROTATE_RECORDS: u64 = 500_000;
+/// A log on disk is replaced after this many bytes (untimed), to bound the footprint.
+const ROTATE_DISK_BYTES: u64 = 512 << 20;
+/// `linger.ms` of the pipelined producer (Kafka 4.0's default).
+pub const LINGER: Duration = Duration::from_millis(5);
+
+/// The 100-byte value every case writes.
+pub fn value() -> Bytes {
+    Bytes::from(vec![0xAB; VALUE_LEN])
+}
+
+/// A benchmark case: writes exactly `records` records and returns the time they took.
+pub trait Case {
+    /// Timed: `records` records written and confirmed as the case defines it.
+    fn run(&mut self, records: u64) -> Duration;
+}
+
+// ---------------------------------------------------------------------------------
+// The ceiling (benches/acks.rs `ceiling_fanout3`)
+// ---------------------------------------------------------------------------------
+
+/// What the ceiling's sending thread hands to each replica thread.
+enum Msg {
+    Batch(Bytes),
+    /// Answer once everything before it is copied.
+    Sync(Sender<()>),
+}
+
+/// The ceiling: the sending thread encodes records as replog does into 16 KiB
+/// batches; three threads copy every batch into their own `Vec`. A run ends when all
+/// three have confirmed they copied everything.
+pub struct Fanout {
+    replicas: Vec<(Sender<Msg>, JoinHandle<()>)>,
+    batch: BytesMut,
+    in_batch: usize,
+    value: Bytes,
+}
+
+impl Fanout {
+    /// `threads` replica threads (3 for `ceiling_fanout3`).
+    pub fn new(threads: usize) -> Fanout {
+        let replicas = (0..threads)
+            .map(|i| {
+                let (tx, rx) = crossbeam_channel::bounded::<Msg>(CHANNEL_BATCHES);
+                let h = std::thread::Builder::new()
+                    .name(format!("ceiling-replica-{i}"))
+                    .spawn(move || ceiling_replica(rx))
+                    .expect("spawn");
+                (tx, h)
+            })
+            .collect();
+        Fanout {
+            replicas,
+            batch: BytesMut::with_capacity(BATCH_BYTES),
+            in_batch: 0,
+            value: value(),
+        }
+    }
+
+    /// Encodes one record the way replog's batch builder does (no key, no headers).
+    fn push(&mut self, value: &Bytes, timestamp: u64) {
+        self.batch
+            .put_u32_le((RECORD_FRAMING - 4 + value.len()) as u32);
+        self.batch.put_u64_le(timestamp);
+        self.batch.put_i32_le(-1);
+        self.batch.put_u32_le(value.len() as u32);
+        self.batch.put_slice(value);
+        self.batch.put_u32_le(0);
+        self.in_batch += 1;
+        if self.in_batch == RECORDS_PER_BATCH {
+            self.send_batch();
+        }
+    }
+
+    fn send_batch(&mut self) {
+        if self.in_batch == 0 {
+            return;
+        }
+        let full = std::mem::replace(&mut self.batch, BytesMut::with_capacity(BATCH_BYTES));
+        let bytes = full.freeze();
+        for (tx, _) in &self.replicas {
+            tx.send(Msg::Batch(bytes.clone())).expect("replica alive");
+        }
+        self.in_batch = 0;
+    }
+
+    /// Sends the partial batch and waits until every replica copied everything.
+    fn flush(&mut self) {
+        self.send_batch();
+        let (tx, rx) = crossbeam_channel::bounded(self.replicas.len());
+        for (r, _) in &self.replicas {
+            r.send(Msg::Sync(tx.clone())).expect("replica alive");
+        }
+        for _ in 0..self.replicas.len() {
+            rx.recv().expect("replica answers");
+        }
+    }
+}
+
+impl Case for Fanout {
+    fn run(&mut self, records: u64) -> Duration {
+        let value = self.value.clone();
+        let start = Instant::now();
+        for _ in 0..records {
+            self.push(&value, now_ms());
+        }
+        self.flush();
+        start.elapsed()
+    }
+}
+
+impl Drop for Fanout {
+    fn drop(&mut self) {
+        for (tx, h) in self.replicas.drain(..) {
+            drop(tx);
+            let _ = h.join();
+        }
+    }
+}
+
+fn ceiling_replica(rx: Receiver<Msg>) {
+    let mut log: Vec<u8> = Vec::with_capacity(CEILING_VEC_BYTES + BATCH_BYTES);
+    for m in rx {
+        match m {
+            Msg::Batch(b) => {
+                if log.len() + b.len() > CEILING_VEC_BYTES {
+                    log.clear();
+                }
+                log.extend_from_slice(&b);
+            }
+            Msg::Sync(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+    std::hint::black_box(&log);
+}
+
+/// A record timestamp, as replog's producer takes one per record.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+// ---------------------------------------------------------------------------------
+// replog
+// ---------------------------------------------------------------------------------
+
+/// A replog cluster with one topic that is replaced now and then (untimed) to bound
+/// memory or disk.
+struct Topics {
+    cluster: Cluster,
+    config: TopicConfig,
+    name: String,
+    generation: u32,
+    written: u64,
+    rotate_after: u64,
+}
+
+impl Topics {
+    fn new(brokers: u32, config: TopicConfig, data_dir: Option<&Path>) -> Topics {
+        let mut b = Cluster::builder().brokers(brokers);
+        let rotate_after = match data_dir {
+            Some(dir) => {
+                b = b.data_dir(dir);
+                ROTATE_DISK_BYTES / VALUE_LEN as u64
+            }
+            None => ROTATE_RECORDS,
+        };
+        let mut t = Topics {
+            cluster: b.build().expect("cluster"),
+            config,
+            name: String::new(),
+            generation: 0,
+            written: 0,
+            rotate_after,
+        };
+        t.new_topic();
+        t
+    }
+
+    fn new_topic(&mut self) {
+        if !self.name.is_empty() {
+            self.cluster.delete_topic(&self.name).expect("delete topic");
+        }
+        self.generation += 1;
+        self.name = format!("peers-{}", self.generation);
+        let t = self
+            .cluster
+            .create_topic(&self.name, self.config.clone())
+            .expect("create topic");
+        let rf = self.config.replication_factor() as usize;
+        for p in t.partitions() {
+            assert!(
+                p.leader().is_some(),
+                "{}-{} has no leader",
+                self.name,
+                p.id()
+            );
+            assert_eq!(p.isr().len(), rf, "{}-{} starts in sync", self.name, p.id());
+        }
+        self.written = 0;
+    }
+
+    /// Untimed: a fresh topic when the current one holds enough.
+    fn maybe_rotate(&mut self) {
+        if self.written >= self.rotate_after {
+            self.new_topic();
+        }
+    }
+}
+
+impl Drop for Topics {
+    fn drop(&mut self) {
+        let _ = self.cluster.clone().shutdown();
+    }
+}
+
+/// replog's normal producer: unkeyed records handed to `send` as fast as it takes
+/// them (sticky partitioner, `linger.ms` 5, `batch.size` 16 KiB, up to 5 batches in
+/// flight per partition), then `flush` and every delivery checked. As
+/// `benches/acks.rs` `produce`.
+pub struct Pipelined {
+    topics: Topics,
+    producer: Producer,
+    acks: Acks,
+    deliveries: Vec<Delivery>,
+    value: Bytes,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Pipelined {
+    /// `brokers` brokers with memory storage, one topic of `config`, `acks`.
+    pub fn memory(brokers: u32, config: TopicConfig, acks: Acks) -> Pipelined {
+        Pipelined::build(brokers, config, acks, None)
+    }
+
+    /// As [`Pipelined::memory`], with segment files in a fresh temporary directory
+    /// (`FsyncPolicy::Never`, the default: writes reach the OS, no fsync).
+    pub fn disk(brokers: u32, config: TopicConfig, acks: Acks) -> Pipelined {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Pipelined::build(brokers, config, acks, Some(dir))
+    }
+
+    fn build(
+        brokers: u32,
+        config: TopicConfig,
+        acks: Acks,
+        dir: Option<tempfile::TempDir>,
+    ) -> Pipelined {
+        let topics = Topics::new(brokers, config, dir.as_ref().map(|d| d.path()));
+        let producer = topics
+            .cluster
+            .producer(
+                ProducerConfig::new()
+                    .acks(acks)
+                    .linger(LINGER)
+                    .batch_size(BATCH_BYTES),
+            )
+            .expect("producer");
+        Pipelined {
+            topics,
+            producer,
+            acks,
+            deliveries: Vec::new(),
+            value: value(),
+            _dir: dir,
+        }
+    }
+}
+
+impl Case for Pipelined {
+    fn run(&mut self, records: u64) -> Duration {
+        self.topics.maybe_rotate();
+        let check = self.acks != Acks::None;
+        if check {
+            self.deliveries.reserve(records as usize);
+        }
+        let topic = self.topics.name.clone();
+        let start = Instant::now();
+        for _ in 0..records {
+            let d = self.producer.send(&topic, Record::new(self.value.clone()));
+            if check {
+                self.deliveries.push(d);
+            }
+        }
+        self.producer.flush().expect("flush");
+        for d in self.deliveries.drain(..) {
+            let meta = d.wait().expect("an acknowledged record");
+            assert!(meta.offset.is_some(), "acks 1/all report an offset");
+        }
+        let elapsed = start.elapsed();
+        self.topics.written += records;
+        elapsed
+    }
+}
+
+/// N writer threads on one shared producer, each `send(..).wait()` in a loop: one
+/// record outstanding per writer. `linger.ms` 0 (the default): a record goes out at
+/// once, and records of writers that arrive while a request is in flight share the
+/// next batch.
+pub struct Writers {
+    topics: Topics,
+    producer: Producer,
+    writers: usize,
+    value: Bytes,
+}
+
+impl Writers {
+    /// 3 brokers with memory storage, a topic of `partitions` partitions with
+    /// replication factor 3 and `min.insync.replicas` 2, `acks=all`.
+    pub fn new(writers: usize, partitions: u32) -> Writers {
+        let config = TopicConfig::new(partitions, 3).min_insync_replicas(2);
+        let topics = Topics::new(3, config, None);
+        let producer = topics
+            .cluster
+            .producer(ProducerConfig::new().acks(Acks::All))
+            .expect("producer");
+        Writers {
+            topics,
+            producer,
+            writers,
+            value: value(),
+        }
+    }
+}
+
+impl Case for Writers {
+    fn run(&mut self, records: u64) -> Duration {
+        self.topics.maybe_rotate();
+        let tickets = AtomicU64::new(records);
+        let topic = self.topics.name.as_str();
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..self.writers {
+                s.spawn(|| {
+                    while take_ticket(&tickets) {
+                        let meta = self
+                            .producer
+                            .send(topic, Record::new(self.value.clone()))
+                            .wait()
+                            .expect("an acknowledged record");
+                        debug_assert!(meta.offset.is_some());
+                    }
+                });
+            }
+        });
+        let elapsed = start.elapsed();
+        self.topics.written += records;
+        elapsed
+    }
+}
+
+/// Takes one record to write from the shared count; false when none is left.
+fn take_ticket(tickets: &AtomicU64) -> bool {
+    tickets
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+// ---------------------------------------------------------------------------------
+// openraft 0.9 + openraft-memstore
+// ---------------------------------------------------------------------------------
+
+mod raft {
+    use super::*;
+    use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError};
+    use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+    use openraft::raft::{
+        AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
+        InstallSnapshotResponse, VoteRequest, VoteResponse,
+    };
+    use openraft_memstore::{MemNodeId, TypeConfig};
+
+    pub(super) type MemRaft = openraft::Raft<TypeConfig>;
+
+    /// The in-memory network of openraft's `cluster_benchmark`: every node's `Raft`
+    /// handle in a table; an RPC is a direct call on the target's handle.
+    #[derive(Clone, Default)]
+    pub(super) struct Router {
+        pub(super) table: Arc<Mutex<BTreeMap<MemNodeId, MemRaft>>>,
+    }
+
+    impl RaftNetworkFactory<TypeConfig> for Router {
+        type Network = Network;
+
+        async fn new_client(&mut self, target: MemNodeId, _node: &()) -> Network {
+            let raft = self.table.lock().unwrap()[&target].clone();
+            Network { target, raft }
+        }
+    }
+
+    pub(super) struct Network {
+        target: MemNodeId,
+        raft: MemRaft,
+    }
+
+    type Rpc<T, E = openraft::error::Infallible> =
+        Result<T, RPCError<MemNodeId, (), RaftError<MemNodeId, E>>>;
+
+    impl RaftNetwork<TypeConfig> for Network {
+        async fn append_entries(
+            &mut self,
+            rpc: AppendEntriesRequest<TypeConfig>,
+            _option: RPCOption,
+        ) -> Rpc<AppendEntriesResponse<MemNodeId>> {
+            self.raft
+                .append_entries(rpc)
+                .await
+                .map_err(|e| RemoteError::new(self.target, e).into())
+        }
+
+        async fn install_snapshot(
+            &mut self,
+            rpc: InstallSnapshotRequest<TypeConfig>,
+            _option: RPCOption,
+        ) -> Rpc<InstallSnapshotResponse<MemNodeId>, InstallSnapshotError> {
+            self.raft
+                .install_snapshot(rpc)
+                .await
+                .map_err(|e| RemoteError::new(self.target, e).into())
+        }
+
+        async fn vote(
+            &mut self,
+            rpc: VoteRequest<MemNodeId>,
+            _option: RPCOption,
+        ) -> Rpc<VoteResponse<MemNodeId>> {
+            self.raft
+                .vote(rpc)
+                .await
+                .map_err(|e| RemoteError::new(self.target, e).into())
+        }
+    }
+}
+
+/// A 3-node openraft cluster (memstore, in-memory router, node 0 the leader) on a
+/// multi-threaded tokio runtime; N tasks each awaiting `client_write` in a loop.
+///
+/// Config as openraft's `cluster_benchmark`: election timeout 200–2000 ms,
+/// `purge_batch_size` 1024, the rest default (heartbeat 50 ms, a snapshot every 5000
+/// logs, which lets the memstore purge its log). Each write is a memstore
+/// `ClientRequest` whose `status` is the 100-byte value (as a `String`) and whose
+/// `client` is the writer's id; memstore stores each log entry serialized as JSON and
+/// applies it to a `HashMap` (that is openraft-memstore's cost, part of the peer).
+pub struct OpenRaft {
+    rt: tokio::runtime::Runtime,
+    rafts: Vec<raft::MemRaft>,
+    writers: usize,
+    serial: Arc<AtomicU64>,
+}
+
+impl OpenRaft {
+    /// `writers` concurrent writers; `worker_threads` tokio workers (openraft's
+    /// benchmark uses 32 on big machines; [`OpenRaft::default_workers`] is the core
+    /// count here).
+    pub fn new(writers: usize, worker_threads: usize) -> OpenRaft {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads)
+            .enable_all()
+            .thread_name("openraft-bench")
+            .build()
+            .expect("tokio runtime");
+        let rafts = rt.block_on(async {
+            let config = Arc::new(
+                openraft::Config {
+                    election_timeout_min: 200,
+                    election_timeout_max: 2000,
+                    purge_batch_size: 1024,
+                    ..Default::default()
+                }
+                .validate()
+                .expect("openraft config"),
+            );
+            let router = raft::Router::default();
+            let members: BTreeSet<u64> = [0, 1, 2].into();
+            let mut rafts = Vec::new();
+            for id in &members {
+                let store = openraft_memstore::MemStore::new_async().await;
+                let (log, sm) = openraft::storage::Adaptor::new(store);
+                let r = openraft::Raft::new(*id, config.clone(), router.clone(), log, sm)
+                    .await
+                    .expect("raft node");
+                router.table.lock().unwrap().insert(*id, r.clone());
+                rafts.push(r);
+            }
+            rafts[0].initialize(members).await.expect("initialize");
+            for r in &rafts {
+                r.wait(Some(Duration::from_secs(10)))
+                    .applied_index(Some(1), "membership applied")
+                    .await
+                    .expect("cluster up");
+            }
+            rafts
+        });
+        assert_eq!(
+            rafts[0].metrics().borrow().current_leader,
+            Some(0),
+            "node 0 leads"
+        );
+        OpenRaft {
+            rt,
+            rafts,
+            writers,
+            serial: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The core count of this machine.
+    pub fn default_workers() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+}
+
+impl Case for OpenRaft {
+    fn run(&mut self, records: u64) -> Duration {
+        let tickets = Arc::new(AtomicU64::new(records));
+        let status = String::from_utf8(vec![b'a'; VALUE_LEN]).expect("ascii");
+        let start = Instant::now();
+        self.rt.block_on(async {
+            let mut tasks = Vec::with_capacity(self.writers);
+            for w in 0..self.writers {
+                let leader = self.rafts[0].clone();
+                let tickets = tickets.clone();
+                let serial = self.serial.clone();
+                let status = status.clone();
+                tasks.push(tokio::spawn(async move {
+                    let client = format!("w{w}");
+                    while take_ticket(&tickets) {
+                        let req = openraft_memstore::ClientRequest {
+                            client: client.clone(),
+                            serial: serial.fetch_add(1, Ordering::Relaxed),
+                            status: status.clone(),
+                        };
+                        leader.client_write(req).await.expect("client_write");
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.expect("writer task");
+            }
+        });
+        start.elapsed()
+    }
+}
+
+impl Drop for OpenRaft {
+    fn drop(&mut self) {
+        let rafts = std::mem::take(&mut self.rafts);
+        self.rt.block_on(async {
+            for r in rafts {
+                let _ = r.shutdown().await;
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// commitlog
+// ---------------------------------------------------------------------------------
+
+/// The `commitlog` crate (0.2): one thread encodes [`RECORDS_PER_BATCH`] records of
+/// 100 B into a `MessageBuf` (its framing and CRC32C) and appends the batch to a log
+/// on disk with default options (1 GB segments, an index entry per message, no
+/// fsync: `flush` is never called, as replog's `FsyncPolicy::Never`).
+pub struct CommitLogAppend {
+    dir: tempfile::TempDir,
+    log: Option<commitlog::CommitLog>,
+    generation: u32,
+    written_bytes: u64,
+    value: Bytes,
+}
+
+impl CommitLogAppend {
+    /// A log in a fresh temporary directory.
+    pub fn new() -> CommitLogAppend {
+        let mut c = CommitLogAppend {
+            dir: tempfile::tempdir().expect("tempdir"),
+            log: None,
+            generation: 0,
+            written_bytes: 0,
+            value: value(),
+        };
+        c.new_log();
+        c
+    }
+
+    fn new_log(&mut self) {
+        if self.log.take().is_some() {
+            let old = self.dir.path().join(format!("log-{}", self.generation));
+            std::fs::remove_dir_all(old).expect("remove old log");
+        }
+        self.generation += 1;
+        let path = self.dir.path().join(format!("log-{}", self.generation));
+        let opts = commitlog::LogOptions::new(path);
+        self.log = Some(commitlog::CommitLog::new(opts).expect("commitlog"));
+        self.written_bytes = 0;
+    }
+}
+
+impl Default for CommitLogAppend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Case for CommitLogAppend {
+    fn run(&mut self, records: u64) -> Duration {
+        if self.written_bytes >= ROTATE_DISK_BYTES {
+            self.new_log();
+        }
+        let log = self.log.as_mut().expect("open log");
+        let mut buf = commitlog::message::MessageBuf::default();
+        let mut left = records;
+        let start = Instant::now();
+        while left > 0 {
+            let n = left.min(RECORDS_PER_BATCH as u64);
+            buf.clear();
+            for _ in 0..n {
+                buf.push(&self.value).expect("push");
+            }
+            log.append(&mut buf).expect("append");
+            left -= n;
+        }
+        let elapsed = start.elapsed();
+        self.written_bytes += records * VALUE_LEN as u64;
+        elapsed
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Measuring
+// ---------------------------------------------------------------------------------
+
+/// A throughput figure: `records` in `elapsed`, with the slowest and fastest slice.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate {
+    /// Records written in the measured runs.
+    pub records: u64,
+    /// Time the measured runs took.
+    pub elapsed: Duration,
+    /// records/s of the slowest measured slice.
+    pub min: f64,
+    /// records/s of the fastest measured slice.
+    pub max: f64,
+}
+
+impl Rate {
+    /// Records per second over all measured slices.
+    pub fn per_sec(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Megabytes (10^6 B) of values per second.
+    pub fn mb_per_sec(&self) -> f64 {
+        self.per_sec() * VALUE_LEN as f64 / 1e6
+    }
+
+    fn add(&mut self, records: u64, elapsed: Duration) {
+        let r = records as f64 / elapsed.as_secs_f64();
+        if self.records == 0 {
+            self.min = r;
+            self.max = r;
+        }
+        self.min = self.min.min(r);
+        self.max = self.max.max(r);
+        self.records += records;
+        self.elapsed += elapsed;
+    }
+}
+
+/// Length of one measured slice.
+const SLICE: Duration = Duration::from_millis(250);
+
+/// Measures `cases` side by side so that a change in the machine's load falls on all
+/// of them alike: each is first run unmeasured for about `warm_up` (which also sizes
+/// its slice to about 250 ms), then the cases take turns, one slice each, until every
+/// case has been measured for `measure`.
+pub fn measure_interleaved(
+    cases: &mut [Box<dyn Case>],
+    warm_up: Duration,
+    measure: Duration,
+) -> Vec<Rate> {
+    let sizes: Vec<u64> = cases
+        .iter_mut()
+        .map(|case| {
+            let mut n = 1000u64;
+            let start = Instant::now();
+            while start.elapsed() < warm_up {
+                let t = case.run(n);
+                let per_record = t.as_nanos() / u128::from(n);
+                n = (SLICE.as_nanos() / per_record.max(1)).clamp(100, 4_000_000) as u64;
+            }
+            n
+        })
+        .collect();
+    let mut rates = vec![
+        Rate {
+            records: 0,
+            elapsed: Duration::ZERO,
+            min: 0.0,
+            max: 0.0,
+        };
+        cases.len()
+    ];
+    while rates.iter().any(|r| r.elapsed < measure) {
+        for (i, case) in cases.iter_mut().enumerate() {
+            if rates[i].elapsed < measure {
+                let t = case.run(sizes[i]);
+                rates[i].add(sizes[i], t);
+            }
+        }
+    }
+    rates
+}
+
+/// End-to-end latencies (send → a consumer sees the record), sorted.
+pub struct Latencies {
+    /// Every sample after the warm-up, ascending.
+    pub samples: Vec<Duration>,
+    /// The send rate reached (records/s).
+    pub achieved_rate: f64,
+}
+
+impl Latencies {
+    /// The `q` quantile (0..=1), nearest rank.
+    pub fn quantile(&self, q: f64) -> Duration {
+        let n = self.samples.len();
+        self.samples[((n as f64 * q).ceil() as usize).clamp(1, n) - 1]
+    }
+}
+
+/// acks=all end to end at a steady `rate` records/s for `duration` (after `warm_up`,
+/// whose records are not counted): 3 brokers, memory storage, one partition with
+/// replication factor 3 and `min.insync.replicas` 2, the producer's defaults
+/// (`acks=all`, `linger.ms` 0), one consumer assigned to the partition polling in its
+/// own thread. Each value carries its send time (ns since the start) in its first 8
+/// bytes; a sample is the time from just before `send` to the consumer's `poll`
+/// returning it (the record is visible to consumers once the high watermark passes
+/// it, i.e. once every ISR member has it). Sends are paced on a schedule of one per
+/// 1/`rate` s (a late sender catches up; it never waits to send).
+pub fn latency(rate: u64, warm_up: Duration, duration: Duration) -> Latencies {
+    let cluster = Cluster::builder().brokers(3).build().expect("cluster");
+    let topic = "latency";
+    cluster
+        .create_topic(topic, TopicConfig::new(1, 3).min_insync_replicas(2))
+        .expect("topic");
+    let producer = cluster
+        .producer(ProducerConfig::new().acks(Acks::All))
+        .expect("producer");
+    let consumer = cluster
+        .consumer(ConsumerConfig::new().auto_offset_reset(OffsetReset::Earliest))
+        .expect("consumer");
+    consumer
+        .assign(&[TopicPartition::new(topic, 0)])
+        .expect("assign");
+
+    let warm_records = (rate as f64 * warm_up.as_secs_f64()) as u64;
+    let total = warm_records + (rate as f64 * duration.as_secs_f64()) as u64;
+    let origin = Instant::now();
+    let done = AtomicBool::new(false);
+    let (samples, send_elapsed) = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut samples = Vec::with_capacity(total as usize);
+            let mut seen = 0u64;
+            let deadline_after_done = Duration::from_secs(10);
+            let mut done_at: Option<Instant> = None;
+            while seen < total {
+                for r in consumer.poll(Duration::from_millis(100)).expect("poll") {
+                    let now = origin.elapsed();
+                    let sent = u64::from_le_bytes(r.value[..8].try_into().expect("8 bytes"));
+                    let seq = u64::from_le_bytes(r.value[8..16].try_into().expect("8 bytes"));
+                    if seq >= warm_records {
+                        samples.push(now.saturating_sub(Duration::from_nanos(sent)));
+                    }
+                    seen += 1;
+                }
+                if done.load(Ordering::Relaxed) {
+                    let at = *done_at.get_or_insert_with(Instant::now);
+                    assert!(
+                        at.elapsed() < deadline_after_done,
+                        "consumer saw {seen} of {total} records"
+                    );
+                }
+            }
+            samples
+        });
+        let interval = Duration::from_secs_f64(1.0 / rate as f64);
+        let mut deliveries = Vec::with_capacity(total as usize);
+        let mut value = vec![0xAB; VALUE_LEN];
+        let start = Instant::now();
+        for i in 0..total {
+            let due = start + interval * i as u32;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let sent = origin.elapsed().as_nanos() as u64;
+            value[..8].copy_from_slice(&sent.to_le_bytes());
+            value[8..16].copy_from_slice(&i.to_le_bytes());
+            deliveries.push(producer.send_to(topic, 0, Record::new(value.clone())));
+        }
+        let send_elapsed = start.elapsed();
+        for d in deliveries {
+            d.wait().expect("an acknowledged record");
+        }
+        done.store(true, Ordering::Relaxed);
+        (reader.join().expect("reader"), send_elapsed)
+    });
+    let mut samples = samples;
+    samples.sort_unstable();
+    drop(consumer);
+    drop(producer);
+    let _ = cluster.shutdown();
+    Latencies {
+        samples,
+        achieved_rate: total as f64 / send_elapsed.as_secs_f64(),
+    }
+}

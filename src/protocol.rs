@@ -300,7 +300,29 @@ pub(crate) struct ProduceRequest {
     pub batch: Batch,
     /// How long the leader may hold an `acks=all` request (request.timeout.ms).
     pub timeout: std::time::Duration,
-    pub reply: Sender<ProduceResponse>,
+    pub reply: ProduceReply,
+}
+
+/// Where a leader answers a produce request. On success it also completes the
+/// batch's deliveries itself, so a waiting caller wakes without a hop through the
+/// producer's sender thread (which still gets the answer, for its bookkeeping).
+#[derive(Clone, Debug)]
+pub(crate) struct ProduceReply {
+    pub tx: Sender<ProduceResponse>,
+    pub slot: Option<std::sync::Arc<crate::producer::DeliverySlot>>,
+}
+
+impl ProduceReply {
+    /// Completes the deliveries on success, then sends the answer.
+    pub(crate) fn send(
+        &self,
+        response: ProduceResponse,
+    ) -> Result<(), crossbeam_channel::SendError<ProduceResponse>> {
+        if let (Some(slot), Ok(base)) = (&self.slot, &response.result) {
+            slot.complete(Ok(Some(*base)));
+        }
+        self.tx.send(response)
+    }
 }
 
 /// The leader's answer: the base offset given to the batch.

@@ -28,7 +28,7 @@ use crate::group::{Coordinator, OffsetRecord, OFFSETS_TOPIC};
 use crate::ids::{BrokerId, NodeId, TopicPartition};
 use crate::protocol::{
     self, ClientFetch, Envelope, EpochEndOffset, FetchPartition, GroupReply, Inbound, Message,
-    PartitionState, ProduceResponse,
+    PartitionState, ProduceReply, ProduceResponse,
 };
 use crate::replication::{AckOutcome, LeaderReady};
 use crate::transport::Transport;
@@ -115,7 +115,7 @@ struct PendingAck {
 /// Who waits for an `acks=all` append.
 #[derive(Debug)]
 enum AckTarget {
-    Producer(Sender<ProduceResponse>),
+    Producer(ProduceReply),
     /// An offset commit: applied to the coordinator once committed.
     Commit {
         records: Vec<OffsetRecord>,

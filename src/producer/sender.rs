@@ -8,7 +8,7 @@ use crossbeam_channel::{Receiver, Sender as ChanSender};
 
 use crate::config::Acks;
 use crate::ids::{BrokerId, TopicPartition};
-use crate::protocol::{ClientRequest, Inbound, ProduceRequest, ProduceResponse};
+use crate::protocol::{ClientRequest, Inbound, ProduceReply, ProduceRequest, ProduceResponse};
 use crate::sync::Arc;
 use crate::{Error, Result};
 
@@ -263,7 +263,10 @@ impl Sender {
                         acks: config.acks,
                         batch: sealed.batch.clone(),
                         timeout: config.request_timeout,
-                        reply: self.reply_to.clone(),
+                        reply: ProduceReply {
+                            tx: self.reply_to.clone(),
+                            slot: Some(sealed.slot.clone()),
+                        },
                     };
                     if tx
                         .send(Inbound::Client(ClientRequest::Produce(request)))

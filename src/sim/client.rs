@@ -14,7 +14,8 @@ use crate::config::Acks;
 use crate::controller::MetadataImage;
 use crate::ids::{BrokerId, TopicPartition};
 use crate::protocol::{
-    ClientFetch, ClientFetchResponse, ClientRequest, ProduceRequest, ProduceResponse, ReadLimit,
+    ClientFetch, ClientFetchResponse, ClientRequest, ProduceReply, ProduceRequest, ProduceResponse,
+    ReadLimit,
 };
 use crate::record::{Batch, BatchBuilder, Record};
 use crate::Error;
@@ -202,7 +203,10 @@ impl SimProducer {
                     acks: self.acks,
                     batch: b.batch.clone(),
                     timeout: REQUEST_TIMEOUT,
-                    reply: self.reply_tx.clone(),
+                    reply: ProduceReply {
+                        tx: self.reply_tx.clone(),
+                        slot: None,
+                    },
                 }),
             ));
             if self.acks == Acks::None {

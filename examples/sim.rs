@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Options: `--threads N` (default: available cores), `--broken hw|election` (break
-//! a rule on purpose), `--fault-phase SECS` (virtual seconds of faults per seed).
+//! a rule on purpose), `--fault-phase SECS` (virtual seconds of faults per seed),
+//! `--flip-any-segment` (flip bytes in inactive segments too: finds a known gap).
 //! Exits with status 1 when a seed fails, after printing its replay command.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +43,7 @@ fn main() {
                     BrokenRule::parse(&v).unwrap_or_else(|| usage(&format!("unknown rule {v}")));
             }
             "--trace" => options.trace = true,
+            "--flip-any-segment" => options.flip_any_segment = true,
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -103,7 +105,7 @@ fn usage(problem: &str) -> ! {
         eprintln!("error: {problem}");
     }
     eprintln!(
-        "usage: sim --seed N [--trace] | --seeds N [--from S] [--threads T]; [--broken hw|election] [--fault-phase SECS]"
+        "usage: sim --seed N [--trace] | --seeds N [--from S] [--threads T]; [--broken hw|election] [--fault-phase SECS] [--flip-any-segment]"
     );
     std::process::exit(2);
 }

@@ -217,8 +217,13 @@ pub(crate) fn schedule(
 }
 
 /// The segment file a storage fault hits: the newest `.log` of one partition
-/// directory under `broker_dir` (the active segment, which recovery scans whole).
-fn target_segment(broker_dir: &Path, rng: &mut Rng) -> io::Result<Option<PathBuf>> {
+/// directory under `broker_dir` (the active segment, which recovery scans whole), or
+/// with `any_segment` any of them.
+fn target_segment(
+    broker_dir: &Path,
+    rng: &mut Rng,
+    any_segment: bool,
+) -> io::Result<Option<PathBuf>> {
     let mut parts: Vec<PathBuf> = match fs::read_dir(broker_dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok())
@@ -239,13 +244,17 @@ fn target_segment(broker_dir: &Path, rng: &mut Rng) -> io::Result<Option<PathBuf
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
         .collect();
     logs.sort();
+    if any_segment && !logs.is_empty() {
+        let i = rng.below(logs.len() as u64) as usize;
+        return Ok(Some(logs.swap_remove(i)));
+    }
     Ok(logs.pop())
 }
 
 /// Cuts 1..=300 bytes off the end of a segment file (a write that never reached the
 /// disk whole). Returns whether a file was cut.
 pub(crate) fn tear_tail(broker_dir: &Path, rng: &mut Rng) -> io::Result<bool> {
-    let Some(path) = target_segment(broker_dir, rng)? else {
+    let Some(path) = target_segment(broker_dir, rng, false)? else {
         return Ok(false);
     };
     let len = fs::metadata(&path)?.len();
@@ -258,12 +267,13 @@ pub(crate) fn tear_tail(broker_dir: &Path, rng: &mut Rng) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Flips one byte inside the CRC-covered part of one batch of a segment file (the
-/// CRC must catch it; recovery cuts the log there). Returns whether a byte flipped.
-pub(crate) fn flip_byte(broker_dir: &Path, rng: &mut Rng) -> io::Result<bool> {
+/// Flips one byte inside the CRC-covered part of one batch of the active segment
+/// file (the CRC must catch it; recovery cuts the log there), or with `any_segment`
+/// of any segment file. Returns whether a byte flipped.
+pub(crate) fn flip_byte(broker_dir: &Path, rng: &mut Rng, any_segment: bool) -> io::Result<bool> {
     /// Bytes before the CRC-covered part of a frame (docs/FORMAT.md, 1.1).
     const CRC_START: u64 = 20;
-    let Some(path) = target_segment(broker_dir, rng)? else {
+    let Some(path) = target_segment(broker_dir, rng, any_segment)? else {
         return Ok(false);
     };
     let mut bytes = fs::read(&path)?;

@@ -131,6 +131,10 @@ pub struct SimOptions {
     pub fault_phase: Duration,
     /// Virtual time allowed, after the faults end, for the cluster to settle.
     pub settle: Duration,
+    /// Flip bytes in any segment file, not only the active one. Off by default:
+    /// recovery scans an inactive segment only past its last index entry, so such a
+    /// flip is found only when the batch is read (see the sim's report).
+    pub flip_any_segment: bool,
 }
 
 impl Default for SimOptions {
@@ -140,6 +144,7 @@ impl Default for SimOptions {
             trace: false,
             fault_phase: Duration::from_secs(12),
             settle: Duration::from_secs(30),
+            flip_any_segment: false,
         }
     }
 }
@@ -151,6 +156,8 @@ pub struct SimOutcome {
     pub seed: u64,
     /// The rule broken on purpose, if any.
     pub broken: BrokenRule,
+    /// Whether bytes were flipped in any segment, not only the active one.
+    pub flip_any_segment: bool,
     /// Every breach of an invariant (empty: the seed passed).
     pub violations: Vec<String>,
     /// Faults injected, by kind.
@@ -179,8 +186,13 @@ impl SimOutcome {
             BrokenRule::None => String::new(),
             b => format!(" --broken {}", b.name()),
         };
+        let flip = if self.flip_any_segment {
+            " --flip-any-segment"
+        } else {
+            ""
+        };
         format!(
-            "cargo run --release --features sim --example sim -- --seed {}{broken} --trace",
+            "cargo run --release --features sim --example sim -- --seed {}{broken}{flip} --trace",
             self.seed
         )
     }
@@ -361,6 +373,7 @@ fn node_code(n: NodeId) -> u64 {
 struct Sim {
     seed: u64,
     trace: bool,
+    flip_any_segment: bool,
     clock: Clock,
     now: Duration,
     queue: BinaryHeap<Queued>,
@@ -473,6 +486,7 @@ impl Sim {
         let mut sim = Sim {
             seed,
             trace: options.trace,
+            flip_any_segment: options.flip_any_segment,
             clock,
             now: Duration::ZERO,
             queue: BinaryHeap::new(),
@@ -1014,7 +1028,7 @@ impl Sim {
                 if self.may_lose_data(b) {
                     let done = match damage {
                         Damage::TornTail => faults::tear_tail(dir, &mut self.fault_rng),
-                        _ => faults::flip_byte(dir, &mut self.fault_rng),
+                        _ => faults::flip_byte(dir, &mut self.fault_rng, self.flip_any_segment),
                     };
                     match done {
                         Ok(true) if damage == Damage::TornTail => FaultKind::TornTail,
@@ -1153,6 +1167,7 @@ impl Sim {
         SimOutcome {
             seed: self.seed,
             broken: broken_rule(),
+            flip_any_segment: self.flip_any_segment,
             violations: self.checker.violations().to_vec(),
             faults: self.faults.clone(),
             trace_hash: self.hash.0,

@@ -15,6 +15,8 @@ mod config;
 mod consumer;
 mod controller;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod group;
 mod handles;
 mod ids;

@@ -31,6 +31,8 @@ mod config;
 mod consumer;
 mod controller;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod group;
 mod handles;
 mod ids;

@@ -12,6 +12,7 @@ mod files;
 mod index;
 mod lock;
 mod memory;
+pub(crate) mod model;
 mod recovery;
 mod segment;
 #[cfg(test)]

@@ -4,7 +4,9 @@
 use bytes::Bytes;
 use tempfile::TempDir;
 
-use crate::record::{Batch, BatchBuilder, Record};
+use crate::record::{Batch, Record};
+use crate::storage::model::Choices;
+pub(crate) use crate::storage::model::{batch_of, random_record};
 use crate::storage::{Log, MemoryLog, RecoveryReport, SegmentConfig, SegmentLog};
 
 /// SplitMix64: tiny, seedable, good enough to drive random operation sequences.
@@ -38,28 +40,13 @@ impl SplitMix64 {
     }
 }
 
-/// A random record: sometimes keyed, sometimes with headers.
-pub(crate) fn random_record(rng: &mut SplitMix64, max_value: usize) -> Record {
-    let value_len = rng.below(max_value as u64 + 1) as usize;
-    let mut r = Record::new(rng.bytes(value_len)).timestamp(1_000 + rng.below(1_000));
-    if rng.chance(50) {
-        let key_len = rng.below(16) as usize;
-        r = r.key(rng.bytes(key_len));
+impl Choices for SplitMix64 {
+    fn below(&mut self, n: u64) -> u64 {
+        SplitMix64::below(self, n)
     }
-    for i in 0..rng.below(3) {
-        let value_len = rng.below(8) as usize;
-        r = r.header(format!("h{i}"), rng.bytes(value_len));
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        SplitMix64::bytes(self, n)
     }
-    r
-}
-
-/// A sealed batch of `records`, stamped at `base_offset` in `epoch`.
-pub(crate) fn batch_of(records: &[Record], base_offset: u64, epoch: u32) -> Batch {
-    let mut builder = BatchBuilder::new(None, 256);
-    for r in records {
-        builder.push(r, 7);
-    }
-    builder.finish(None).stamped(base_offset, epoch)
 }
 
 /// A batch of `count` records with `value_len`-byte values, timestamped `timestamp`.

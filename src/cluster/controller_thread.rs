@@ -38,6 +38,12 @@ impl MetadataCell {
         self.image.read().clone()
     }
 
+    /// Reads the current image in place: no snapshot, so no write to the shared
+    /// reference count (hot paths, such as every `send`).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&MetadataImage) -> R) -> R {
+        f(&self.image.read())
+    }
+
     fn set(&self, image: MetadataImage) {
         *self.image.write() = Arc::new(image);
         self.notify.bump();

@@ -144,35 +144,40 @@ impl Producer {
 
     fn send_inner(&self, topic: &str, partition: Option<u32>, record: Record) -> Delivery {
         let shared = self.shared();
-        let image = shared.cluster.metadata.get();
-        let Some(t) = image.topics.get(topic) else {
-            return Delivery::failed(Error::UnknownTopic {
-                topic: topic.to_string(),
-            });
-        };
-        let n = t.partitions.len() as u32;
-        let partition = match partition {
-            Some(p) if p >= n => {
-                return Delivery::failed(Error::UnknownPartition {
-                    topic: topic.to_string(),
-                    partition: p,
-                    partitions: n,
-                })
-            }
-            Some(p) => Some(p),
-            // Keyed: Kafka's default partitioner; unkeyed: the sticky partition.
-            None => record.key.as_ref().map(|k| partition_for_key(k, n)),
-        };
         let size = BatchBuilder::encoded_len(&record);
-        let max = t.config.max_message_bytes;
-        if size + BATCH_HEADER_LEN > max {
-            return Delivery::failed(Error::RecordTooLarge {
-                topic: topic.to_string(),
-                size: size + BATCH_HEADER_LEN,
-                max,
-            });
-        }
-        drop(image);
+        let checked = shared.cluster.metadata.with(|image| {
+            let Some(t) = image.topics.get(topic) else {
+                return Err(Error::UnknownTopic {
+                    topic: topic.to_string(),
+                });
+            };
+            let n = t.partitions.len() as u32;
+            let partition = match partition {
+                Some(p) if p >= n => {
+                    return Err(Error::UnknownPartition {
+                        topic: topic.to_string(),
+                        partition: p,
+                        partitions: n,
+                    })
+                }
+                Some(p) => Some(p),
+                // Keyed: Kafka's default partitioner; unkeyed: the sticky partition.
+                None => record.key.as_ref().map(|k| partition_for_key(k, n)),
+            };
+            let max = t.config.max_message_bytes;
+            if size + BATCH_HEADER_LEN > max {
+                return Err(Error::RecordTooLarge {
+                    topic: topic.to_string(),
+                    size: size + BATCH_HEADER_LEN,
+                    max,
+                });
+            }
+            Ok((partition, n, max))
+        });
+        let (partition, n, max) = match checked {
+            Ok(c) => c,
+            Err(e) => return Delivery::failed(e),
+        };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let config = &shared.config;
         let limits = BatchLimits {

@@ -66,38 +66,18 @@
 //!
 //! The machine may be shared: figures move with its load. No timing is asserted.
 
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use crossbeam_channel::{Receiver, Sender};
 use replog::{Acks, Cluster, Delivery, Producer, ProducerConfig, Record, TopicConfig};
 
 /// Partitions of the produce topic: one per broker (see the module docs).
 const PARTITIONS: u32 = 3;
 /// Records per criterion iteration.
 const RECORDS_PER_ITER: u64 = 1000;
-/// Value size of every record.
-const VALUE_LEN: usize = 100;
-/// Kafka's default `batch.size`, used by the producer and the ceiling alike.
-const BATCH_BYTES: usize = 16 * 1024;
-/// replog's per-record framing with no key and no headers: length, timestamp, key
-/// length, value length, header count.
-const RECORD_FRAMING: usize = 4 + 8 + 4 + 4 + 4;
-/// Records in one full batch: as many 124-byte records as fit in `batch.size`.
-const RECORDS_PER_BATCH: usize = BATCH_BYTES / (RECORD_FRAMING + VALUE_LEN);
-/// Kafka's default `buffer.memory` (32 MiB) in batches: the ceiling's channel bound.
-const CHANNEL_BATCHES: usize = (32 << 20) / BATCH_BYTES;
-/// A ceiling replica clears its `Vec` past this size (keeping the capacity).
-const CEILING_VEC_BYTES: usize = 64 << 20;
 /// The produce topic is recreated after this many records (untimed).
 const ROTATE_RECORDS: u64 = 500_000;
-const LINGER: Duration = Duration::from_millis(5);
-
-fn value() -> Bytes {
-    Bytes::from(vec![0xAB; VALUE_LEN])
-}
 
 /// Replication factor 3, `min.insync.replicas` 2.
 fn topic_config(partitions: u32) -> TopicConfig {
@@ -208,124 +188,11 @@ impl Drop for Bench {
     }
 }
 
-/// What the ceiling's sending thread hands to each replica thread.
-enum Msg {
-    Batch(Bytes),
-    /// Answer once everything before it is copied.
-    Sync(Sender<()>),
-}
+// The ceiling is the same code as `ceiling_fanout3` in the peer comparison.
+#[path = "peers/workloads.rs"]
+mod workloads;
 
-/// The ceiling: three threads that copy every batch into their own `Vec`.
-struct Fanout {
-    replicas: Vec<(Sender<Msg>, JoinHandle<()>)>,
-    batch: BytesMut,
-    in_batch: usize,
-    value: Bytes,
-}
-
-impl Fanout {
-    fn new(threads: usize) -> Fanout {
-        let replicas = (0..threads)
-            .map(|i| {
-                let (tx, rx) = crossbeam_channel::bounded::<Msg>(CHANNEL_BATCHES);
-                let h = std::thread::Builder::new()
-                    .name(format!("ceiling-replica-{i}"))
-                    .spawn(move || replica(rx))
-                    .expect("spawn");
-                (tx, h)
-            })
-            .collect();
-        Fanout {
-            replicas,
-            batch: BytesMut::with_capacity(BATCH_BYTES),
-            in_batch: 0,
-            value: value(),
-        }
-    }
-
-    /// Encodes one record the way replog's batch builder does (no key, no headers).
-    fn push(&mut self, value: &Bytes, timestamp: u64) {
-        self.batch
-            .put_u32_le((RECORD_FRAMING - 4 + value.len()) as u32);
-        self.batch.put_u64_le(timestamp);
-        self.batch.put_i32_le(-1);
-        self.batch.put_u32_le(value.len() as u32);
-        self.batch.put_slice(value);
-        self.batch.put_u32_le(0);
-        self.in_batch += 1;
-        if self.in_batch == RECORDS_PER_BATCH {
-            self.send_batch();
-        }
-    }
-
-    fn send_batch(&mut self) {
-        if self.in_batch == 0 {
-            return;
-        }
-        let full = std::mem::replace(&mut self.batch, BytesMut::with_capacity(BATCH_BYTES));
-        let bytes = full.freeze();
-        for (tx, _) in &self.replicas {
-            tx.send(Msg::Batch(bytes.clone())).expect("replica alive");
-        }
-        self.in_batch = 0;
-    }
-
-    /// Sends the partial batch and waits until every replica copied everything.
-    fn flush(&mut self) {
-        self.send_batch();
-        let (tx, rx) = crossbeam_channel::bounded(self.replicas.len());
-        for (r, _) in &self.replicas {
-            r.send(Msg::Sync(tx.clone())).expect("replica alive");
-        }
-        for _ in 0..self.replicas.len() {
-            rx.recv().expect("replica answers");
-        }
-    }
-
-    fn produce(&mut self, iters: u64) -> Duration {
-        let value = self.value.clone();
-        let start = Instant::now();
-        for _ in 0..iters * RECORDS_PER_ITER {
-            self.push(&value, now_ms());
-        }
-        self.flush();
-        start.elapsed()
-    }
-}
-
-impl Drop for Fanout {
-    fn drop(&mut self) {
-        for (tx, h) in self.replicas.drain(..) {
-            drop(tx);
-            let _ = h.join();
-        }
-    }
-}
-
-fn replica(rx: Receiver<Msg>) {
-    let mut log: Vec<u8> = Vec::with_capacity(CEILING_VEC_BYTES + BATCH_BYTES);
-    for m in rx {
-        match m {
-            Msg::Batch(b) => {
-                if log.len() + b.len() > CEILING_VEC_BYTES {
-                    log.clear();
-                }
-                log.extend_from_slice(&b);
-            }
-            Msg::Sync(done) => {
-                let _ = done.send(());
-            }
-        }
-    }
-    std::hint::black_box(&log);
-}
-
-/// A record timestamp, as replog's producer takes one per record.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use workloads::{value, Case, Fanout, BATCH_BYTES, LINGER};
 
 fn produce(c: &mut Criterion) {
     let mut g = c.benchmark_group("produce");
@@ -346,7 +213,7 @@ fn produce(c: &mut Criterion) {
     }
     let mut fanout = Fanout::new(3);
     g.bench_function("ceiling_fanout3", |b| {
-        b.iter_custom(|iters| fanout.produce(iters))
+        b.iter_custom(|iters| fanout.run(iters * RECORDS_PER_ITER))
     });
     g.finish();
 }

@@ -152,6 +152,12 @@ pub(crate) enum Message {
         /// broker's whole state again (a LeaderAndIsr may have been lost).
         state_digest: u64,
     },
+    /// A follower cut committed records from its log (a bad CRC): it must not be
+    /// elected until it has refetched them and rejoined the ISR (rule 9).
+    ReplicaDamaged {
+        broker_epoch: u64,
+        tp: TopicPartition,
+    },
     AlterPartition {
         broker_epoch: u64,
         tp: TopicPartition,
@@ -198,6 +204,7 @@ impl Message {
             Message::RegisterBroker { .. } => "RegisterBroker",
             Message::Heartbeat { .. } => "Heartbeat",
             Message::AlterPartition { .. } => "AlterPartition",
+            Message::ReplicaDamaged { .. } => "ReplicaDamaged",
             Message::Registered { .. } => "Registered",
             Message::HeartbeatReply { .. } => "HeartbeatReply",
             Message::LeaderAndIsr { .. } => "LeaderAndIsr",

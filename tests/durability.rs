@@ -262,3 +262,62 @@ fn a_leader_that_finds_a_bad_crc_gives_up_leadership_and_corrupt_bytes_are_never
     assert_eq!(healed.len(), 200);
     replicas_agree_below_hw(&c, "t");
 }
+
+#[test]
+fn a_follower_that_finds_rot_below_its_hw_leaves_the_isr_until_it_has_refetched() {
+    // Rot in an old (inactive) segment is not scanned at open: it is found when the
+    // range is read. The follower cuts there, and since it lost committed records it
+    // must not stay electable until it has fetched them again (rule 9 with KIP-966).
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::builder()
+        .data_dir(dir.path())
+        .auto_leader_rebalance(false)
+        .build()
+        .unwrap();
+    let t = c
+        .create_topic(
+            "t",
+            TopicConfig::new(1, 3)
+                .min_insync_replicas(2)
+                .segment_bytes(4096),
+        )
+        .unwrap();
+    let p = t.partition(0).unwrap();
+    // Small batches, so segments of 4 KiB roll many times whatever the timing.
+    let prod = c.producer(ProducerConfig::new().batch_size(512)).unwrap();
+    let ds: Vec<_> = (0..300)
+        .map(|i| prod.send_to("t", 0, Record::new(format!("t-0-{i:06}"))))
+        .collect();
+    for d in ds {
+        d.wait().unwrap();
+    }
+    let f = p.replicas()[2];
+    wait_until("the follower to hold everything", || {
+        p.replica(f).unwrap().log_end_offset() == Some(300)
+    });
+    let shrinks = c.metrics().isr_shrinks;
+    // The follower's oldest segment rots while it runs.
+    let d = dir.path().join(format!("broker-{}", f.0)).join("t-0");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() > 2, "the test needs inactive segments");
+    flip_byte(&segments[0], 100);
+    // A read meets the bad batch: an error, never the bytes.
+    let err = p.replica(f).unwrap().read(0, 1000).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    wait_until("the damaged follower to leave the ISR", || {
+        c.metrics().isr_shrinks > shrinks
+    });
+    wait_until("the follower to refetch and rejoin", || {
+        p.isr().contains(&f)
+    });
+    let leader = p.leader().unwrap();
+    let a = p.replica(leader).unwrap().read(0, 1000).unwrap();
+    let b = p.replica(f).unwrap().read(0, 1000).unwrap();
+    assert_eq!(a.len(), 300);
+    assert_eq!(a, b);
+}

@@ -162,6 +162,15 @@ impl Broker {
         let at = offset.unwrap_or(r.log.log_start_offset());
         let Role::Leader(l) = &r.role else {
             let _ = r.truncate_to(at);
+            // It may have cut committed records: not electable until it has
+            // refetched them and is back in the ISR.
+            self.send(
+                NodeId::Controller,
+                Message::ReplicaDamaged {
+                    broker_epoch,
+                    tp: tp.clone(),
+                },
+            );
             return;
         };
         r.corrupt_at = Some(r.corrupt_at.map_or(at, |c| c.min(at)));

@@ -590,7 +590,8 @@ impl Broker {
             // Controller-bound messages never reach a broker.
             Message::RegisterBroker { .. }
             | Message::Heartbeat { .. }
-            | Message::AlterPartition { .. } => {}
+            | Message::AlterPartition { .. }
+            | Message::ReplicaDamaged { .. } => {}
         }
     }
 

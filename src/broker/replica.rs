@@ -94,7 +94,7 @@ pub(crate) fn partition_dirs(dir: &Path) -> Result<Vec<(TopicPartition, PathBuf)
 
 impl Replica {
     fn with_log(log: Box<dyn Log>, status: Arc<ReplicaStatus>) -> Self {
-        let mut r = Replica {
+        let r = Replica {
             state: None,
             log,
             producers: ProducerStateTable::default(),
@@ -104,7 +104,6 @@ impl Replica {
             corrupt_at: None,
             resign_sent: None,
         };
-        r.rebuild_producers();
         r.publish();
         r
     }
@@ -121,8 +120,17 @@ impl Replica {
         fsync: FsyncPolicy,
         status: Arc<ReplicaStatus>,
     ) -> Result<(Self, bool)> {
-        let (log, lost) = storage::open_segment_log(path, fsync)?;
-        Ok((Self::with_log(log, status), lost))
+        let (log, mut lost) = storage::open_segment_log(path, fsync)?;
+        let mut r = Self::with_log(log, status);
+        // Rule 9 at recovery: rot in an old segment (recovery scans only the active
+        // one) is found by the full read that rebuilds the producer table. The log is
+        // cut there and the replica reports lost data: not electable until it has
+        // refetched and rejoined the ISR.
+        if let Some(at) = r.rebuild_producers() {
+            r.truncate_to(at)?;
+            lost = true;
+        }
+        Ok((r, lost))
     }
 
     pub(crate) fn publish(&self) {
@@ -135,21 +143,24 @@ impl Replica {
 
     /// Rebuilds the idempotent-producer table from the log (after opening or
     /// truncating it).
-    fn rebuild_producers(&mut self) {
+    ///
+    /// It reads every batch, so it also scrubs the log: returns the offset of the
+    /// first batch that fails its CRC, if any.
+    fn rebuild_producers(&mut self) -> Option<u64> {
         self.producers.clear();
         let mut offset = self.log.log_start_offset();
         while offset < self.log.log_end_offset() {
-            let Ok(batches) = self.log.read(offset, 1 << 20) else {
-                break;
+            let batches = match self.log.read(offset, 1 << 20) {
+                Ok(b) => b,
+                Err(Error::Corrupt { offset: at, .. }) => return Some(at.unwrap_or(offset)),
+                Err(_) => return None,
             };
-            let Some(last) = batches.last() else {
-                break;
-            };
-            offset = last.next_offset();
+            offset = batches.last()?.next_offset();
             for b in &batches {
                 self.producers.record(b);
             }
         }
+        None
     }
 
     /// Takes on the role `st` gives broker `me`. Returns the ids of acks=all waiters
@@ -263,7 +274,11 @@ impl Replica {
     pub(crate) fn truncate_to(&mut self, offset: u64) -> Result<()> {
         self.log.truncate(offset)?;
         self.hw = self.hw.min(self.log.log_end_offset());
-        self.rebuild_producers();
+        if let Some(at) = self.rebuild_producers() {
+            // More rot below: cut there too.
+            self.log.truncate(at)?;
+            self.rebuild_producers();
+        }
         self.publish();
         Ok(())
     }

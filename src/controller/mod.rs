@@ -447,6 +447,18 @@ impl Controller {
                     .push((from, Message::AlterPartitionReply { tp, result }));
                 out
             }
+            Message::ReplicaDamaged { broker_epoch, tp } => {
+                let current = self
+                    .image
+                    .brokers
+                    .get(&from)
+                    .is_some_and(|m| m.alive && m.broker_epoch == broker_epoch);
+                let mut changes = Changes::default();
+                if let Some(p) = self.image.partition(&tp).cloned().filter(|_| current) {
+                    self.replica_damaged(&p, from, &mut changes);
+                }
+                self.finish(&changes, None)
+            }
             // Controller-to-broker and broker-to-broker messages: not ours to act on.
             Message::Registered { .. }
             | Message::HeartbeatReply { .. }
@@ -661,6 +673,26 @@ impl Controller {
                 }
             };
             self.apply(&tp, decision, changes);
+        }
+    }
+
+    /// Rule 9 for a follower: it cut records it had (a bad CRC), so it leaves the
+    /// ISR (unless it is the last member) and is not eligible for a clean election
+    /// until an AlterPartition brings it back in, caught up.
+    fn replica_damaged(&mut self, p: &PartitionState, broker: BrokerId, changes: &mut Changes) {
+        if !p.replicas.contains(&broker) || p.leader == Some(broker) {
+            return; // a leader resigns through AlterPartition instead
+        }
+        self.set_eligible(&p.tp, broker, false, changes);
+        if p.isr.contains(&broker) && p.isr.len() > 1 {
+            let isr = p.isr.iter().copied().filter(|b| *b != broker).collect();
+            let decision = Decision {
+                leader: p.leader,
+                isr,
+                unclean: false,
+                new_leader_epoch: false,
+            };
+            self.apply(&p.tp, decision, changes);
         }
     }
 

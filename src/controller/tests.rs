@@ -1398,3 +1398,48 @@ fn a_late_duplicate_registration_of_the_live_incarnation_changes_nothing() {
     assert!(out.records.is_empty() && out.messages.is_empty());
     assert_eq!(h.epoch_of(leader), epoch_now);
 }
+
+#[test]
+fn a_damaged_follower_leaves_the_isr_and_is_not_elected_until_it_rejoins() {
+    // Rule 9: a follower that cut committed records over a bad CRC.
+    let mut h = H::new(3);
+    let (tp, r) = single(&mut h, "t", TopicConfig::new(1, 3));
+    let damaged = r[1];
+    let e = h.epoch_of(damaged);
+    let out = h.c.handle(
+        damaged,
+        Message::ReplicaDamaged {
+            broker_epoch: e,
+            tp: tp.clone(),
+        },
+        Duration::from_millis(1),
+    );
+    h.take(out);
+    let st = h.state(&tp);
+    assert_eq!(st.isr, vec![r[0], r[2]]);
+    assert!(h.c.image().ineligible[&tp].contains(&damaged));
+    // The leader dies: the damaged replica is skipped although it comes first.
+    h.stop(r[0].0);
+    assert_eq!(h.state(&tp).leader, Some(r[2]));
+    // Caught up, it is proposed back by the leader and is eligible again.
+    h.alter(&tp, vec![r[1], r[2]]).unwrap();
+    assert!(!h.c.image().ineligible.contains_key(&tp));
+    h.assert_replay_matches();
+}
+
+#[test]
+fn a_damage_report_from_a_stale_broker_epoch_changes_nothing() {
+    let mut h = H::new(3);
+    let (tp, r) = single(&mut h, "t", TopicConfig::new(1, 3));
+    let before = h.state(&tp);
+    let out = h.c.handle(
+        r[1],
+        Message::ReplicaDamaged {
+            broker_epoch: 9999,
+            tp: tp.clone(),
+        },
+        Duration::from_millis(1),
+    );
+    assert!(out.records.is_empty() && out.messages.is_empty());
+    assert_eq!(h.state(&tp), before);
+}

@@ -118,7 +118,7 @@ impl ControllerThread {
         }
     }
 
-    /// Persists, then sends, then publishes. A record that cannot be persisted stops
+    /// Persists, then publishes, then sends. A record that cannot be persisted stops
     /// the controller from acting on it.
     fn apply(&mut self, out: ControllerOutput) -> Result<()> {
         if let Some(log) = &mut self.log {
@@ -129,12 +129,13 @@ impl ControllerThread {
                 }
             }
         }
-        let changed = !out.records.is_empty() || !out.messages.is_empty();
+        // Published before it is sent: whoever acts on a message (a leader
+        // completing acks after an ISR change) finds the image already saying so.
+        if !out.records.is_empty() || !out.messages.is_empty() {
+            self.metadata.set(self.core.image().clone());
+        }
         for (to, message) in out.messages {
             self.send(to, message);
-        }
-        if changed {
-            self.metadata.set(self.core.image().clone());
         }
         Ok(())
     }

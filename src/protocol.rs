@@ -164,6 +164,10 @@ pub(crate) enum Message {
         leader_epoch: u32,
         partition_epoch: u32,
         new_isr: Vec<BrokerId>,
+        /// Orders the proposals of one broker epoch: the controller refuses one that is
+        /// not newer than the last it processed for the partition, so a delayed or
+        /// duplicated proposal cannot be applied after the facts behind it changed.
+        request_id: u64,
     },
     // controller -> broker
     Registered {

@@ -180,7 +180,9 @@ impl Broker {
             return;
         }
         r.resign_sent = Some(now);
+        self.next_alter_id += 1;
         let message = Message::AlterPartition {
+            request_id: self.next_alter_id,
             broker_epoch,
             tp: tp.clone(),
             leader_epoch: l.leader_epoch(),

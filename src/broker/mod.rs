@@ -71,6 +71,8 @@ pub(crate) struct Broker {
     next_heartbeat: Duration,
     next_tick: Duration,
     next_retention: Duration,
+    /// Numbers this broker's AlterPartition proposals (see `Message::AlterPartition`).
+    next_alter_id: u64,
     /// Ordered, so that every pass over the replicas (ticks, fetches) runs in the
     /// same order each time: a simulation seed replays exactly.
     replicas: BTreeMap<TopicPartition, Replica>,
@@ -198,6 +200,7 @@ impl Broker {
             next_heartbeat: Duration::ZERO,
             next_tick: Duration::ZERO,
             next_retention: RETENTION_CHECK,
+            next_alter_id: 0,
             replicas: BTreeMap::new(),
             pending_acks: HashMap::new(),
             next_waiter: 0,
@@ -469,7 +472,9 @@ impl Broker {
         let min_isr = l.min_insync();
         if let Some(isr) = ready.alter_isr {
             trace!("broker {}: {tp} proposes ISR {isr:?}", self.config.id);
+            self.next_alter_id += 1;
             let message = Message::AlterPartition {
+                request_id: self.next_alter_id,
                 broker_epoch: self.broker_epoch.unwrap_or(0),
                 tp: tp.clone(),
                 leader_epoch: l.leader_epoch(),

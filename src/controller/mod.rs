@@ -226,6 +226,10 @@ pub(crate) struct Controller {
     /// When `tick` next checks leader imbalance. The first check is one interval
     /// after time zero (`now` counts from the controller's start).
     next_imbalance_check: Duration,
+    /// The last AlterPartition processed per partition, as (leader epoch, broker
+    /// epoch, request id): an older one is a delayed or duplicated copy and is
+    /// refused.
+    last_alter: BTreeMap<TopicPartition, (u32, u64, u64)>,
 }
 
 impl Controller {
@@ -251,6 +255,7 @@ impl Controller {
             },
             last_heartbeat: BTreeMap::new(),
             incarnations: BTreeMap::new(),
+            last_alter: BTreeMap::new(),
             last_broker_epoch: 0,
             next_producer_id: 0,
             producer_id_limit: 0,
@@ -426,11 +431,12 @@ impl Controller {
                 leader_epoch,
                 partition_epoch,
                 new_isr,
+                request_id,
             } => {
                 let mut changes = Changes::default();
                 let result = self.alter_partition(
                     from,
-                    broker_epoch,
+                    (broker_epoch, request_id),
                     &tp,
                     leader_epoch,
                     partition_epoch,
@@ -701,7 +707,7 @@ impl Controller {
     fn alter_partition(
         &mut self,
         from: BrokerId,
-        broker_epoch: u64,
+        (broker_epoch, request_id): (u64, u64),
         tp: &TopicPartition,
         leader_epoch: u32,
         partition_epoch: u32,
@@ -729,6 +735,15 @@ impl Controller {
             // with the current epochs, whatever partition epoch it carried.
             return Ok(p.clone());
         }
+        // A refusal does not bump the partition epoch, so a delayed copy of a
+        // refused proposal could otherwise pass later, when its facts are stale
+        // (a follower caught up then, not now).
+        let order = (leader_epoch, broker_epoch, request_id);
+        if self.last_alter.get(tp).is_some_and(|last| order <= *last) {
+            return Err(AlterPartitionError::InvalidUpdateVersion);
+        }
+        self.last_alter.insert(tp.clone(), order);
+        let p = self.image.partition(tp).expect("looked up above");
         if partition_epoch != p.partition_epoch {
             return Err(AlterPartitionError::InvalidUpdateVersion);
         }

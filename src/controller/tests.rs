@@ -146,12 +146,14 @@ impl H {
         partition_epoch: u32,
         new_isr: Vec<BrokerId>,
     ) -> std::result::Result<PartitionState, AlterPartitionError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let msg = Message::AlterPartition {
             broker_epoch,
             tp: tp.clone(),
             leader_epoch,
             partition_epoch,
             new_isr,
+            request_id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         let out = self.c.handle(from, msg, secs(0));
         let mut out = self.take(out);
@@ -1442,4 +1444,65 @@ fn a_damage_report_from_a_stale_broker_epoch_changes_nothing() {
     );
     assert!(out.records.is_empty() && out.messages.is_empty());
     assert_eq!(h.state(&tp), before);
+}
+
+#[test]
+fn a_delayed_copy_of_a_refused_alter_partition_is_not_applied_later() {
+    // Found by the simulation (seed 900851): a proposal to re-add a follower is
+    // refused while the follower is fenced; after it registers again, a delayed
+    // duplicate of that proposal must not put it back in the ISR, since the
+    // follower may have fallen behind the HW meanwhile.
+    let mut h = H::new(3);
+    let (tp, r) = single(&mut h, "t", TopicConfig::new(1, 3));
+    let (leader, f) = (r[0], r[2]);
+    h.stop(f.0);
+    let st = h.state(&tp);
+    assert!(!st.isr.contains(&f));
+    let e = h.epoch_of(leader);
+    let proposal = |request_id| Message::AlterPartition {
+        broker_epoch: e,
+        tp: tp.clone(),
+        leader_epoch: st.leader_epoch,
+        partition_epoch: st.partition_epoch,
+        new_isr: r.clone(),
+        request_id,
+    };
+    let out =
+        h.c.handle(leader, proposal(1_000_000), Duration::from_millis(1));
+    assert!(matches!(
+        &out.messages[..],
+        [(
+            _,
+            Message::AlterPartitionReply {
+                result: Err(AlterPartitionError::IneligibleReplica),
+                ..
+            }
+        )]
+    ));
+    h.register(f.0, Duration::from_millis(2));
+    // The late copy of the refused proposal.
+    let out =
+        h.c.handle(leader, proposal(1_000_000), Duration::from_millis(3));
+    assert!(matches!(
+        &out.messages[..],
+        [(
+            _,
+            Message::AlterPartitionReply {
+                result: Err(AlterPartitionError::InvalidUpdateVersion),
+                ..
+            }
+        )]
+    ));
+    assert!(
+        !h.state(&tp).isr.contains(&f),
+        "a stale proposal re-added the follower"
+    );
+    // A fresh proposal from the leader (it has seen the follower catch up) works.
+    let out =
+        h.c.handle(leader, proposal(1_000_001), Duration::from_millis(4));
+    assert!(matches!(
+        &out.messages[..],
+        [(_, Message::AlterPartitionReply { result: Ok(_), .. })]
+    ));
+    assert!(h.state(&tp).isr.contains(&f));
 }

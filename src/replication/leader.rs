@@ -254,6 +254,10 @@ impl Leader {
         if joining.is_empty() {
             return;
         }
+        trace!(
+            "leader {}: epoch {} expands ISR {:?} with {joining:?}: hw {} leo {} epoch_start {} progress {:?}",
+            self.local, self.leader_epoch, self.isr, self.hw, self.leo, self.epoch_start, self.followers
+        );
         let isr: Vec<BrokerId> = self
             .replicas
             .iter()

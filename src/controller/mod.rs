@@ -170,6 +170,18 @@ impl MetadataImage {
             .count()
     }
 
+    /// Rule 5's offline case: no leader, every in-sync replica has lost its data
+    /// (ineligible), and unclean election is off. Staying offline is the designed
+    /// outcome: electing any replica could lose committed records.
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) fn offline_by_rule5(&self, p: &PartitionState) -> bool {
+        p.leader.is_none()
+            && !p.config.unclean_leader_election
+            && p.isr
+                .iter()
+                .all(|b| self.ineligible.get(&p.tp).is_some_and(|s| s.contains(b)))
+    }
+
     /// Every partition.
     pub(crate) fn partition_count(&self) -> usize {
         self.all_partitions().count()

@@ -133,8 +133,12 @@ impl SimProducer {
     }
 
     /// Batches begun and not yet done.
-    pub(crate) fn pending(&self) -> usize {
-        self.parts.values().filter(|p| p.pending.is_some()).count()
+    /// Batches not yet acknowledged, leaving out these partitions.
+    pub(crate) fn pending_except(&self, skip: &[u32]) -> usize {
+        self.parts
+            .iter()
+            .filter(|(p, s)| s.pending.is_some() && !skip.contains(p))
+            .count()
     }
 
     /// When this producer next has something to do.

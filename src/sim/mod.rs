@@ -1086,15 +1086,31 @@ impl Sim {
     /// What is not settled yet (empty when settled).
     fn unsettled(&self) -> String {
         let mut s = String::new();
-        let pending: usize = self.producers.iter().map(|p| p.pending()).sum();
+        let image = self.metadata.get();
+        // Offline as rule 5 requires (every in-sync replica lost its data): not
+        // expected to settle; the checker demands durability of it instead.
+        let offline: Vec<u32> = image
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| image.offline_by_rule5(p))
+            .map(|p| p.tp.partition)
+            .collect();
+        let pending: usize = self
+            .producers
+            .iter()
+            .map(|p| p.pending_except(&offline))
+            .sum();
         if pending > 0 {
             let _ = write!(s, "{pending} producer batches unacknowledged; ");
         }
         if !self.topic_created {
             s.push_str("topic never created; ");
         }
-        let image = self.metadata.get();
         for p in image.topics.values().flat_map(|t| t.partitions.iter()) {
+            if offline.contains(&p.tp.partition) {
+                continue;
+            }
             let Some(l) = p.leader else {
                 let _ = write!(s, "{} offline (ISR {:?}); ", p.tp, p.isr);
                 continue;
@@ -1299,13 +1315,14 @@ impl Summary {
         t.lost_zero += u.lost_zero;
         t.consumed += u.consumed;
         t.committed += u.committed;
+        t.offline_by_rule5 += u.offline_by_rule5;
     }
 
     /// The summary as printed by the soak runner.
     pub fn report(&self, elapsed: Duration) -> String {
         let t = &self.tally;
         format!(
-            "{} seeds, {} failed{}, in {:.1}s wall ({:.0}s virtual, {} events)\nfaults injected: {} total: {}\nrecords: acks=all {} acknowledged, 0 lost allowed; acks=1 {} acknowledged, {} lost; acks=0 {} sent, {} lost; {} consumed",
+            "{} seeds, {} failed{}, in {:.1}s wall ({:.0}s virtual, {} events)\nfaults injected: {} total: {}\nrecords: acks=all {} acknowledged, 0 lost allowed; acks=1 {} acknowledged, {} lost; acks=0 {} sent, {} lost; {} consumed; {} partitions left offline as rule 5 requires (data kept on an out-of-sync replica)",
             self.seeds,
             self.failed.len(),
             if self.failed.is_empty() {
@@ -1327,6 +1344,7 @@ impl Summary {
             t.sent_zero,
             t.lost_zero,
             t.consumed,
+            t.offline_by_rule5,
         )
     }
 }

@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use common::*;
 use replog::*;
 
-fn segment_file(dir: &Path, broker: BrokerId, tp: &str) -> PathBuf {
+/// The segment files of `tp` on `broker`, oldest first.
+fn segment_files(dir: &Path, broker: BrokerId, tp: &str) -> Vec<PathBuf> {
     let d = dir.join(format!("broker-{}", broker.0)).join(tp);
     let mut logs: Vec<PathBuf> = std::fs::read_dir(&d)
         .unwrap()
@@ -18,7 +19,32 @@ fn segment_file(dir: &Path, broker: BrokerId, tp: &str) -> PathBuf {
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
     logs.sort();
-    logs.pop().expect("a segment file")
+    logs
+}
+
+/// The active (newest) segment file of `tp` on `broker`.
+fn segment_file(dir: &Path, broker: BrokerId, tp: &str) -> PathBuf {
+    segment_files(dir, broker, tp)
+        .pop()
+        .expect("a segment file")
+}
+
+/// Three brokers on `dir`, leaders staying put, and topic `t` (1 partition, RF 3,
+/// min.insync 2) configured by `config`.
+fn disk_cluster(
+    dir: &Path,
+    config: impl FnOnce(TopicConfig) -> TopicConfig,
+) -> (Cluster, Partition) {
+    let c = Cluster::builder()
+        .data_dir(dir)
+        .auto_leader_rebalance(false)
+        .build()
+        .unwrap();
+    let t = c
+        .create_topic("t", config(TopicConfig::new(1, 3).min_insync_replicas(2)))
+        .unwrap();
+    let p = t.partition(0).unwrap();
+    (c, p)
 }
 
 fn flip_byte(path: &Path, at: u64) {
@@ -188,15 +214,7 @@ fn a_sigkilled_process_loses_no_acknowledged_write() {
 /// checks that it comes back byte for byte equal to the leader.
 fn follower_heals_after(damage: impl FnOnce(&Path)) {
     let dir = tempfile::tempdir().unwrap();
-    let c = Cluster::builder()
-        .data_dir(dir.path())
-        .auto_leader_rebalance(false)
-        .build()
-        .unwrap();
-    let t = c
-        .create_topic("t", TopicConfig::new(1, 3).min_insync_replicas(2))
-        .unwrap();
-    let p = t.partition(0).unwrap();
+    let (c, p) = disk_cluster(dir.path(), |t| t);
     produce(&c, "t", 0, 200);
     let f = p.replicas()[2];
     wait_until("the follower to hold everything", || {
@@ -232,15 +250,7 @@ fn a_flipped_byte_in_one_replica_heals_from_the_others() {
 #[test]
 fn a_leader_that_finds_a_bad_crc_gives_up_leadership_and_corrupt_bytes_are_never_served() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Cluster::builder()
-        .data_dir(dir.path())
-        .auto_leader_rebalance(false)
-        .build()
-        .unwrap();
-    let t = c
-        .create_topic("t", TopicConfig::new(1, 3).min_insync_replicas(2))
-        .unwrap();
-    let p = t.partition(0).unwrap();
+    let (c, p) = disk_cluster(dir.path(), |t| t);
     let acked = produce(&c, "t", 0, 200);
     wait_until("every replica to hold everything", || {
         p.replicas()
@@ -276,20 +286,7 @@ fn a_follower_that_finds_rot_below_its_hw_leaves_the_isr_until_it_has_refetched(
     // range is read. The follower cuts there, and since it lost committed records it
     // must not stay electable until it has fetched them again (rule 9 with KIP-966).
     let dir = tempfile::tempdir().unwrap();
-    let c = Cluster::builder()
-        .data_dir(dir.path())
-        .auto_leader_rebalance(false)
-        .build()
-        .unwrap();
-    let t = c
-        .create_topic(
-            "t",
-            TopicConfig::new(1, 3)
-                .min_insync_replicas(2)
-                .segment_bytes(4096),
-        )
-        .unwrap();
-    let p = t.partition(0).unwrap();
+    let (c, p) = disk_cluster(dir.path(), |t| t.segment_bytes(4096));
     // Small batches, so segments of 4 KiB roll many times whatever the timing.
     let prod = c.producer(ProducerConfig::new().batch_size(512)).unwrap();
     let ds: Vec<_> = (0..300)
@@ -304,13 +301,7 @@ fn a_follower_that_finds_rot_below_its_hw_leaves_the_isr_until_it_has_refetched(
     });
     let shrinks = c.metrics().isr_shrinks;
     // The follower's oldest segment rots while it runs.
-    let d = dir.path().join(format!("broker-{}", f.0)).join("t-0");
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(&d)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    segments.sort();
+    let segments = segment_files(dir.path(), f, "t-0");
     assert!(segments.len() > 2, "the test needs inactive segments");
     flip_byte(&segments[0], 100);
     // A read meets the bad batch: an error, never the bytes.

@@ -180,16 +180,8 @@ impl Broker {
             return;
         }
         r.resign_sent = Some(now);
-        self.next_alter_id += 1;
-        let message = Message::AlterPartition {
-            request_id: self.next_alter_id,
-            broker_epoch,
-            tp: tp.clone(),
-            leader_epoch: l.leader_epoch(),
-            partition_epoch: l.partition_epoch(),
-            new_isr: others,
-        };
-        self.send(NodeId::Controller, message);
+        let epochs = (l.leader_epoch(), l.partition_epoch());
+        self.propose_isr(tp, epochs, others);
     }
 
     pub(super) fn produce(&mut self, req: ProduceRequest, now: Duration) {

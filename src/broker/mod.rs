@@ -470,18 +470,10 @@ impl Broker {
         }
         let isr_len = l.isr().len();
         let min_isr = l.min_insync();
+        let epochs = (l.leader_epoch(), l.partition_epoch());
         if let Some(isr) = ready.alter_isr {
             trace!("broker {}: {tp} proposes ISR {isr:?}", self.config.id);
-            self.next_alter_id += 1;
-            let message = Message::AlterPartition {
-                request_id: self.next_alter_id,
-                broker_epoch: self.broker_epoch.unwrap_or(0),
-                tp: tp.clone(),
-                leader_epoch: l.leader_epoch(),
-                partition_epoch: l.partition_epoch(),
-                new_isr: isr,
-            };
-            self.send(NodeId::Controller, message);
+            self.propose_isr(tp, epochs, isr);
         }
         for (id, outcome) in ready.acks {
             let Some(p) = self.pending_acks.remove(&id) else {
@@ -510,6 +502,21 @@ impl Broker {
             };
             p.answer(result, &mut self.coordinator);
         }
+    }
+
+    /// Sends an AlterPartition for `tp` as its leader at `(leader epoch, partition
+    /// epoch)`, numbered so the controller can refuse a delayed copy.
+    fn propose_isr(&mut self, tp: &TopicPartition, epochs: (u32, u32), new_isr: Vec<BrokerId>) {
+        self.next_alter_id += 1;
+        let message = Message::AlterPartition {
+            request_id: self.next_alter_id,
+            broker_epoch: self.broker_epoch.unwrap_or(0),
+            tp: tp.clone(),
+            leader_epoch: epochs.0,
+            partition_epoch: epochs.1,
+            new_isr,
+        };
+        self.send(NodeId::Controller, message);
     }
 
     // ---- messages from peers -------------------------------------------------

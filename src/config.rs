@@ -241,6 +241,12 @@ impl ProducerConfig {
     }
 
     /// `linger.ms`: how long a partition's batch waits for more records before it is sent.
+    ///
+    /// A batch that is not full also waits while an earlier batch of the same
+    /// partition awaits its answer (a group commit, at most one round trip): with
+    /// many writers each awaiting one record, the records that arrive during one
+    /// round trip share the next request. With nothing in flight and `linger.ms` 0
+    /// a record is sent at once.
     pub fn linger(mut self, d: Duration) -> Self {
         self.linger = d;
         self

@@ -127,6 +127,9 @@ pub(crate) struct Appended {
     pub(crate) index: u32,
     /// A batch became full: the sender has work now.
     pub(crate) full: bool,
+    /// The partition has nothing in flight or sealed: with `linger.ms` 0 its open
+    /// batch goes out as soon as the sender looks.
+    pub(crate) idle: bool,
 }
 
 /// Limits a batch must respect.
@@ -223,19 +226,32 @@ impl State {
         if full && t.sticky == Some(p) {
             t.sticky = None;
         }
+        let idle = q.in_flight == 0 && q.ready.is_empty();
         self.buffered += size;
         self.outstanding += 1;
-        Appended { slot, index, full }
+        Appended {
+            slot,
+            index,
+            full,
+            idle,
+        }
     }
 
     /// Seals open batches that waited `linger` (all of them when flushing or closing).
+    ///
+    /// A batch that is not full also waits while an earlier batch of its partition
+    /// is in flight (a group commit): records that arrive during one round trip go
+    /// out together in the next request instead of one small request each. The
+    /// answer to the batch in flight wakes the sender, so the wait is at most one
+    /// round trip; a lone record with nothing in flight goes out at once.
     pub(crate) fn seal_due(&mut self, now: Instant, linger: Duration, producer_id: Option<u64>) {
         let all = self.flushes > 0 || self.closed;
         for t in self.topics.values_mut() {
             for (p, q) in t.partitions.iter_mut().enumerate() {
-                if q.open
-                    .as_ref()
-                    .is_some_and(|o| all || o.created + linger <= now)
+                if q.in_flight == 0
+                    && q.open
+                        .as_ref()
+                        .is_some_and(|o| all || o.created + linger <= now)
                 {
                     q.seal(producer_id);
                     if t.sticky == Some(p as u32) {
@@ -246,11 +262,13 @@ impl State {
         }
     }
 
-    /// The earliest moment an open batch's linger runs out.
+    /// The earliest moment an open batch's linger runs out (batches held behind one
+    /// in flight wait for its answer instead, see [`State::seal_due`]).
     pub(crate) fn next_linger_deadline(&self, linger: Duration) -> Option<Instant> {
         self.topics
             .values()
             .flat_map(|t| t.partitions.iter())
+            .filter(|q| q.in_flight == 0)
             .filter_map(|q| q.open.as_ref().map(|o| o.created + linger))
             .min()
     }
@@ -267,5 +285,81 @@ impl State {
     pub(crate) fn release(&mut self, bytes: usize, records: usize) {
         self.buffered = self.buffered.saturating_sub(bytes);
         self.outstanding = self.outstanding.saturating_sub(records as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: BatchLimits = BatchLimits {
+        batch_size: 16 * 1024,
+        max_message_bytes: 1024 * 1024,
+        producer_id: None,
+    };
+
+    fn append(state: &mut State) -> Appended {
+        let record = Record::new("v");
+        let size = BatchBuilder::encoded_len(&record);
+        state.append("t", Some(0), 1, &record, 0, size, LIMITS)
+    }
+
+    #[test]
+    fn a_lone_record_with_nothing_in_flight_goes_out_at_once() {
+        let mut state = State::default();
+        let a = append(&mut state);
+        assert!(a.idle && !a.full);
+        state.seal_due(Instant::now(), Duration::ZERO, None);
+        let q = state.queue_mut("t", 0).expect("queue");
+        assert_eq!(q.ready.len(), 1);
+        assert!(q.open.is_none());
+    }
+
+    #[test]
+    fn records_behind_a_batch_in_flight_wait_for_its_answer_and_go_out_together() {
+        let mut state = State::default();
+        append(&mut state);
+        let now = Instant::now();
+        state.seal_due(now, Duration::ZERO, None);
+        let q = state.queue_mut("t", 0).expect("queue");
+        q.ready.pop_front().expect("sent");
+        q.in_flight = 1;
+
+        for _ in 0..5 {
+            assert!(!append(&mut state).idle, "a batch is in flight");
+        }
+        // Linger (0) ran out and a flush waits, but the batch in flight holds them.
+        state.flushes = 1;
+        state.seal_due(now + Duration::from_secs(1), Duration::ZERO, None);
+        assert_eq!(state.next_linger_deadline(Duration::ZERO), None);
+        let q = state.queue_mut("t", 0).expect("queue");
+        assert!(q.ready.is_empty());
+        assert_eq!(q.open.as_ref().map(|o| o.count), Some(5));
+
+        // Its answer came back: all five go out in one batch.
+        q.in_flight = 0;
+        assert!(state.next_linger_deadline(Duration::ZERO).is_some());
+        state.seal_due(now + Duration::from_secs(1), Duration::ZERO, None);
+        let q = state.queue_mut("t", 0).expect("queue");
+        assert_eq!(q.ready.len(), 1);
+        assert_eq!(q.ready[0].count, 5);
+    }
+
+    #[test]
+    fn a_full_batch_goes_out_even_with_a_batch_in_flight() {
+        let mut state = State::default();
+        append(&mut state);
+        state.seal_due(Instant::now(), Duration::ZERO, None);
+        let q = state.queue_mut("t", 0).expect("queue");
+        q.ready.pop_front().expect("sent");
+        q.in_flight = 1;
+        let record = Record::new(vec![0u8; 6000]);
+        let size = BatchBuilder::encoded_len(&record);
+        let mut full = false;
+        for _ in 0..3 {
+            full |= state.append("t", Some(0), 1, &record, 0, size, LIMITS).full;
+        }
+        assert!(full);
+        assert_eq!(state.queue_mut("t", 0).expect("queue").ready.len(), 1);
     }
 }

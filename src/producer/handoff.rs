@@ -65,10 +65,10 @@ impl<W: Wake> Handoff<W> {
         self.wake.wake();
     }
 
-    /// `send`'s half: waits (until `deadline()`) while `buffer_memory` is full (always admitting one
-    /// record of `size` bytes into an empty buffer), runs `append` (which returns
-    /// whether a batch became full) and wakes the sender if there is something for
-    /// it to send now: a full batch, `linger_zero`, or a `flush` waiting.
+    /// `send`'s half: waits (until `deadline()`) while `buffer_memory` is full (always
+    /// admitting one record of `size` bytes into an empty buffer), runs `append`
+    /// (which returns whether the sender has something to send now: a full batch, or
+    /// a record it sends at once) and wakes the sender if so or if a `flush` waits.
     ///
     /// # Errors
     ///
@@ -80,7 +80,6 @@ impl<W: Wake> Handoff<W> {
         size: usize,
         buffer_memory: usize,
         deadline: impl Fn() -> Instant,
-        linger_zero: bool,
         append: impl FnOnce(&mut State) -> bool,
     ) -> Result<(), Refused> {
         let mut state = self.state.lock();
@@ -96,10 +95,10 @@ impl<W: Wake> Handoff<W> {
                 return Err(Refused::BufferFull);
             }
         }
-        let full = append(&mut state);
+        let now = append(&mut state);
         // A flush in progress ignores linger: the sender must see this record now,
         // or the flush would wait out the linger for it.
-        let wake = full || linger_zero || state.flushes > 0;
+        let wake = now || state.flushes > 0;
         drop(state);
         if wake {
             self.wake_sender();

@@ -191,12 +191,13 @@ impl Producer {
             size,
             config.buffer_memory,
             || Instant::now() + config.delivery_timeout,
-            config.linger.is_zero(),
             |state| {
                 let a = state.append(topic, partition, n, &record, timestamp, size, limits);
-                let full = a.full;
+                // Without linger a record goes out at once unless its partition has
+                // a batch in flight: then the answer to that one wakes the sender.
+                let now = a.full || (a.idle && config.linger.is_zero());
                 appended = Some(a);
-                full
+                now
             },
         );
         match (sent, appended) {

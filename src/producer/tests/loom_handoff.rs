@@ -78,11 +78,11 @@ fn send(h: &Model, buffer_memory: usize, linger_zero: bool) -> Delivery {
         producer_id: None,
     };
     let mut appended = None;
-    h.send(size, buffer_memory, far, linger_zero, |state| {
+    h.send(size, buffer_memory, far, |state| {
         let a = state.append("t", Some(0), 1, &record, 0, size, limits);
-        let full = a.full;
+        let now = a.full || (a.idle && linger_zero);
         appended = Some(a);
-        full
+        now
     })
     .expect("the producer is open");
     let a = appended.expect("appended");

@@ -13,11 +13,14 @@
 //! - `openraft/{1,16,64}`: a 3-node openraft 0.9 cluster on `openraft-memstore`, wired
 //!   as openraft's `cluster_benchmark` (in-memory router, node 0 leads), N tokio tasks
 //!   each awaiting `client_write` in a loop.
-//! - `replog_writers_p1/{1,16,64}`: 3 brokers, memory storage, one partition (one
+//! - `replog_tasks_p1/{1,16,64}`: 3 brokers, memory storage, one partition (one
 //!   ordered log, as one Raft group), RF 3, `min.insync.replicas` 2, `acks=all`;
-//!   N threads each `send(..).wait()` in a loop, one record outstanding per writer.
-//! - `replog_writers_p3/{1,16,64}`: the same with 3 partitions, one led by each broker
+//!   N tokio tasks on a runtime like openraft's, each awaiting `send(..)` in a loop,
+//!   one record outstanding per writer.
+//! - `replog_tasks_p3/{1,16,64}`: the same with 3 partitions, one led by each broker
 //!   (replog's usual layout, as in `benches/acks.rs`).
+//! - `replog_threads_p1/{1,16,64}`: as `replog_tasks_p1` with N OS threads each
+//!   `send(..).wait()` in a loop.
 //! - `replog_pipelined_acks_all`, `replog_pipelined_acks_1`: the same 3-partition
 //!   topic with replog's normal producer, many records in flight (`linger.ms` 5,
 //!   `batch.size` 16 KiB), as `benches/acks.rs` `produce`.
@@ -46,7 +49,7 @@ use replog::{Acks, TopicConfig};
 #[path = "peers/workloads.rs"]
 mod workloads;
 
-use workloads::{Case, CommitLogAppend, Fanout, OpenRaft, Pipelined, Writers};
+use workloads::{Case, CommitLogAppend, Fanout, OpenRaft, Pipelined, TaskWriters, Writers};
 
 /// Records per criterion iteration.
 const RECORDS_PER_ITER: u64 = 1000;
@@ -66,22 +69,25 @@ fn rf3() -> TopicConfig {
 fn replicated(c: &mut Criterion) {
     let mut g = c.benchmark_group("replicated");
     g.throughput(Throughput::Elements(RECORDS_PER_ITER));
+    let workers = OpenRaft::default_workers();
     for n in WRITERS {
-        let mut raft = OpenRaft::new(n, OpenRaft::default_workers());
+        let mut raft = OpenRaft::new(n, workers);
         bench(&mut g, &format!("openraft/{n}"), &mut raft);
     }
-    for n in WRITERS {
-        bench(
-            &mut g,
-            &format!("replog_writers_p1/{n}"),
-            &mut Writers::new(n, 1),
-        );
+    for p in [1, 3] {
+        for n in WRITERS {
+            bench(
+                &mut g,
+                &format!("replog_tasks_p{p}/{n}"),
+                &mut TaskWriters::new(n, p, workers),
+            );
+        }
     }
     for n in WRITERS {
         bench(
             &mut g,
-            &format!("replog_writers_p3/{n}"),
-            &mut Writers::new(n, 3),
+            &format!("replog_threads_p1/{n}"),
+            &mut Writers::new(n, 1),
         );
     }
     bench(

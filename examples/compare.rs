@@ -21,7 +21,8 @@ use replog::{Acks, TopicConfig};
 mod workloads;
 
 use workloads::{
-    latency, measure_interleaved, Case, CommitLogAppend, Fanout, OpenRaft, Pipelined, Rate, Writers,
+    latency, measure_interleaved, Case, CommitLogAppend, Fanout, OpenRaft, Pipelined, Rate,
+    TaskWriters, Writers,
 };
 
 const WRITERS: [usize; 3] = [1, 16, 64];
@@ -92,16 +93,26 @@ fn main() {
         ])
         .try_into()
         .expect("three rates");
-    let (mut raft, mut p1, mut p3) = (Vec::new(), Vec::new(), Vec::new());
+    // Writers as tokio tasks on the same runtime shape as openraft's (the fair
+    // comparison), and as OS threads (what a blocking caller gets).
+    let (mut raft, mut p1, mut p3, mut threads) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for n in WRITERS {
         let r = run.group(vec![
-            case(format!("openraft, {n} writers"), OpenRaft::new(n, cores)),
-            case(format!("replog p1, {n} writers"), Writers::new(n, 1)),
-            case(format!("replog p3, {n} writers"), Writers::new(n, 3)),
+            case(format!("openraft, {n} tasks"), OpenRaft::new(n, cores)),
+            case(
+                format!("replog p1, {n} tasks"),
+                TaskWriters::new(n, 1, cores),
+            ),
+            case(
+                format!("replog p3, {n} tasks"),
+                TaskWriters::new(n, 3, cores),
+            ),
+            case(format!("replog p1, {n} threads"), Writers::new(n, 1)),
         ]);
         raft.push(r[0]);
         p1.push(r[1]);
         p3.push(r[2]);
+        threads.push(r[3]);
     }
     let [commitlog, disk]: [Rate; 2] = run
         .group(vec![
@@ -174,31 +185,39 @@ fn main() {
     );
     for (i, n) in WRITERS.iter().enumerate() {
         row(
-            &format!("openraft 0.9 + memstore, 3 nodes, {n} writers"),
+            &format!("openraft 0.9 + memstore, 3 nodes, {n} writer tasks"),
             &raft[i],
             None,
         );
     }
     for (i, n) in WRITERS.iter().enumerate() {
-        let peer = format!("openraft, {n} writers");
+        let peer = format!("openraft, {n} tasks");
         row(
-            &format!("replog acks=all RF 3, 1 partition, {n} writers"),
+            &format!("replog acks=all RF 3, 1 partition, {n} writer tasks"),
             &p1[i],
             Some((&raft[i], &peer)),
         );
     }
     for (i, n) in WRITERS.iter().enumerate() {
-        let peer = format!("openraft, {n} writers");
+        let peer = format!("openraft, {n} tasks");
         row(
-            &format!("replog acks=all RF 3, 3 partitions, {n} writers"),
+            &format!("replog acks=all RF 3, 3 partitions, {n} writer tasks"),
             &p3[i],
+            Some((&raft[i], &peer)),
+        );
+    }
+    for (i, n) in WRITERS.iter().enumerate() {
+        let peer = format!("openraft, {n} tasks");
+        row(
+            &format!("replog acks=all RF 3, 1 partition, {n} writer threads"),
+            &threads[i],
             Some((&raft[i], &peer)),
         );
     }
     row(
         "replog acks=all RF 3, 3 partitions, pipelined producer",
         &piped_all,
-        Some((&raft[2], "openraft, 64 writers")),
+        Some((&raft[2], "openraft, 64 tasks")),
     );
     row(
         "replog acks=1 RF 3, 3 partitions, pipelined producer",
@@ -261,17 +280,17 @@ fn main() {
         println!("- {what}: {value:.2} (want ≥ {want:.2}): {held}");
     };
     target(
-        "replog acks=all / openraft, 64 writers (1 partition)",
+        "replog acks=all / openraft, 64 writer tasks (1 partition)",
         p1[2].per_sec() / raft[2].per_sec(),
         3.0,
     );
     target(
-        "replog acks=all / openraft, 64 writers (3 partitions)",
+        "replog acks=all / openraft, 64 writer tasks (3 partitions)",
         p3[2].per_sec() / raft[2].per_sec(),
         3.0,
     );
     target(
-        "replog acks=all / openraft, 1 writer (1 partition)",
+        "replog acks=all / openraft, 1 writer task (1 partition)",
         p1[0].per_sec() / raft[0].per_sec(),
         1.0,
     );
@@ -296,7 +315,7 @@ fn main() {
         0.5,
     );
 
-    match plot(&raft, &p1, &p3, &piped_all, &ceiling, cores) {
+    match plot(&raft, &p1, &p3, &threads, &piped_all, &ceiling, cores) {
         Ok(()) => println!("\nplot: {PLOT}"),
         Err(e) => println!("\nplot not written: {e}"),
     }
@@ -321,6 +340,7 @@ fn plot(
     raft: &[Rate],
     p1: &[Rate],
     p3: &[Rate],
+    threads: &[Rate],
     piped: &Rate,
     ceiling: &Rate,
     cores: usize,
@@ -335,6 +355,7 @@ fn plot(
         .iter()
         .chain(p1)
         .chain(p3)
+        .chain(threads)
         .chain([piped, ceiling])
         .map(Rate::per_sec)
         .collect();
@@ -354,7 +375,7 @@ fn plot(
         .build_cartesian_2d(-0.25f64..2.25f64, (lo..hi).log_scale())?;
     chart
         .configure_mesh()
-        .x_desc("concurrent writers (one outstanding write each)")
+        .x_desc("concurrent writers (tokio tasks unless marked; one outstanding write each)")
         .y_desc("records/s")
         .x_labels(WRITERS.len())
         .x_label_formatter(&|x| {
@@ -372,7 +393,7 @@ fn plot(
 
     // One column per writer count (1, 16, 64), evenly spaced.
     let xs: Vec<f64> = (0..WRITERS.len()).map(|i| i as f64).collect();
-    let series: [(&str, &[Rate], RGBColor); 3] = [
+    let series: [(&str, &[Rate], RGBColor); 4] = [
         (
             "openraft 0.9 + memstore, 3 nodes",
             raft,
@@ -387,6 +408,11 @@ fn plot(
             "replog acks=all RF 3, 3 partitions",
             p3,
             RGBColor(40, 160, 90),
+        ),
+        (
+            "replog acks=all RF 3, 1 partition, OS threads",
+            threads,
+            RGBColor(120, 170, 230),
         ),
     ];
     for (name, rates, color) in series {

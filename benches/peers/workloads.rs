@@ -16,6 +16,8 @@
 //! - [`Writers`]: N threads, each `send(..).wait()` in a loop on one shared producer:
 //!   one outstanding record per writer, like an openraft client awaiting each
 //!   `client_write`.
+//! - [`TaskWriters`]: the same on N tokio tasks awaiting each [`Delivery`], the
+//!   executor and shape of the openraft writers.
 //! - [`OpenRaft`]: a 3-node openraft 0.9 cluster on `openraft-memstore`, wired as
 //!   openraft's `cluster_benchmark` wires it (a router that calls the target node's
 //!   `Raft` handle directly, leader 0), N tokio tasks each awaiting `client_write`.
@@ -399,6 +401,73 @@ impl Case for Writers {
                         debug_assert!(meta.offset.is_some());
                     }
                 });
+            }
+        });
+        let elapsed = start.elapsed();
+        self.topics.written += records;
+        elapsed
+    }
+}
+
+/// N tokio tasks on one shared producer, each awaiting `send(..)` (a [`Delivery`] is a
+/// `Future`) in a loop: the same executor and the same shape as the [`OpenRaft`]
+/// writers, one record outstanding per task. Same cluster and producer as
+/// [`Writers`].
+pub struct TaskWriters {
+    rt: tokio::runtime::Runtime,
+    topics: Topics,
+    producer: Producer,
+    writers: usize,
+    value: Bytes,
+}
+
+impl TaskWriters {
+    /// `writers` tasks on a multi-threaded tokio runtime with `worker_threads`
+    /// workers (as [`OpenRaft::new`]); 3 brokers, `partitions` partitions, RF 3,
+    /// `min.insync.replicas` 2, `acks=all`.
+    pub fn new(writers: usize, partitions: u32, worker_threads: usize) -> TaskWriters {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads)
+            .enable_all()
+            .thread_name("replog-bench")
+            .build()
+            .expect("tokio runtime");
+        let w = Writers::new(writers, partitions);
+        TaskWriters {
+            rt,
+            topics: w.topics,
+            producer: w.producer,
+            writers,
+            value: w.value,
+        }
+    }
+}
+
+impl Case for TaskWriters {
+    fn run(&mut self, records: u64) -> Duration {
+        self.topics.maybe_rotate();
+        let tickets = Arc::new(AtomicU64::new(records));
+        let topic: Arc<str> = self.topics.name.as_str().into();
+        let start = Instant::now();
+        self.rt.block_on(async {
+            let mut tasks = Vec::with_capacity(self.writers);
+            for _ in 0..self.writers {
+                let tickets = tickets.clone();
+                let producer = self.producer.clone();
+                let topic = topic.clone();
+                let value = self.value.clone();
+                tasks.push(tokio::spawn(async move {
+                    while take_ticket(&tickets) {
+                        let meta = producer
+                            .send(&topic, Record::new(value.clone()))
+                            .await
+                            .expect("an acknowledged record");
+                        debug_assert!(meta.offset.is_some());
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.expect("writer task");
             }
         });
         let elapsed = start.elapsed();

@@ -118,6 +118,15 @@ fn a_second_live_cluster_on_a_data_dir_gets_data_dir_locked_and_touches_nothing(
     let dir = tempfile::tempdir().unwrap();
     let c = Cluster::builder().data_dir(dir.path()).build().unwrap();
     c.create_topic("t", TopicConfig::new(1, 3)).unwrap();
+    // Each replica writes its files as its broker learns of the topic: compare
+    // against the settled directory, not one caught halfway.
+    wait_until("every replica has its epoch checkpoint", || {
+        walk(dir.path())
+            .iter()
+            .filter(|(p, _)| p.ends_with("leader-epoch-checkpoint"))
+            .count()
+            == 3
+    });
     let before: Vec<_> = walk(dir.path());
     let err = Cluster::builder().data_dir(dir.path()).build().unwrap_err();
     assert!(matches!(err, Error::DataDirLocked { .. }), "{err}");

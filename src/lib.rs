@@ -36,6 +36,7 @@ pub mod fuzz_support;
 mod group;
 mod handles;
 mod ids;
+mod inbox;
 mod producer;
 mod protocol;
 mod record;

@@ -396,7 +396,7 @@ pub(crate) struct OffsetsInfo {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Mailbox {
-    pub(crate) tx: Sender<Inbound>,
+    pub(crate) tx: crate::inbox::InboxSender<Inbound>,
 }
 
 impl Mailbox {

@@ -57,6 +57,18 @@ pub(crate) use self::loom_impl::{
     Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, WaitTimeoutResult,
 };
 
+/// Gives up the core to another runnable thread (loom's scheduler under loom).
+#[cfg(not(all(test, loom)))]
+pub(crate) fn yield_now() {
+    std::thread::yield_now();
+}
+
+/// Gives up the core to another runnable thread (loom's scheduler under loom).
+#[cfg(all(test, loom))]
+pub(crate) fn yield_now() {
+    loom::thread::yield_now();
+}
+
 /// loom's primitives behind `parking_lot`'s API.
 #[cfg(all(test, loom))]
 mod loom_impl {

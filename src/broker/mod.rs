@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use crate::clock::Clock;
 use crate::cluster::MetadataCell;
@@ -26,6 +26,7 @@ use crate::config::FsyncPolicy;
 use crate::controller::MetadataImage;
 use crate::group::{Coordinator, OffsetRecord, OFFSETS_TOPIC};
 use crate::ids::{BrokerId, NodeId, TopicPartition};
+use crate::inbox::InboxReceiver;
 use crate::protocol::{
     self, ClientFetch, Envelope, EpochEndOffset, FetchPartition, GroupReply, Inbound, Message,
     PartitionState, ProduceReply, ProduceResponse,
@@ -60,7 +61,7 @@ pub(crate) struct BrokerConfig {
 pub(crate) struct Broker {
     config: BrokerConfig,
     clock: Clock,
-    inbox: Receiver<Inbound>,
+    inbox: InboxReceiver<Inbound>,
     transport: Arc<dyn Transport>,
     killed: Arc<AtomicBool>,
     shared: Arc<BrokerShared>,
@@ -171,7 +172,7 @@ impl Broker {
     pub(crate) fn new(
         config: BrokerConfig,
         clock: Clock,
-        inbox: Receiver<Inbound>,
+        inbox: InboxReceiver<Inbound>,
         transport: Arc<dyn Transport>,
         killed: Arc<AtomicBool>,
         shared: Arc<BrokerShared>,

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::RecvTimeoutError;
 use parking_lot::RwLock;
 
 use crate::clock::Clock;
 use crate::controller::{Controller, ControllerOutput, MetadataImage, MetadataLog};
 use crate::ids::{BrokerId, NodeId};
+use crate::inbox::InboxReceiver;
 use crate::protocol::{
     self, AlterPartitionError, ClientRequest, Envelope, Inbound, Message, PartitionState,
 };
@@ -52,7 +53,7 @@ impl MetadataCell {
 
 pub(crate) struct ControllerThread {
     pub(crate) core: Controller,
-    pub(crate) inbox: Receiver<Inbound>,
+    pub(crate) inbox: InboxReceiver<Inbound>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) metadata: Arc<MetadataCell>,
     pub(crate) log: Option<MetadataLog>,

@@ -20,6 +20,7 @@ use crate::config::{FsyncPolicy, TopicConfig};
 use crate::controller::{Controller, ControllerConfig, MetadataImage, MetadataLog};
 use crate::handles::Topic;
 use crate::ids::{BrokerId, NodeId, TopicPartition};
+use crate::inbox::InboxSender;
 use crate::protocol::{ClientRequest, Inbound, Mailbox};
 use crate::storage::DirLock;
 use crate::transport::{ChannelTransport, FaultTransport, Transport};
@@ -293,7 +294,7 @@ impl ClusterBuilder {
         let notify = Arc::new(Notify::default());
         let metadata = Arc::new(MetadataCell::new(MetadataImage::default(), notify.clone()));
         let clock = Clock::real();
-        let (ctx, crx) = crossbeam_channel::unbounded();
+        let (ctx, crx) = crate::inbox::inbox();
         transport.register(NodeId::Controller, Mailbox { tx: ctx.clone() });
         let thread = ControllerThread {
             core,
@@ -376,7 +377,7 @@ pub(crate) struct Settings {
 #[derive(Debug)]
 struct BrokerSlot {
     rack: Option<String>,
-    tx: Option<Sender<Inbound>>,
+    tx: Option<InboxSender<Inbound>>,
     killed: Arc<AtomicBool>,
     join: Option<JoinHandle<()>>,
     shared: Arc<BrokerShared>,
@@ -390,7 +391,7 @@ pub(crate) struct ClusterInner {
     transport: FaultTransport<Arc<dyn Transport>>,
     pub(crate) metadata: Arc<MetadataCell>,
     pub(crate) notify: Arc<Notify>,
-    controller_tx: Sender<Inbound>,
+    controller_tx: InboxSender<Inbound>,
     controller_join: Mutex<Option<JoinHandle<()>>>,
     brokers: RwLock<BTreeMap<BrokerId, BrokerSlot>>,
     lock: Mutex<Option<DirLock>>,
@@ -413,7 +414,7 @@ impl ClusterInner {
         if slot.tx.is_some() {
             return Ok(());
         }
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crate::inbox::inbox();
         let killed = Arc::new(AtomicBool::new(false));
         slot.shared = Arc::new(BrokerShared::new(self.notify.clone()));
         let config = BrokerConfig {
@@ -445,7 +446,7 @@ impl ClusterInner {
             .spawn(move || {
                 // However the thread ends, the controller hears of it at once, as
                 // it would see a broker process's connection drop.
-                struct Exit(BrokerId, Sender<Inbound>, Arc<dyn Transport>);
+                struct Exit(BrokerId, InboxSender<Inbound>, Arc<dyn Transport>);
                 impl Drop for Exit {
                     fn drop(&mut self) {
                         self.2.unregister(NodeId::Broker(self.0));
@@ -492,7 +493,7 @@ impl ClusterInner {
     }
 
     /// The inbox of a live broker.
-    pub(crate) fn broker_tx(&self, id: BrokerId) -> Option<Sender<Inbound>> {
+    pub(crate) fn broker_tx(&self, id: BrokerId) -> Option<InboxSender<Inbound>> {
         self.brokers.read().get(&id).and_then(|s| s.tx.clone())
     }
 

@@ -40,8 +40,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-
 use crate::broker::{Broker, BrokerConfig, BrokerShared};
 use crate::clock::Clock;
 use crate::cluster::notify::Notify;
@@ -49,6 +47,7 @@ use crate::cluster::{ControllerThread, MetadataCell};
 use crate::config::{Acks, FsyncPolicy, TopicConfig};
 use crate::controller::{Controller, ControllerConfig, MetadataImage};
 use crate::ids::{BrokerId, NodeId};
+use crate::inbox::InboxSender;
 use crate::protocol::{ClientRequest, Envelope, Inbound};
 use crate::transport::Transport;
 
@@ -343,7 +342,7 @@ struct Node {
     dir: Option<PathBuf>,
     incarnation: u64,
     /// Kept so the broker's (unused) inbox stays open.
-    _inbox: Option<Sender<Inbound>>,
+    _inbox: Option<InboxSender<Inbound>>,
     isolations: u32,
 }
 
@@ -382,7 +381,7 @@ struct Sim {
     metadata: Arc<MetadataCell>,
     transport: SimTransport,
     /// Keeps the controller's inbox open (it is stepped directly, not read).
-    _controller_tx: Sender<Inbound>,
+    _controller_tx: InboxSender<Inbound>,
     nodes: BTreeMap<BrokerId, Node>,
     network: Network,
     net_rng: Rng,
@@ -440,7 +439,7 @@ impl Sim {
             MetadataImage::default(),
             Arc::new(Notify::default()),
         ));
-        let (controller_tx, controller_rx) = crossbeam_channel::unbounded();
+        let (controller_tx, controller_rx) = crate::inbox::inbox();
         let controller = ControllerThread {
             core,
             inbox: controller_rx,
@@ -872,7 +871,7 @@ impl Sim {
     fn start_broker(&mut self, id: BrokerId, restarted: bool) {
         let node = self.nodes.get_mut(&id).expect("known broker");
         node.incarnation += 1;
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crate::inbox::inbox();
         let config = BrokerConfig {
             id,
             rack: None,

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::RecvTimeoutError;
 
 use crate::error::Error;
 use crate::ids::{BrokerId, NodeId};
+use crate::inbox::InboxReceiver;
 use crate::protocol::{Envelope, Inbound, Mailbox, Message};
 use crate::transport::{ChannelTransport, FaultStats, FaultTransport, Transport};
 
@@ -48,8 +49,8 @@ fn fetch(from: NodeId, to: NodeId) -> Envelope {
 }
 
 /// Registers `node` with a fresh unbounded inbox; the transport holds its only sender.
-fn inbox<T: Transport + ?Sized>(net: &T, node: NodeId) -> Receiver<Inbound> {
-    let (tx, rx) = unbounded();
+fn inbox<T: Transport + ?Sized>(net: &T, node: NodeId) -> InboxReceiver<Inbound> {
+    let (tx, rx) = crate::inbox::inbox();
     net.register(node, Mailbox { tx });
     rx
 }
@@ -65,12 +66,12 @@ fn number(inbound: Inbound) -> u64 {
 }
 
 /// Every message already delivered (synchronous deliveries), by number.
-fn drain(rx: &Receiver<Inbound>) -> Vec<u64> {
+fn drain(rx: &InboxReceiver<Inbound>) -> Vec<u64> {
     rx.try_iter().map(number).collect()
 }
 
 /// Waits for the next message (a deferred delivery).
-fn next(rx: &Receiver<Inbound>) -> u64 {
+fn next(rx: &InboxReceiver<Inbound>) -> u64 {
     number(
         rx.recv_timeout(PATIENCE)
             .expect("a deferred message never arrived"),

@@ -61,6 +61,9 @@ impl Sender {
             let timeout = self
                 .next_deadline()
                 .saturating_duration_since(Instant::now());
+            if !timeout.is_zero() {
+                self.yield_for_work();
+            }
             crossbeam_channel::select! {
                 recv(self.responses) -> r => {
                     if let Ok(r) = r { self.on_response(r); }
@@ -78,6 +81,18 @@ impl Sender {
             if state.closed && state.outstanding == 0 && self.in_flight.is_empty() {
                 return;
             }
+        }
+    }
+
+    /// Yields the core a few times while nothing has arrived, before `select!`
+    /// sleeps: an answer or a record is often microseconds away, and catching it
+    /// awake spares a sleep and a wake-up (see `crate::inbox`).
+    fn yield_for_work(&self) {
+        for _ in 0..crate::inbox::YIELDS {
+            if !self.responses.is_empty() || !self.wake.is_empty() || !self.metadata.is_empty() {
+                return;
+            }
+            crate::sync::yield_now();
         }
     }
 

@@ -116,8 +116,10 @@ impl Queue {
 #[derive(Debug, Default)]
 pub(crate) struct TopicQueues {
     pub(crate) partitions: Vec<Queue>,
-    /// Where unkeyed records go until that partition's batch is sealed.
+    /// Where unkeyed records go until `batch.size` bytes have gone there.
     sticky: Option<u32>,
+    /// Bytes of unkeyed records sent to the sticky partition since it was chosen.
+    sticky_bytes: usize,
 }
 
 /// Where an appended record went.
@@ -176,23 +178,47 @@ impl State {
                 .insert(topic.to_string(), TopicQueues::default());
         }
         let t = self.topics.get_mut(topic).expect("inserted above");
+        let mut full = false;
+        // Unkeyed records stick to one partition until batch.size bytes have gone
+        // there, as Kafka's built-in partitioner does since 3.3 (KIP-794): whole
+        // batches under load, and with linger.ms 0 a partition keeps taking records
+        // across small batches instead of moving on after each.
         let p = match partition {
             Some(p) => p,
             None => match t.sticky {
-                Some(p) if p < partitions => p,
-                _ => {
+                Some(p)
+                    if p < partitions
+                        && (t.sticky_bytes + size <= limit || t.sticky_bytes == 0) =>
+                {
+                    p
+                }
+                old => {
+                    // Moving on: the old partition's batch cannot take this record,
+                    // so it is as full as it gets.
+                    if let Some(q) = old.and_then(|o| t.partitions.get_mut(o as usize)) {
+                        if q.open
+                            .as_ref()
+                            .is_some_and(|o| o.count > 0 && o.bytes + size > limit)
+                        {
+                            q.seal(limits.producer_id);
+                            full = true;
+                        }
+                    }
                     let p = self.sticky_next % partitions;
                     self.sticky_next = self.sticky_next.wrapping_add(1);
                     t.sticky = Some(p);
+                    t.sticky_bytes = 0;
                     p
                 }
             },
         };
+        if partition.is_none() {
+            t.sticky_bytes += size;
+        }
         if t.partitions.len() <= p as usize {
             t.partitions.resize_with(p as usize + 1, Queue::default);
         }
         let q = &mut t.partitions[p as usize];
-        let mut full = false;
         if q.open
             .as_ref()
             .is_some_and(|o| o.count > 0 && o.bytes + size > limit)
@@ -221,11 +247,6 @@ impl State {
             q.seal(limits.producer_id);
             full = true;
         }
-        // Unkeyed records move on once the sticky partition's batch is sealed, as
-        // Kafka's sticky partitioner does.
-        if full && t.sticky == Some(p) {
-            t.sticky = None;
-        }
         let idle = q.in_flight == 0 && q.ready.is_empty();
         self.buffered += size;
         self.outstanding += 1;
@@ -247,16 +268,13 @@ impl State {
     pub(crate) fn seal_due(&mut self, now: Instant, linger: Duration, producer_id: Option<u64>) {
         let all = self.flushes > 0 || self.closed;
         for t in self.topics.values_mut() {
-            for (p, q) in t.partitions.iter_mut().enumerate() {
+            for q in t.partitions.iter_mut() {
                 if q.in_flight == 0
                     && q.open
                         .as_ref()
                         .is_some_and(|o| all || o.created + linger <= now)
                 {
                     q.seal(producer_id);
-                    if t.sticky == Some(p as u32) {
-                        t.sticky = None;
-                    }
                 }
             }
         }
@@ -343,6 +361,58 @@ mod tests {
         let q = state.queue_mut("t", 0).expect("queue");
         assert_eq!(q.ready.len(), 1);
         assert_eq!(q.ready[0].count, 5);
+    }
+
+    fn append_unkeyed(state: &mut State, partitions: u32) -> (u32, bool) {
+        // 924 encoded bytes: 17 fit in a 16 KiB batch and the 18th does not.
+        let record = Record::new(vec![0u8; 900]);
+        let size = BatchBuilder::encoded_len(&record);
+        let a = state.append("t", None, partitions, &record, 0, size, LIMITS);
+        (a.slot.partition, a.full)
+    }
+
+    #[test]
+    fn unkeyed_records_stick_to_a_partition_until_batch_size_bytes_went_there() {
+        let mut state = State::default();
+        let (first, _) = append_unkeyed(&mut state, 3);
+        // Small batches sent one by one (linger.ms 0) do not move the sticky
+        // partition: only the bytes sent there do.
+        let size = BatchBuilder::encoded_len(&Record::new(vec![0u8; 900]));
+        let mut bytes = size;
+        let mut moved_at = None;
+        for i in 0..40 {
+            state.seal_due(Instant::now(), Duration::ZERO, None);
+            let (p, full) = append_unkeyed(&mut state, 3);
+            if p != first {
+                moved_at = Some(i);
+                // Moving on seals nothing here: every batch went out already.
+                assert!(!full);
+                break;
+            }
+            bytes += size;
+        }
+        assert!(moved_at.is_some(), "moves on eventually");
+        assert!(bytes <= LIMITS.batch_size, "{bytes} bytes before moving on");
+        assert!(
+            bytes + size > LIMITS.batch_size,
+            "moved on early, after {bytes} bytes"
+        );
+    }
+
+    #[test]
+    fn moving_on_seals_the_full_batch_left_behind() {
+        let mut state = State::default();
+        let (first, _) = append_unkeyed(&mut state, 3);
+        loop {
+            let (p, full) = append_unkeyed(&mut state, 3);
+            if p != first {
+                assert!(full, "the batch left behind is sealed");
+                let q = state.queue_mut("t", first).expect("queue");
+                assert_eq!(q.ready.len(), 1);
+                assert!(q.open.is_none());
+                break;
+            }
+        }
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub(crate) struct DeliverySlot {
     state: Mutex<SlotState>,
     cond: Condvar,
     topic: String,
-    partition: u32,
+    pub(crate) partition: u32,
 }
 
 impl DeliverySlot {

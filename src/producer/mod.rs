@@ -120,7 +120,8 @@ impl Producer {
 
     /// Sends a record. A keyed record goes to the partition Kafka's default
     /// partitioner picks (murmur2 of the key), so equal keys stay in order; an
-    /// unkeyed record goes to a partition that sticks until its batch is sent.
+    /// unkeyed record goes to a partition that sticks until `batch.size` bytes have
+    /// gone to it (Kafka's built-in partitioner since 3.3, KIP-794).
     ///
     /// Blocks only while `buffer.memory` is full (backpressure).
     ///

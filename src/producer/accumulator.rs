@@ -226,12 +226,14 @@ impl State {
             q.seal(limits.producer_id);
             full = true;
         }
+        let last = q.last_batch_bytes;
         let open = q.open.get_or_insert_with(|| OpenBatch {
-            // Sized for what is likely to come, not a whole batch.size for a lone
-            // record: grows as records arrive.
+            // Sized for what is likely to come: the size of the partition's last
+            // batch (whole batches under load, so no growing by reallocation and
+            // copying), a few records otherwise, not batch.size for a lone record.
             builder: BatchBuilder::new(
                 limits.producer_id,
-                (size * 8).min(limit) + BATCH_HEADER_LEN,
+                (size * 8).max(last).min(limit) + BATCH_HEADER_LEN,
             ),
             slot: DeliverySlot::new(topic, p),
             count: 0,

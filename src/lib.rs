@@ -35,6 +35,7 @@ mod error;
 pub mod fuzz_support;
 mod group;
 mod handles;
+mod hash;
 mod ids;
 mod inbox;
 mod producer;

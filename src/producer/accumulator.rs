@@ -2,9 +2,10 @@
 //! waiting to be sent, and what is in flight. Looked up by topic name and partition
 //! index, so a `send` allocates nothing but the record's bytes in its batch.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::hash::FxHashMap;
 use crate::record::{Batch, BatchBuilder, Record, BATCH_HEADER_LEN};
 use crate::sync::Arc;
 use crate::Error;
@@ -145,7 +146,7 @@ pub(crate) struct BatchLimits {
 /// Everything the accumulator holds.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub(crate) topics: HashMap<String, TopicQueues>,
+    pub(crate) topics: FxHashMap<String, TopicQueues>,
     sticky_next: u32,
     /// Bytes of records not yet acknowledged (buffer.memory).
     pub(crate) buffered: usize,

@@ -154,20 +154,22 @@ impl Delivery {
         match self.inner {
             Inner::Failed(mut e) => Err(e.take().expect("a failed delivery holds its error")),
             Inner::InBatch { slot, index } => {
-                // An answer is often microseconds away: yielding the core a few
-                // times before sleeping saves a futex sleep and wake-up.
-                for _ in 0..WAIT_YIELDS {
-                    if slot.state.lock().result.is_some() {
-                        break;
-                    }
-                    crate::sync::yield_now();
-                }
+                let mut yields = 0;
                 let mut s = slot.state.lock();
                 loop {
                     if let Some(r) = &s.result {
                         return slot.outcome(r, index);
                     }
-                    slot.cond.wait(&mut s);
+                    if yields < WAIT_YIELDS {
+                        // An answer is often microseconds away: yielding the core a
+                        // few times before sleeping saves a futex sleep and wake-up.
+                        yields += 1;
+                        drop(s);
+                        crate::sync::yield_now();
+                        s = slot.state.lock();
+                    } else {
+                        slot.cond.wait(&mut s);
+                    }
                 }
             }
         }

@@ -10,6 +10,7 @@ use crate::record::{Batch, BatchBuilder, Record, BATCH_HEADER_LEN};
 use crate::sync::Arc;
 use crate::Error;
 
+use super::dispatch::InFlight;
 use super::DeliverySlot;
 
 /// A batch still taking records.
@@ -155,6 +156,10 @@ pub(crate) struct State {
     /// Callers inside `flush`: linger is ignored while any waits.
     pub(crate) flushes: u32,
     pub(crate) closed: bool,
+    /// Batches sent and not yet answered, by request id.
+    pub(crate) in_flight: FxHashMap<u64, InFlight>,
+    /// The next request id.
+    pub(crate) next_request: u64,
 }
 
 impl State {

@@ -1,9 +1,12 @@
 //! The [`Producer`]: a per-partition accumulator (`linger.ms`, `batch.size`), one
 //! sender thread that keeps several batches in flight, retries within
-//! `delivery.timeout.ms`, and idempotence by producer id and sequence.
+//! `delivery.timeout.ms`, and idempotence by producer id and sequence. A calling
+//! thread whose batch is ready to go (full, or a record with nothing in flight and
+//! `linger.ms` 0) hands it to the leader itself, one thread hop less.
 
 mod accumulator;
 mod delivery;
+mod dispatch;
 mod handoff;
 mod partitioner;
 mod sender;
@@ -35,6 +38,8 @@ pub(crate) struct Shared {
     producer_id: Option<u64>,
     /// The accumulator, its progress condvar and the sender thread's wake-up.
     handoff: Handoff<Sender<()>>,
+    /// Where leaders answer produce requests: the sender thread's channel.
+    reply_to: Sender<crate::protocol::ProduceResponse>,
 }
 
 #[derive(Debug)]
@@ -95,16 +100,18 @@ impl Producer {
             None
         };
         let (wake, wake_rx) = crossbeam_channel::bounded(1);
+        let (reply_to, responses) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             cluster,
             config,
             producer_id,
             handoff: Handoff::new(wake),
+            reply_to,
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("replog-producer".into())
-            .spawn(move || sender::Sender::new(s, wake_rx).run())
+            .spawn(move || sender::Sender::new(s, wake_rx, responses).run())
             .map_err(|e| Error::io("producer thread", e))?;
         Ok(Producer {
             handle: Arc::new(Handle {
@@ -197,8 +204,10 @@ impl Producer {
                 // Without linger a record goes out at once unless its partition has
                 // a batch in flight: then the answer to that one wakes the sender.
                 let now = a.full || (a.idle && config.linger.is_zero());
+                // This thread sends it itself when it can: one hop less.
+                let sent = now && self.dispatch_now(state, topic, a.slot.partition);
                 appended = Some(a);
-                now
+                now && !sent
             },
         );
         match (sent, appended) {
@@ -211,6 +220,41 @@ impl Producer {
                 after: config.delivery_timeout,
             }),
         }
+    }
+
+    /// Sends `partition`'s sealed batches from the calling thread (sealing its open
+    /// batch first if nothing of the partition is in flight), under the accumulator
+    /// lock, up to `max.in.flight`. Not while a retry is being sequenced, nor with
+    /// `acks=0` (the sender thread completes those deliveries at hand-off), nor while
+    /// a flush or close runs. True when nothing ready is left for the sender thread.
+    fn dispatch_now(&self, state: &mut accumulator::State, topic: &str, partition: u32) -> bool {
+        let shared = self.shared();
+        if shared.config.acks == Acks::None || state.flushes > 0 || state.closed {
+            return false;
+        }
+        let accumulator::State {
+            topics,
+            in_flight,
+            next_request,
+            ..
+        } = state;
+        let Some(q) = topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+        else {
+            return false;
+        };
+        if q.retrying || q.retry_at.is_some() || q.needs_reset {
+            return false;
+        }
+        if q.ready.is_empty() && q.in_flight == 0 {
+            q.seal(shared.producer_id);
+        }
+        let image = shared.cluster.metadata.get();
+        let mut d = dispatch::Dispatch::new(shared, &image, Instant::now());
+        d.send_queue(topic, partition, q, in_flight, next_request);
+        debug_assert!(d.done.is_empty(), "acks=0 is left to the sender");
+        q.ready.is_empty()
     }
 
     /// Sends every buffered record now (ignoring `linger.ms`) and waits until each

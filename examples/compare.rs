@@ -294,6 +294,10 @@ fn main() {
         p1[0].per_sec() / raft[0].per_sec(),
         1.0,
     );
+    println!(
+        "- (not a target) replog acks=all / openraft, 1 writer thread (1 partition): {:.2}",
+        threads[0].per_sec() / raft[0].per_sec()
+    );
     target(
         "replog RF 1 on disk / commitlog",
         disk.per_sec() / commitlog.per_sec(),

@@ -142,6 +142,9 @@ fn a_second_live_cluster_on_a_data_dir_gets_data_dir_locked_and_touches_nothing(
     Cluster::builder().data_dir(dir.path()).build().unwrap();
 }
 
+/// Every file under `dir` with its size. A live cluster replaces checkpoint files
+/// through a `.tmp` file and a rename: those come and go, so they are left out, as
+/// is a file that vanished between the listing and its size.
 fn walk(dir: &Path) -> Vec<(PathBuf, u64)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
@@ -149,8 +152,10 @@ fn walk(dir: &Path) -> Vec<(PathBuf, u64)> {
         let p = e.path();
         if p.is_dir() {
             out.extend(walk(&p));
-        } else {
-            out.push((p.clone(), e.metadata().unwrap().len()));
+        } else if p.extension().is_some_and(|x| x == "tmp") {
+            continue;
+        } else if let Ok(meta) = e.metadata() {
+            out.push((p.clone(), meta.len()));
         }
     }
     out.sort();

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::hash::FxHashMap;
+use crate::ids::BrokerId;
 use crate::record::{Batch, BatchBuilder, Record, BATCH_HEADER_LEN};
 use crate::sync::Arc;
 use crate::Error;
@@ -42,6 +43,10 @@ pub(crate) struct Queue {
     pub(crate) open: Option<OpenBatch>,
     pub(crate) ready: VecDeque<Sealed>,
     pub(crate) in_flight: usize,
+    /// Where the batches in flight went: while any is out, later batches go to
+    /// the same leader only, so that a batch never overtakes an earlier one (whose
+    /// loss a new leader would report as a sequence gap).
+    pub(crate) in_flight_leader: Option<BrokerId>,
     next_seq: i32,
     /// Not before this instant (backoff after a retriable error).
     pub(crate) retry_at: Option<Instant>,

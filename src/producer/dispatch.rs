@@ -77,6 +77,11 @@ impl<'a> Dispatch<'a> {
             let Some(leader) = leader else {
                 break; // offline: wait for an election (metadata wakes the sender)
             };
+            if q.in_flight > 0 && q.in_flight_leader != Some(leader) {
+                // The leader moved under batches in flight: they are given up and
+                // retried first (the sender thread sees to it), in sequence order.
+                break;
+            }
             let Some(tx) = shared.cluster.broker_tx(leader) else {
                 q.retry_at = Some(self.now + RETRY_BACKOFF);
                 break;
@@ -112,6 +117,7 @@ impl<'a> Dispatch<'a> {
                 self.done.push((sealed, Ok(None)));
             } else {
                 q.in_flight += 1;
+                q.in_flight_leader = Some(leader);
                 in_flight.insert(
                     id,
                     InFlight {

@@ -222,6 +222,13 @@ impl Sender {
 
 /// Completes, retries or fails a batch on its answer. Under the accumulator lock.
 fn finish(shared: &Shared, state: &mut MutexGuard<'_, State>, f: InFlight, result: Result<u64>) {
+    // An earlier batch of the partition still awaiting its answer (only looked up
+    // on the rare error path).
+    let earlier_out = result.is_err()
+        && state
+            .in_flight
+            .values()
+            .any(|o| o.tp == f.tp && o.sealed.base_seq < f.sealed.base_seq);
     let Some(q) = state.queue_mut(&f.tp.topic, f.tp.partition) else {
         unreachable!("a batch in flight has its queue");
     };
@@ -232,10 +239,10 @@ fn finish(shared: &Shared, state: &mut MutexGuard<'_, State>, f: InFlight, resul
         Ok(base) => Ok(Some(base)),
         Err(e) => {
             let gap = matches!(e, Error::OutOfOrderSequence { .. });
-            // A gap while an earlier batch is retried is expected. A gap out of
-            // the blue means the leader lost records this producer wrote (an
-            // unclean election): start over with a fresh producer id.
-            if gap && !q.retrying {
+            // A gap while an earlier batch is retried or still out is expected. A
+            // gap out of the blue means the leader lost records this producer wrote
+            // (an unclean election): start over with a fresh producer id.
+            if gap && !q.retrying && !earlier_out {
                 q.needs_reset = true;
             }
             let retriable = e.is_retriable() || gap;

@@ -60,7 +60,7 @@
 //!
 //! `acks_all_one_record`: one record at a time to partition 0 with `acks=all` and
 //! `linger.ms` 0 (the defaults): `send_to(..).wait()`, so each iteration is one full
-//! round trip (producer thread → leader append → follower fetch answered → follower
+//! round trip (calling thread → leader append → follower fetch answered → follower
 //! appends and fetches again → HW moves → answer → delivery). Criterion reports the
 //! mean; `cargo run --release --example latency` prints percentiles.
 //!

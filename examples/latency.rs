@@ -4,7 +4,7 @@
 //! Three brokers, memory storage, a topic of one partition with replication factor 3
 //! and `min.insync.replicas` 2, the producer's defaults (`acks=all`, `linger.ms` 0).
 //! Records of 100-byte values are sent one at a time: `send_to(..).wait()`, so each
-//! sample is a full round trip: the producer's sender thread hands the batch to the
+//! sample is a full round trip: the calling thread hands the batch to the
 //! leader, the leader appends it and answers the followers' parked fetches, the
 //! followers append and fetch again, which moves the high watermark, and the leader
 //! answers the producer.

@@ -190,29 +190,20 @@ fn main() {
             None,
         );
     }
-    for (i, n) in WRITERS.iter().enumerate() {
-        let peer = format!("openraft, {n} tasks");
-        row(
-            &format!("replog acks=all RF 3, 1 partition, {n} writer tasks"),
-            &p1[i],
-            Some((&raft[i], &peer)),
-        );
-    }
-    for (i, n) in WRITERS.iter().enumerate() {
-        let peer = format!("openraft, {n} tasks");
-        row(
-            &format!("replog acks=all RF 3, 3 partitions, {n} writer tasks"),
-            &p3[i],
-            Some((&raft[i], &peer)),
-        );
-    }
-    for (i, n) in WRITERS.iter().enumerate() {
-        let peer = format!("openraft, {n} tasks");
-        row(
-            &format!("replog acks=all RF 3, 1 partition, {n} writer threads"),
-            &threads[i],
-            Some((&raft[i], &peer)),
-        );
+    let series: [(&str, &[Rate], &str); 3] = [
+        ("1 partition", &p1, "tasks"),
+        ("3 partitions", &p3, "tasks"),
+        ("1 partition", &threads, "threads"),
+    ];
+    for (layout, rates, writers) in series {
+        for (i, n) in WRITERS.iter().enumerate() {
+            let peer = format!("openraft, {n} tasks");
+            row(
+                &format!("replog acks=all RF 3, {layout}, {n} writer {writers}"),
+                &rates[i],
+                Some((&raft[i], &peer)),
+            );
+        }
     }
     row(
         "replog acks=all RF 3, 3 partitions, pipelined producer",

@@ -23,7 +23,7 @@ pub(crate) fn inbox<T>() -> (InboxSender<T>, InboxReceiver<T>) {
     let parker = Arc::new(Parker::default());
     (
         InboxSender {
-            tx,
+            tx: Some(tx),
             parker: parker.clone(),
         },
         InboxReceiver { rx, parker },
@@ -33,7 +33,8 @@ pub(crate) fn inbox<T>() -> (InboxSender<T>, InboxReceiver<T>) {
 /// The sending half; cheap to clone.
 #[derive(Debug)]
 pub(crate) struct InboxSender<T> {
-    tx: Sender<T>,
+    /// Always `Some` but in `drop`, which lets go of it before waking the receiver.
+    tx: Option<Sender<T>>,
     parker: Arc<Parker>,
 }
 
@@ -53,7 +54,10 @@ impl<T> InboxSender<T> {
     ///
     /// The receiver is gone; the message comes back.
     pub(crate) fn send(&self, message: T) -> Result<(), SendError<T>> {
-        self.tx.send(message)?;
+        self.tx
+            .as_ref()
+            .expect("a live sender holds its channel")
+            .send(message)?;
         self.parker.unpark();
         Ok(())
     }
@@ -61,7 +65,10 @@ impl<T> InboxSender<T> {
 
 impl<T> Drop for InboxSender<T> {
     fn drop(&mut self) {
-        // The last sender gone: a sleeping receiver must wake to see the disconnect.
+        // The last sender gone: a sleeping receiver must wake to see the disconnect,
+        // so the channel is let go of first (woken earlier, the receiver would find
+        // it still connected and sleep again).
+        drop(self.tx.take());
         self.parker.unpark();
     }
 }
@@ -236,6 +243,24 @@ mod unit_tests {
             t.join().expect("no panic"),
             Err(RecvTimeoutError::Disconnected)
         );
+    }
+
+    #[test]
+    fn dropping_the_last_of_several_senders_wakes_the_receiver_every_time() {
+        for _ in 0..200 {
+            let (tx, rx) = inbox::<u32>();
+            let other = tx.clone();
+            let t = std::thread::spawn(move || rx.recv_timeout(Duration::from_secs(30)));
+            drop(other);
+            let dropper = std::thread::spawn(move || drop(tx));
+            let start = Instant::now();
+            assert_eq!(
+                t.join().expect("no panic"),
+                Err(RecvTimeoutError::Disconnected)
+            );
+            assert!(start.elapsed() < Duration::from_secs(5), "woke late");
+            dropper.join().expect("no panic");
+        }
     }
 
     #[test]

@@ -134,8 +134,10 @@ pub(crate) struct TopicQueues {
 pub(crate) struct Appended {
     pub(crate) slot: Arc<DeliverySlot>,
     pub(crate) index: u32,
-    /// A batch became full: the sender has work now.
+    /// This record's partition sealed a full batch: there is work to send now.
     pub(crate) full: bool,
+    /// The previous sticky partition, whose full batch was sealed on moving on.
+    pub(crate) sealed_elsewhere: Option<u32>,
     /// The partition has nothing in flight or sealed: with `linger.ms` 0 its open
     /// batch goes out as soon as the sender looks.
     pub(crate) idle: bool,
@@ -190,6 +192,7 @@ impl State {
         }
         let t = self.topics.get_mut(topic).expect("inserted above");
         let mut full = false;
+        let mut sealed_elsewhere = None;
         // Unkeyed records stick to one partition until batch.size bytes have gone
         // there, as Kafka's built-in partitioner does since 3.3 (KIP-794): whole
         // batches under load, and with linger.ms 0 a partition keeps taking records
@@ -206,13 +209,16 @@ impl State {
                 old => {
                     // Moving on: the old partition's batch cannot take this record,
                     // so it is as full as it gets.
-                    if let Some(q) = old.and_then(|o| t.partitions.get_mut(o as usize)) {
-                        if q.open
-                            .as_ref()
-                            .is_some_and(|o| o.count > 0 && o.bytes + size > limit)
-                        {
-                            q.seal(limits.producer_id);
-                            full = true;
+                    let old = old.filter(|&o| o < partitions);
+                    if let Some(o) = old {
+                        if let Some(q) = t.partitions.get_mut(o as usize) {
+                            if q.open
+                                .as_ref()
+                                .is_some_and(|b| b.count > 0 && b.bytes + size > limit)
+                            {
+                                q.seal(limits.producer_id);
+                                sealed_elsewhere = Some(o);
+                            }
                         }
                     }
                     let p = self.sticky_next % partitions;
@@ -267,6 +273,7 @@ impl State {
             slot,
             index,
             full,
+            sealed_elsewhere,
             idle,
         }
     }
@@ -376,18 +383,18 @@ mod tests {
         assert_eq!(q.ready[0].count, 5);
     }
 
-    fn append_unkeyed(state: &mut State, partitions: u32) -> (u32, bool) {
+    fn append_unkeyed(state: &mut State, partitions: u32) -> (u32, bool, Option<u32>) {
         // 924 encoded bytes: 17 fit in a 16 KiB batch and the 18th does not.
         let record = Record::new(vec![0u8; 900]);
         let size = BatchBuilder::encoded_len(&record);
         let a = state.append("t", None, partitions, &record, 0, size, LIMITS);
-        (a.slot.partition, a.full)
+        (a.slot.partition, a.full, a.sealed_elsewhere)
     }
 
     #[test]
     fn unkeyed_records_stick_to_a_partition_until_batch_size_bytes_went_there() {
         let mut state = State::default();
-        let (first, _) = append_unkeyed(&mut state, 3);
+        let (first, _, _) = append_unkeyed(&mut state, 3);
         // Small batches sent one by one (linger.ms 0) do not move the sticky
         // partition: only the bytes sent there do.
         let size = BatchBuilder::encoded_len(&Record::new(vec![0u8; 900]));
@@ -395,11 +402,11 @@ mod tests {
         let mut moved_at = None;
         for i in 0..40 {
             state.seal_due(Instant::now(), Duration::ZERO, None);
-            let (p, full) = append_unkeyed(&mut state, 3);
+            let (p, full, elsewhere) = append_unkeyed(&mut state, 3);
             if p != first {
                 moved_at = Some(i);
                 // Moving on seals nothing here: every batch went out already.
-                assert!(!full);
+                assert!(!full && elsewhere.is_none());
                 break;
             }
             bytes += size;
@@ -415,11 +422,12 @@ mod tests {
     #[test]
     fn moving_on_seals_the_full_batch_left_behind() {
         let mut state = State::default();
-        let (first, _) = append_unkeyed(&mut state, 3);
+        let (first, _, _) = append_unkeyed(&mut state, 3);
         loop {
-            let (p, full) = append_unkeyed(&mut state, 3);
+            let (p, full, elsewhere) = append_unkeyed(&mut state, 3);
             if p != first {
-                assert!(full, "the batch left behind is sealed");
+                assert!(!full, "the new partition's batch stays open");
+                assert_eq!(elsewhere, Some(first), "the batch left behind is sealed");
                 let q = state.queue_mut("t", first).expect("queue");
                 assert_eq!(q.ready.len(), 1);
                 assert!(q.open.is_none());

@@ -203,11 +203,18 @@ impl Producer {
                 let a = state.append(topic, partition, n, &record, timestamp, size, limits);
                 // Without linger a record goes out at once unless its partition has
                 // a batch in flight: then the answer to that one wakes the sender.
-                let now = a.full || (a.idle && config.linger.is_zero());
-                // This thread sends it itself when it can: one hop less.
-                let sent = now && self.dispatch_now(state, topic, a.slot.partition);
+                let lone = a.idle && config.linger.is_zero();
+                // This thread sends what is ready itself when it can: one hop less.
+                // What it cannot send wakes the sender thread.
+                let mut left = false;
+                if let Some(old) = a.sealed_elsewhere {
+                    left |= !self.dispatch_now(state, topic, old, false);
+                }
+                if a.full || lone {
+                    left |= !self.dispatch_now(state, topic, a.slot.partition, lone);
+                }
                 appended = Some(a);
-                now && !sent
+                left
             },
         );
         match (sent, appended) {
@@ -223,11 +230,18 @@ impl Producer {
     }
 
     /// Sends `partition`'s sealed batches from the calling thread (sealing its open
-    /// batch first if nothing of the partition is in flight), under the accumulator
-    /// lock, up to `max.in.flight`. Not while a retry is being sequenced, nor with
-    /// `acks=0` (the sender thread completes those deliveries at hand-off), nor while
-    /// a flush or close runs. True when nothing ready is left for the sender thread.
-    fn dispatch_now(&self, state: &mut accumulator::State, topic: &str, partition: u32) -> bool {
+    /// batch first when `seal_open` and nothing of the partition is in flight),
+    /// under the accumulator lock, up to `max.in.flight`. Not while a retry is being
+    /// sequenced, nor with `acks=0` (the sender thread completes those deliveries at
+    /// hand-off), nor while a flush or close runs. True when nothing ready is left
+    /// for the sender thread.
+    fn dispatch_now(
+        &self,
+        state: &mut accumulator::State,
+        topic: &str,
+        partition: u32,
+        seal_open: bool,
+    ) -> bool {
         let shared = self.shared();
         if shared.config.acks == Acks::None || state.flushes > 0 || state.closed {
             return false;
@@ -247,7 +261,7 @@ impl Producer {
         if q.retrying || q.retry_at.is_some() || q.needs_reset {
             return false;
         }
-        if q.ready.is_empty() && q.in_flight == 0 {
+        if seal_open && q.ready.is_empty() && q.in_flight == 0 {
             q.seal(shared.producer_id);
         }
         let image = shared.cluster.metadata.get();

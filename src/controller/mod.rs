@@ -759,6 +759,13 @@ impl Controller {
         if partition_epoch != p.partition_epoch {
             return Err(AlterPartitionError::InvalidUpdateVersion);
         }
+        // The proposal in assignment order, so that equal ISRs look equal everywhere.
+        let isr: Vec<BrokerId> = p
+            .replicas
+            .iter()
+            .filter(|b| proposed.contains(b))
+            .copied()
+            .collect();
         // Rule 9: a leader that proposes an ISR without itself found its log corrupt
         // and resigns. The rest must be in-sync replicas already; it becomes
         // ineligible until it has refetched and rejoined the ISR.
@@ -768,12 +775,6 @@ impl Controller {
             && proposed.is_subset(&current)
         {
             let p = p.clone();
-            let isr: Vec<BrokerId> = p
-                .replicas
-                .iter()
-                .filter(|b| proposed.contains(b))
-                .copied()
-                .collect();
             self.set_eligible(tp, from, false, changes);
             let decision = self.elect(&p, isr);
             self.apply(tp, decision, changes);
@@ -788,13 +789,6 @@ impl Controller {
         if !valid {
             return Err(AlterPartitionError::IneligibleReplica);
         }
-        // Assignment order, so that equal ISRs look equal everywhere.
-        let isr: Vec<BrokerId> = p
-            .replicas
-            .iter()
-            .filter(|b| proposed.contains(b))
-            .copied()
-            .collect();
         let decision = Decision {
             leader: p.leader,
             isr,

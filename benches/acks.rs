@@ -9,9 +9,9 @@
 //! `data_dir`), a topic of [`PARTITIONS`] partitions, replication factor 3 and
 //! `min.insync.replicas` 2, and one producer with `batch.size` 16 KiB (Kafka's
 //! default) and `linger.ms` 5 (Kafka 4.0's default). Cluster, topic and producer are
-//! built once, outside the measured loop. One iteration hands [`RECORDS_PER_ITER`]
-//! unkeyed records of 100-byte values to [`Producer::send`]; each timed sample ends
-//! with [`Producer::flush`], and with acks 1/all every [`Delivery`] is then checked
+//! built once, outside the measured loop. One iteration hands `RECORDS_PER_ITER`
+//! unkeyed records of 100-byte values to `Producer::send`; each timed sample ends
+//! with `Producer::flush`, and with acks 1/all every `Delivery` is then checked
 //! to have resolved `Ok` (inside the timed part: a user waits for them too).
 //! Criterion's linear sampling fits time = a + b·iterations, so the fixed cost of
 //! draining the pipeline at the end of a sample goes into `a`, not into the
@@ -30,8 +30,11 @@
 //! follower work. Every id uses the same topic layout.
 //!
 //! Memory storage keeps every record and the broker applies no retention to it, so
-//! the topic is deleted and created again every [`ROTATE_RECORDS`] records, outside
-//! the timed part, to keep the footprint bounded.
+//! the topic is deleted and created again every 500,000 records, outside the timed
+//! part, to keep the footprint bounded.
+//!
+//! The cases are the workloads of the peer comparison (`benches/peers/workloads.rs`):
+//! `Pipelined` here, `Fanout` for the ceiling, `Writers` for the latency group.
 //!
 //! ## `ceiling_fanout3`: the fair ceiling
 //!
@@ -58,141 +61,27 @@
 //!
 //! # Group `latency`
 //!
-//! `acks_all_one_record`: one record at a time to partition 0 with `acks=all` and
-//! `linger.ms` 0 (the defaults): `send_to(..).wait()`, so each iteration is one full
-//! round trip (calling thread → leader append → follower fetch answered → follower
+//! `acks_all_one_record`: one record at a time to a topic of one partition with
+//! `acks=all` and `linger.ms` 0 (the defaults): `send(..).wait()` on one writer
+//! thread (`replicated/replog_threads_p1/1` of `benches/peers.rs`), so each
+//! iteration is one full round trip (calling thread → leader append → follower fetch answered → follower
 //! appends and fetches again → HW moves → answer → delivery). Criterion reports the
 //! mean; `cargo run --release --example latency` prints percentiles.
 //!
 //! The machine may be shared: figures move with its load. No timing is asserted.
 
-use std::time::{Duration, Instant};
-
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use replog::{Acks, Cluster, Delivery, Producer, ProducerConfig, Record, TopicConfig};
+use replog::{Acks, TopicConfig};
 
 /// Partitions of the produce topic: one per broker (see the module docs).
 const PARTITIONS: u32 = 3;
 /// Records per criterion iteration.
 const RECORDS_PER_ITER: u64 = 1000;
-/// The produce topic is recreated after this many records (untimed).
-const ROTATE_RECORDS: u64 = 500_000;
 
-/// Replication factor 3, `min.insync.replicas` 2.
-fn topic_config(partitions: u32) -> TopicConfig {
-    TopicConfig::new(partitions, 3).min_insync_replicas(2)
-}
-
-/// A cluster with one produce topic that is replaced now and then to bound memory.
-struct Bench {
-    cluster: Cluster,
-    producer: Producer,
-    acks: Acks,
-    topic: String,
-    generation: u32,
-    partitions: u32,
-    written: u64,
-    deliveries: Vec<Delivery>,
-    value: Bytes,
-}
-
-impl Bench {
-    fn new(acks: Acks, producer: ProducerConfig, partitions: u32) -> Bench {
-        let cluster = Cluster::builder().brokers(3).build().expect("cluster");
-        let producer = cluster.producer(producer.acks(acks)).expect("producer");
-        let mut b = Bench {
-            cluster,
-            producer,
-            acks,
-            topic: String::new(),
-            generation: 0,
-            partitions,
-            written: 0,
-            deliveries: Vec::new(),
-            value: value(),
-        };
-        b.partitions = partitions;
-        b.new_topic();
-        b
-    }
-
-    fn new_topic(&mut self) {
-        let partitions = self.partitions;
-        if !self.topic.is_empty() {
-            self.cluster
-                .delete_topic(&self.topic)
-                .expect("delete topic");
-        }
-        self.generation += 1;
-        self.topic = format!("bench-{}", self.generation);
-        let t = self
-            .cluster
-            .create_topic(&self.topic, topic_config(partitions))
-            .expect("create topic");
-        for p in t.partitions() {
-            assert!(
-                p.leader().is_some(),
-                "{}-{} has no leader",
-                self.topic,
-                p.id()
-            );
-            assert_eq!(
-                p.isr().len(),
-                3,
-                "{}-{} starts with a full ISR",
-                self.topic,
-                p.id()
-            );
-        }
-        self.written = 0;
-    }
-
-    /// Untimed: a fresh topic when the current one holds enough.
-    fn maybe_rotate(&mut self) {
-        if self.written >= ROTATE_RECORDS {
-            self.new_topic();
-        }
-    }
-
-    /// Timed: `iters` × [`RECORDS_PER_ITER`] records, flush, check the deliveries.
-    fn produce(&mut self, iters: u64) -> Duration {
-        let n = iters * RECORDS_PER_ITER;
-        let check = self.acks != Acks::None;
-        if check {
-            self.deliveries.reserve(n as usize);
-        }
-        let start = Instant::now();
-        for _ in 0..n {
-            let d = self
-                .producer
-                .send(&self.topic, Record::new(self.value.clone()));
-            if check {
-                self.deliveries.push(d);
-            }
-        }
-        self.producer.flush().expect("flush");
-        for d in self.deliveries.drain(..) {
-            let meta = d.wait().expect("an acknowledged record");
-            assert!(meta.offset.is_some(), "acks 1/all report an offset");
-        }
-        let elapsed = start.elapsed();
-        self.written += n;
-        elapsed
-    }
-}
-
-impl Drop for Bench {
-    fn drop(&mut self) {
-        let _ = self.cluster.clone().shutdown();
-    }
-}
-
-// The ceiling is the same code as `ceiling_fanout3` in the peer comparison.
 #[path = "peers/workloads.rs"]
 mod workloads;
 
-use workloads::{value, Case, Fanout, BATCH_BYTES, LINGER};
+use workloads::{Case, Fanout, Pipelined, Writers};
 
 fn produce(c: &mut Criterion) {
     let mut g = c.benchmark_group("produce");
@@ -202,13 +91,11 @@ fn produce(c: &mut Criterion) {
         ("acks_1", Acks::Leader),
         ("acks_all", Acks::All),
     ] {
-        let config = ProducerConfig::new().linger(LINGER).batch_size(BATCH_BYTES);
-        let mut bench = Bench::new(acks, config, PARTITIONS);
+        // Replication factor 3, `min.insync.replicas` 2.
+        let config = TopicConfig::new(PARTITIONS, 3).min_insync_replicas(2);
+        let mut case = Pipelined::memory(3, config, acks);
         g.bench_function(id, |b| {
-            b.iter_custom(|iters| {
-                bench.maybe_rotate();
-                bench.produce(iters)
-            })
+            b.iter_custom(|iters| case.run(iters * RECORDS_PER_ITER))
         });
     }
     let mut fanout = Fanout::new(3);
@@ -221,18 +108,9 @@ fn produce(c: &mut Criterion) {
 fn latency(c: &mut Criterion) {
     let mut g = c.benchmark_group("latency");
     // acks=all and linger.ms=0 are the defaults: a lone record goes out at once.
-    let bench = Bench::new(Acks::All, ProducerConfig::new(), 1);
+    let mut one = Writers::new(1, 1);
     g.bench_function("acks_all_one_record", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let d = bench
-                    .producer
-                    .send_to(&bench.topic, 0, Record::new(bench.value.clone()));
-                d.wait().expect("an acknowledged record");
-            }
-            start.elapsed()
-        })
+        b.iter_custom(|iters| one.run(iters))
     });
     g.finish();
 }

@@ -6,14 +6,10 @@
 
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../common/scratch.rs"]
+mod scratch;
+
 fuzz_target!(|data: &[u8]| {
-    // In memory where there is a tmpfs: the target writes files on every run.
-    let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        tempfile::tempdir_in(shm)
-    } else {
-        tempfile::tempdir()
-    }
-    .expect("a scratch directory");
+    let dir = scratch::dir();
     replog::fuzz_support::segment_recovery(dir.path(), data);
 });

@@ -128,7 +128,8 @@ impl<T> InboxReceiver<T> {
     }
 }
 
-/// Yields of an empty inbox before it sleeps.
+/// Yields before a thread that waits for a message or an answer sleeps: an empty
+/// inbox, the producer's sender thread, `Delivery::wait`.
 pub(crate) const YIELDS: usize = 32;
 
 /// No wake-up pending, receiver awake.

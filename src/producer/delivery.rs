@@ -30,9 +30,6 @@ pub struct RecordMetadata {
     pub offset: Option<u64>,
 }
 
-/// How often [`Delivery::wait`] yields before it sleeps.
-const WAIT_YIELDS: usize = 32;
-
 #[derive(Debug, Default)]
 struct SlotState {
     /// The batch's base offset (`None` with `Acks::None`), or why it failed.
@@ -160,7 +157,7 @@ impl Delivery {
                     if let Some(r) = &s.result {
                         return slot.outcome(r, index);
                     }
-                    if yields < WAIT_YIELDS {
+                    if yields < crate::inbox::YIELDS {
                         // An answer is often microseconds away: yielding the core a
                         // few times before sleeping saves a futex sleep and wake-up.
                         yields += 1;

@@ -67,8 +67,9 @@ impl<W: Wake> Handoff<W> {
 
     /// `send`'s half: waits (until `deadline()`) while `buffer_memory` is full (always
     /// admitting one record of `size` bytes into an empty buffer), runs `append`
-    /// (which returns whether the sender has something to send now: a full batch, or
-    /// a record it sends at once) and wakes the sender if so or if a `flush` waits.
+    /// (which returns whether it left something for the sender to send now: a full
+    /// batch, or a record to send at once, that the caller could not hand over
+    /// itself) and wakes the sender if so or if a `flush` waits.
     ///
     /// # Errors
     ///

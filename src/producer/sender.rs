@@ -118,13 +118,13 @@ impl Sender {
     /// time: they are retried (idempotence keeps the retry from duplicating).
     fn check_in_flight(&mut self) {
         let shared = self.shared.clone();
-        let image = shared.cluster.metadata.get();
-        let now = Instant::now();
-        let timeout = shared.config.request_timeout + REQUEST_SLACK;
         let mut state = shared.handoff.lock();
         if state.in_flight.is_empty() {
             return;
         }
+        let image = shared.cluster.metadata.get();
+        let now = Instant::now();
+        let timeout = shared.config.request_timeout + REQUEST_SLACK;
         let lost: Vec<u64> = state
             .in_flight
             .iter()

@@ -51,8 +51,7 @@ impl<'a> Dispatch<'a> {
     }
 
     /// Sends `q`'s ready batches (partition `p` of `topic`) to its leader while
-    /// fewer than `max.in.flight` are out and no retry is being sequenced. Returns
-    /// how many were sent.
+    /// fewer than `max.in.flight` are out and no retry is being sequenced.
     pub(crate) fn send_queue(
         &mut self,
         topic: &str,
@@ -60,10 +59,9 @@ impl<'a> Dispatch<'a> {
         q: &mut Queue,
         in_flight: &mut crate::hash::FxHashMap<u64, InFlight>,
         next_id: &mut u64,
-    ) -> usize {
+    ) {
         let shared = self.shared;
         let config = &shared.config;
-        let mut sent = 0;
         while !q.ready.is_empty()
             && q.in_flight < config.max_in_flight
             && !(q.retrying && q.in_flight > 0)
@@ -109,7 +107,6 @@ impl<'a> Dispatch<'a> {
                 q.retry_at = Some(self.now + RETRY_BACKOFF);
                 break;
             }
-            sent += 1;
             if config.acks == Acks::None {
                 // acks=0: done at hand-off, no offset known.
                 self.released.0 += sealed.bytes;
@@ -129,6 +126,5 @@ impl<'a> Dispatch<'a> {
                 );
             }
         }
-        sent
     }
 }

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, AtomicU64, Condvar, Mutex, Ordering};
 use crate::{Error, Result};
 
 /// Where a record landed.
@@ -32,17 +32,29 @@ pub struct RecordMetadata {
 
 #[derive(Debug, Default)]
 struct SlotState {
-    /// The batch's base offset (`None` with `Acks::None`), or why it failed.
-    result: Option<Result<Option<u64>>>,
+    /// Why the batch failed, once it has (the outcome word says `FAILED`).
+    error: Option<Error>,
     /// Futures waiting on records of the batch.
     wakers: Vec<Waker>,
 }
 
+/// The outcome word's values besides a base offset (offsets stay far below them).
+const PENDING: u64 = u64::MAX;
+/// Failed: the error is in the slot's state.
+const FAILED: u64 = u64::MAX - 1;
+/// Succeeded without an offset (`Acks::None`).
+const NO_OFFSET: u64 = u64::MAX - 2;
+
 /// The completion slot of one batch: every record's [`Delivery`] waits on its
 /// batch's slot, so an answer costs one lock and one wake-up per batch, not per
 /// record (as Kafka's `ProduceRequestResult`).
+///
+/// The outcome is also one atomic word, written once under the lock, so that a
+/// record whose batch is done reads it without taking the lock.
 #[derive(Debug)]
 pub(crate) struct DeliverySlot {
+    /// `PENDING`, `FAILED`, `NO_OFFSET` or the batch's base offset.
+    outcome: AtomicU64,
     state: Mutex<SlotState>,
     cond: Condvar,
     topic: String,
@@ -53,6 +65,7 @@ impl DeliverySlot {
     /// A slot for a batch of `topic`-`partition`.
     pub(crate) fn new(topic: &str, partition: u32) -> Arc<Self> {
         Arc::new(DeliverySlot {
+            outcome: AtomicU64::new(PENDING),
             state: Mutex::new(SlotState::default()),
             cond: Condvar::new(),
             topic: topic.to_string(),
@@ -65,10 +78,22 @@ impl DeliverySlot {
     pub(crate) fn complete(&self, result: Result<Option<u64>>) {
         let wakers = {
             let mut s = self.state.lock();
-            if s.result.is_some() {
+            if self.outcome.load(Ordering::Relaxed) != PENDING {
                 return;
             }
-            s.result = Some(result);
+            let word = match result {
+                Ok(Some(base)) => {
+                    assert!(base < NO_OFFSET, "offset {base} out of range");
+                    base
+                }
+                Ok(None) => NO_OFFSET,
+                Err(e) => {
+                    s.error = Some(e);
+                    FAILED
+                }
+            };
+            // Release: a reader that sees the word also sees the error beside it.
+            self.outcome.store(word, Ordering::Release);
             std::mem::take(&mut s.wakers)
         };
         self.cond.notify_all();
@@ -77,16 +102,23 @@ impl DeliverySlot {
         }
     }
 
-    /// Record `index` of the batch, from a completed result.
-    fn outcome(&self, result: &Result<Option<u64>>, index: u32) -> Result<RecordMetadata> {
-        match result {
-            Ok(base) => Ok(RecordMetadata {
-                topic: self.topic.clone(),
-                partition: self.partition,
-                offset: base.map(|b| b + index as u64),
-            }),
-            Err(e) => Err(e.duplicate()),
-        }
+    /// Record `index` of the batch, once the batch is done (`None` before).
+    fn outcome(&self, index: u32) -> Option<Result<RecordMetadata>> {
+        let base = match self.outcome.load(Ordering::Acquire) {
+            PENDING => return None,
+            FAILED => {
+                let s = self.state.lock();
+                let e = s.error.as_ref().expect("a failed slot holds its error");
+                return Some(Err(e.duplicate()));
+            }
+            NO_OFFSET => None,
+            base => Some(base + index as u64),
+        };
+        Some(Ok(RecordMetadata {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: base,
+        }))
     }
 }
 
@@ -121,8 +153,9 @@ pub struct Delivery {
 
 #[derive(Debug)]
 enum Inner {
-    /// Failed before it reached a batch (unknown topic, too large …).
-    Failed(Option<Error>),
+    /// Failed before it reached a batch (unknown topic, too large …). Boxed: a
+    /// `Delivery` is returned and stored per record, so it stays three words.
+    Failed(Option<Box<Error>>),
     /// Record `index` of the batch behind `slot`.
     InBatch { slot: Arc<DeliverySlot>, index: u32 },
 }
@@ -136,7 +169,7 @@ impl Delivery {
 
     pub(crate) fn failed(e: Error) -> Self {
         Delivery {
-            inner: Inner::Failed(Some(e)),
+            inner: Inner::Failed(Some(Box::new(e))),
         }
     }
 
@@ -149,25 +182,23 @@ impl Delivery {
     /// `LeaderNotAvailable` and the like.
     pub fn wait(self) -> Result<RecordMetadata> {
         match self.inner {
-            Inner::Failed(mut e) => Err(e.take().expect("a failed delivery holds its error")),
+            Inner::Failed(mut e) => Err(*e.take().expect("a failed delivery holds its error")),
             Inner::InBatch { slot, index } => {
-                let mut yields = 0;
-                let mut s = slot.state.lock();
-                loop {
-                    if let Some(r) = &s.result {
-                        return slot.outcome(r, index);
+                // An answer is often microseconds away: yielding the core a few
+                // times before sleeping saves a futex sleep and wake-up.
+                for _ in 0..crate::inbox::YIELDS {
+                    if let Some(r) = slot.outcome(index) {
+                        return r;
                     }
-                    if yields < crate::inbox::YIELDS {
-                        // An answer is often microseconds away: yielding the core a
-                        // few times before sleeping saves a futex sleep and wake-up.
-                        yields += 1;
-                        drop(s);
-                        crate::sync::yield_now();
-                        s = slot.state.lock();
-                    } else {
-                        slot.cond.wait(&mut s);
-                    }
+                    crate::sync::yield_now();
                 }
+                let mut s = slot.state.lock();
+                // Written under this lock: no completion slips in between.
+                while slot.outcome.load(Ordering::Relaxed) == PENDING {
+                    slot.cond.wait(&mut s);
+                }
+                drop(s);
+                slot.outcome(index).expect("done")
             }
         }
     }
@@ -176,7 +207,7 @@ impl Delivery {
     pub fn is_done(&self) -> bool {
         match &self.inner {
             Inner::Failed(_) => true,
-            Inner::InBatch { slot, .. } => slot.state.lock().result.is_some(),
+            Inner::InBatch { slot, .. } => slot.outcome.load(Ordering::Acquire) != PENDING,
         }
     }
 }
@@ -186,20 +217,24 @@ impl Future for Delivery {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.inner {
-            Inner::Failed(e) => Poll::Ready(Err(e
+            Inner::Failed(e) => Poll::Ready(Err(*e
                 .take()
                 .expect("a completed Delivery is not polled again"))),
             Inner::InBatch { slot, index } => {
-                let mut s = slot.state.lock();
-                match &s.result {
-                    Some(r) => Poll::Ready(slot.outcome(r, *index)),
-                    None => {
-                        if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                            s.wakers.push(cx.waker().clone());
-                        }
-                        Poll::Pending
-                    }
+                if let Some(r) = slot.outcome(*index) {
+                    return Poll::Ready(r);
                 }
+                let mut s = slot.state.lock();
+                // Checked again under the lock the completion writes under: a
+                // waker registered here is always woken.
+                if slot.outcome.load(Ordering::Relaxed) != PENDING {
+                    drop(s);
+                    return Poll::Ready(slot.outcome(*index).expect("done"));
+                }
+                if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    s.wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
             }
         }
     }

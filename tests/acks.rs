@@ -195,6 +195,65 @@ fn unknown_topic_and_partition_are_typed_errors() {
 }
 
 #[test]
+fn record_too_large_fails_at_once_while_the_buffer_is_full() {
+    let c = cluster(2_000);
+    let t = c
+        .create_topic("t", TopicConfig::new(1, 3).max_message_bytes(1024))
+        .unwrap();
+    let p = t.partition(0).unwrap();
+    // A stalled follower holds every acks=all write for the 2 s lag time.
+    c.faults().cut(
+        NodeId::Broker(p.replicas()[1]),
+        NodeId::Broker(p.leader().unwrap()),
+    );
+    let prod = c
+        .producer(
+            ProducerConfig::new()
+                .acks(Acks::All)
+                .buffer_memory(1000)
+                .delivery_timeout(Duration::from_secs(30)),
+        )
+        .unwrap();
+    // Fills buffer.memory: the next record that fits would wait for room.
+    let held = prod.send_to("t", 0, Record::new(vec![1u8; 900]));
+    let started = std::time::Instant::now();
+    let big = prod.send_to("t", 0, Record::new(vec![2u8; 4096]));
+    assert!(matches!(
+        big.wait().unwrap_err(),
+        Error::RecordTooLarge { max: 1024, .. }
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused at once, not after waiting for buffer memory ({:?})",
+        started.elapsed()
+    );
+    assert!(
+        !held.is_done(),
+        "the stalled follower still holds the first record"
+    );
+}
+
+#[test]
+fn a_send_sees_a_topic_deleted_and_created_again() {
+    let c = cluster(10_000);
+    c.create_topic("t", TopicConfig::new(1, 3)).unwrap();
+    let prod = producer(&c, Acks::All);
+    assert_eq!(
+        prod.send("t", Record::new("a")).wait().unwrap().offset,
+        Some(0)
+    );
+    c.delete_topic("t").unwrap();
+    assert!(matches!(
+        prod.send("t", Record::new("b")).wait().unwrap_err(),
+        Error::UnknownTopic { .. }
+    ));
+    c.create_topic("t", TopicConfig::new(3, 3)).unwrap();
+    // The new topic's third partition, unknown to the deleted one.
+    let meta = prod.send_to("t", 2, Record::new("c")).wait().unwrap();
+    assert_eq!((meta.partition, meta.offset), (2, Some(0)));
+}
+
+#[test]
 fn a_send_future_completes_under_a_hand_written_executor() {
     use std::future::Future;
     use std::pin::pin;

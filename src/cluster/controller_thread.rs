@@ -1,6 +1,7 @@
 //! The controller thread: feeds the controller core, persists what it decides, then
 //! sends it, and publishes the metadata image for handles and clients.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,9 @@ use super::notify::Notify;
 #[derive(Debug)]
 pub(crate) struct MetadataCell {
     image: RwLock<Arc<MetadataImage>>,
+    /// Bumped after every new image: a reader that cached something of an image
+    /// checks it with one atomic load instead of taking the lock.
+    version: AtomicU64,
     pub(crate) notify: Arc<Notify>,
 }
 
@@ -30,6 +34,7 @@ impl MetadataCell {
     pub(crate) fn new(image: MetadataImage, notify: Arc<Notify>) -> Self {
         MetadataCell {
             image: RwLock::new(Arc::new(image)),
+            version: AtomicU64::new(0),
             notify,
         }
     }
@@ -45,8 +50,15 @@ impl MetadataCell {
         f(&self.image.read())
     }
 
+    /// The image's version: read it *before* reading the image, so that what is
+    /// cached under it is never newer than the version it is cached under.
+    pub(crate) fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
     fn set(&self, image: MetadataImage) {
         *self.image.write() = Arc::new(image);
+        self.version.fetch_add(1, Ordering::Release);
         self.notify.bump();
     }
 }

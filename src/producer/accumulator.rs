@@ -119,14 +119,82 @@ impl Queue {
     }
 }
 
+/// What a record is checked against, cached from the metadata image of `version`
+/// so that a `send` reads the image only after it changed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TopicLimits {
+    /// The metadata version these were read under.
+    pub(crate) version: u64,
+    /// The topic's partition count.
+    pub(crate) partitions: u32,
+    /// The topic's `max.message.bytes`.
+    pub(crate) max_message_bytes: usize,
+}
+
 /// A topic's queues, one per partition, and its sticky partition.
 #[derive(Debug, Default)]
 pub(crate) struct TopicQueues {
+    /// The topic's limits as last read from the metadata.
+    pub(crate) limits: Option<TopicLimits>,
     pub(crate) partitions: Vec<Queue>,
     /// Where unkeyed records go until `batch.size` bytes have gone there.
     sticky: Option<u32>,
     /// Bytes of unkeyed records sent to the sticky partition since it was chosen.
     sticky_bytes: usize,
+}
+
+/// Where a topic's queues sit in [`Topics`]: valid for the producer's lifetime
+/// (topics are never removed from it), so a `send` looks the name up once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TopicIndex(usize);
+
+/// Every topic's queues, by name, in the order they were first used.
+#[derive(Debug, Default)]
+pub(crate) struct Topics {
+    ids: FxHashMap<String, usize>,
+    queues: Vec<(String, TopicQueues)>,
+}
+
+impl Topics {
+    /// Where `topic`'s queues are, creating them empty on first use (the name is
+    /// copied only then).
+    pub(crate) fn index(&mut self, topic: &str) -> TopicIndex {
+        if let Some(&i) = self.ids.get(topic) {
+            return TopicIndex(i);
+        }
+        let i = self.queues.len();
+        self.queues
+            .push((topic.to_string(), TopicQueues::default()));
+        self.ids.insert(topic.to_string(), i);
+        TopicIndex(i)
+    }
+
+    /// The name and queues at `at`.
+    pub(crate) fn at(&mut self, at: TopicIndex) -> (&str, &mut TopicQueues) {
+        let (name, t) = &mut self.queues[at.0];
+        (name, t)
+    }
+
+    /// `topic`'s queues, if it was ever used.
+    pub(crate) fn get_mut(&mut self, topic: &str) -> Option<&mut TopicQueues> {
+        let i = *self.ids.get(topic)?;
+        Some(&mut self.queues[i].1)
+    }
+
+    /// Every topic's queues.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &TopicQueues> {
+        self.queues.iter().map(|(_, t)| t)
+    }
+
+    /// Every topic's queues, to change.
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut TopicQueues> {
+        self.queues.iter_mut().map(|(_, t)| t)
+    }
+
+    /// Every topic's name and queues.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut TopicQueues)> {
+        self.queues.iter_mut().map(|(n, t)| (n.as_str(), t))
+    }
 }
 
 /// Where an appended record went.
@@ -154,7 +222,7 @@ pub(crate) struct BatchLimits {
 /// Everything the accumulator holds.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub(crate) topics: FxHashMap<String, TopicQueues>,
+    pub(crate) topics: Topics,
     sticky_next: u32,
     /// Bytes of records not yet acknowledged (buffer.memory).
     pub(crate) buffered: usize,
@@ -175,7 +243,7 @@ impl State {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn append(
         &mut self,
-        topic: &str,
+        topic: TopicIndex,
         partition: Option<u32>,
         partitions: u32,
         record: &Record,
@@ -186,11 +254,7 @@ impl State {
         let limit = limits
             .batch_size
             .min(limits.max_message_bytes.saturating_sub(BATCH_HEADER_LEN));
-        if !self.topics.contains_key(topic) {
-            self.topics
-                .insert(topic.to_string(), TopicQueues::default());
-        }
-        let t = self.topics.get_mut(topic).expect("inserted above");
+        let (topic, t) = self.topics.at(topic);
         let mut full = false;
         let mut sealed_elsewhere = None;
         // Unkeyed records stick to one partition until batch.size bytes have gone
@@ -339,7 +403,8 @@ mod tests {
     fn append(state: &mut State) -> Appended {
         let record = Record::new("v");
         let size = BatchBuilder::encoded_len(&record);
-        state.append("t", Some(0), 1, &record, 0, size, LIMITS)
+        let t = state.topics.index("t");
+        state.append(t, Some(0), 1, &record, 0, size, LIMITS)
     }
 
     #[test]
@@ -387,7 +452,8 @@ mod tests {
         // 924 encoded bytes: 17 fit in a 16 KiB batch and the 18th does not.
         let record = Record::new(vec![0u8; 900]);
         let size = BatchBuilder::encoded_len(&record);
-        let a = state.append("t", None, partitions, &record, 0, size, LIMITS);
+        let t = state.topics.index("t");
+        let a = state.append(t, None, partitions, &record, 0, size, LIMITS);
         (a.slot.partition, a.full, a.sealed_elsewhere)
     }
 
@@ -447,8 +513,9 @@ mod tests {
         let record = Record::new(vec![0u8; 6000]);
         let size = BatchBuilder::encoded_len(&record);
         let mut full = false;
+        let t = state.topics.index("t");
         for _ in 0..3 {
-            full |= state.append("t", Some(0), 1, &record, 0, size, LIMITS).full;
+            full |= state.append(t, Some(0), 1, &record, 0, size, LIMITS).full;
         }
         assert!(full);
         assert_eq!(state.queue_mut("t", 0).expect("queue").ready.len(), 1);

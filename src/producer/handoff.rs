@@ -29,11 +29,13 @@ impl Wake for crossbeam_channel::Sender<()> {
 
 /// Why [`Handoff::send`] appended nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refused {
+pub(crate) enum Refused<E> {
     /// The producer is closing.
     Closed,
     /// `buffer.memory` stayed full until the deadline.
     BufferFull,
+    /// The record's own check failed (unknown topic, too large …).
+    Rejected(E),
 }
 
 /// The accumulator state shared by the producer's handles and its sender thread.
@@ -65,28 +67,33 @@ impl<W: Wake> Handoff<W> {
         self.wake.wake();
     }
 
-    /// `send`'s half: waits (until `deadline()`) while `buffer_memory` is full (always
-    /// admitting one record of `size` bytes into an empty buffer), runs `append`
-    /// (which returns whether it left something for the sender to send now: a full
-    /// batch, or a record to send at once, that the caller could not hand over
+    /// `send`'s half: runs `check` (the record against the topic, under the same
+    /// lock as the append, so that what it caches in the state is read once), waits
+    /// (until `deadline()`) while `buffer_memory` is full (always admitting one
+    /// record of `size` bytes into an empty buffer), runs `append` with what `check`
+    /// found (it returns whether it left something for the sender to send now: a
+    /// full batch, or a record to send at once, that the caller could not hand over
     /// itself) and wakes the sender if so or if a `flush` waits.
     ///
     /// # Errors
     ///
     /// [`Refused::Closed`] once [`close`](Self::close) was called,
+    /// [`Refused::Rejected`] with `check`'s error (at once, full buffer or not),
     /// [`Refused::BufferFull`] if memory did not free up by `deadline`; nothing was
     /// appended then.
-    pub(crate) fn send(
+    pub(crate) fn send<C, E>(
         &self,
         size: usize,
         buffer_memory: usize,
         deadline: impl Fn() -> Instant,
-        append: impl FnOnce(&mut State) -> bool,
-    ) -> Result<(), Refused> {
+        check: impl FnOnce(&mut State) -> Result<C, E>,
+        append: impl FnOnce(&mut State, C) -> bool,
+    ) -> Result<(), Refused<E>> {
         let mut state = self.state.lock();
         if state.closed {
             return Err(Refused::Closed);
         }
+        let checked = check(&mut state).map_err(Refused::Rejected)?;
         // The clock is read only when the buffer is full: not on the hot path.
         let mut until = None;
         while state.buffered > 0 && state.buffered + size > buffer_memory {
@@ -96,7 +103,7 @@ impl<W: Wake> Handoff<W> {
                 return Err(Refused::BufferFull);
             }
         }
-        let now = append(&mut state);
+        let now = append(&mut state, checked);
         // A flush in progress ignores linger: the sender must see this record now,
         // or the flush would wait out the linger for it.
         let wake = now || state.flushes > 0;
@@ -128,7 +135,7 @@ impl<W: Wake> Handoff<W> {
     /// The sender's half: `records` holding `bytes` finished (completed or failed).
     /// Frees their memory and wakes `flush` and blocked `send`s. Takes the locked
     /// state so that the wake-up cannot slip between a waiter's check and its wait.
-    pub(crate) fn finished(&self, state: &mut MutexGuard<'_, State>, bytes: usize, records: usize) {
+    pub(crate) fn finished(&self, state: &mut State, bytes: usize, records: usize) {
         state.release(bytes, records);
         self.progress.notify_all();
     }

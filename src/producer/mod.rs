@@ -23,7 +23,7 @@ use crate::record::{BatchBuilder, Record, BATCH_HEADER_LEN};
 use crate::sync::{Arc, Mutex};
 use crate::{Error, Result};
 
-use accumulator::BatchLimits;
+use accumulator::{BatchLimits, TopicIndex, TopicLimits};
 pub(crate) use delivery::DeliverySlot;
 pub use delivery::{Delivery, RecordMetadata};
 use handoff::{Handoff, Refused};
@@ -153,54 +153,30 @@ impl Producer {
     fn send_inner(&self, topic: &str, partition: Option<u32>, record: Record) -> Delivery {
         let shared = self.shared();
         let size = BatchBuilder::encoded_len(&record);
-        let checked = shared.cluster.metadata.with(|image| {
-            let Some(t) = image.topics.get(topic) else {
-                return Err(Error::UnknownTopic {
-                    topic: topic.to_string(),
-                });
-            };
-            let n = t.partitions.len() as u32;
-            let partition = match partition {
-                Some(p) if p >= n => {
-                    return Err(Error::UnknownPartition {
-                        topic: topic.to_string(),
-                        partition: p,
-                        partitions: n,
-                    })
-                }
-                Some(p) => Some(p),
-                // Keyed: Kafka's default partitioner; unkeyed: the sticky partition.
-                None => record.key.as_ref().map(|k| partition_for_key(k, n)),
-            };
-            let max = t.config.max_message_bytes;
-            if size + BATCH_HEADER_LEN > max {
-                return Err(Error::RecordTooLarge {
-                    topic: topic.to_string(),
-                    size: size + BATCH_HEADER_LEN,
-                    max,
-                });
-            }
-            Ok((partition, n, max))
-        });
-        let (partition, n, max) = match checked {
-            Ok(c) => c,
-            Err(e) => return Delivery::failed(e),
-        };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let config = &shared.config;
-        let limits = BatchLimits {
-            batch_size: config.batch_size,
-            max_message_bytes: max,
-            producer_id: shared.producer_id,
-        };
         let mut appended = None;
         // Backpressure: waits while buffer.memory is full.
         let sent = shared.handoff.send(
             size,
             config.buffer_memory,
             || Instant::now() + config.delivery_timeout,
-            |state| {
-                let a = state.append(topic, partition, n, &record, timestamp, size, limits);
+            |state| self.check(state, topic, partition, &record, size),
+            |state, checked| {
+                let limits = BatchLimits {
+                    batch_size: config.batch_size,
+                    max_message_bytes: checked.max_message_bytes,
+                    producer_id: shared.producer_id,
+                };
+                let a = state.append(
+                    checked.topic,
+                    checked.partition,
+                    checked.partitions,
+                    &record,
+                    timestamp,
+                    size,
+                    limits,
+                );
                 // Without linger a record goes out at once unless its partition has
                 // a batch in flight: then the answer to that one wakes the sender.
                 let lone = a.idle && config.linger.is_zero();
@@ -219,6 +195,7 @@ impl Producer {
         );
         match (sent, appended) {
             (Ok(()), Some(a)) => Delivery::new(a.slot, a.index),
+            (Err(Refused::Rejected(e)), _) => Delivery::failed(e),
             (Err(Refused::Closed), _) | (Ok(()), None) => Delivery::failed(Error::ShuttingDown {
                 what: "the producer".into(),
             }),
@@ -229,12 +206,73 @@ impl Producer {
         }
     }
 
+    /// Checks `record` against its topic under the accumulator lock: the topic
+    /// exists, the partition too, the record fits `max.message.bytes`. The topic's
+    /// limits are cached in the accumulator and read from the metadata image again
+    /// only once it changed (a `send` then takes no lock on the image).
+    fn check(
+        &self,
+        state: &mut accumulator::State,
+        topic: &str,
+        partition: Option<u32>,
+        record: &Record,
+        size: usize,
+    ) -> Result<Checked> {
+        let metadata = &self.shared().cluster.metadata;
+        let at = state.topics.index(topic);
+        let (_, queues) = state.topics.at(at);
+        let version = metadata.version();
+        let limits = match queues.limits {
+            Some(l) if l.version == version => l,
+            _ => {
+                let found = metadata.with(|image| {
+                    image.topics.get(topic).map(|t| TopicLimits {
+                        version,
+                        partitions: t.partitions.len() as u32,
+                        max_message_bytes: t.config.max_message_bytes,
+                    })
+                });
+                queues.limits = found;
+                found.ok_or_else(|| Error::UnknownTopic {
+                    topic: topic.to_string(),
+                })?
+            }
+        };
+        let n = limits.partitions;
+        let partition = match partition {
+            Some(p) if p >= n => {
+                return Err(Error::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition: p,
+                    partitions: n,
+                })
+            }
+            Some(p) => Some(p),
+            // Keyed: Kafka's default partitioner; unkeyed: the sticky partition.
+            None => record.key.as_ref().map(|k| partition_for_key(k, n)),
+        };
+        let max = limits.max_message_bytes;
+        if size + BATCH_HEADER_LEN > max {
+            return Err(Error::RecordTooLarge {
+                topic: topic.to_string(),
+                size: size + BATCH_HEADER_LEN,
+                max,
+            });
+        }
+        Ok(Checked {
+            topic: at,
+            partition,
+            partitions: n,
+            max_message_bytes: max,
+        })
+    }
+
     /// Sends `partition`'s sealed batches from the calling thread (sealing its open
     /// batch first when `seal_open` and nothing of the partition is in flight),
-    /// under the accumulator lock, up to `max.in.flight`. Not while a retry is being
-    /// sequenced, nor with `acks=0` (the sender thread completes those deliveries at
-    /// hand-off), nor while a flush or close runs. True when nothing ready is left
-    /// for the sender thread.
+    /// under the accumulator lock, up to `max.in.flight`; with `acks=0` their
+    /// deliveries complete at hand-off. Not while a retry is being sequenced, nor
+    /// while a flush or close runs. True when nothing ready is left for the sender
+    /// thread.
     fn dispatch_now(
         &self,
         state: &mut accumulator::State,
@@ -243,7 +281,7 @@ impl Producer {
         seal_open: bool,
     ) -> bool {
         let shared = self.shared();
-        if shared.config.acks == Acks::None || state.flushes > 0 || state.closed {
+        if state.flushes > 0 || state.closed {
             return false;
         }
         let accumulator::State {
@@ -267,8 +305,15 @@ impl Producer {
         let image = shared.cluster.metadata.get();
         let mut d = dispatch::Dispatch::new(shared, &image, Instant::now());
         d.send_queue(topic, partition, q, in_flight, next_request);
-        debug_assert!(d.done.is_empty(), "acks=0 is left to the sender");
-        q.ready.is_empty()
+        let left = q.ready.is_empty();
+        let (done, (bytes, records)) = (d.done, d.released);
+        if !done.is_empty() {
+            for (s, outcome) in done {
+                s.slot.complete(outcome);
+            }
+            shared.handoff.finished(state, bytes, records);
+        }
+        left
     }
 
     /// Sends every buffered record now (ignoring `linger.ms`) and waits until each
@@ -281,6 +326,16 @@ impl Producer {
         self.shared().handoff.flush();
         Ok(())
     }
+}
+
+/// A record that passed [`Producer::check`]: where it goes and its batch limit.
+#[derive(Clone, Copy, Debug)]
+struct Checked {
+    topic: TopicIndex,
+    /// `None`: the topic's sticky partition.
+    partition: Option<u32>,
+    partitions: u32,
+    max_message_bytes: usize,
 }
 
 /// Milliseconds since the Unix epoch (record timestamps, `CreateTime`).

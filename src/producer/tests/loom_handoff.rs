@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use loom::thread;
 
-use crate::producer::accumulator::{BatchLimits, Sealed};
+use crate::producer::accumulator::{BatchLimits, Sealed, State};
 use crate::producer::handoff::{Handoff, Wake};
 use crate::producer::Delivery;
 use crate::record::{BatchBuilder, Record};
@@ -78,8 +78,9 @@ fn send(h: &Model, buffer_memory: usize, linger_zero: bool) -> Delivery {
         producer_id: None,
     };
     let mut appended = None;
-    h.send(size, buffer_memory, far, |state| {
-        let a = state.append("t", Some(0), 1, &record, 0, size, limits);
+    let check = |state: &mut State| Ok::<_, ()>(state.topics.index("t"));
+    h.send(size, buffer_memory, far, check, |state, t| {
+        let a = state.append(t, Some(0), 1, &record, 0, size, limits);
         let now = a.full || (a.idle && linger_zero);
         appended = Some(a);
         now

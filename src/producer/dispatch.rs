@@ -12,7 +12,7 @@ use crate::ids::{BrokerId, TopicPartition};
 use crate::protocol::{ClientRequest, Inbound, ProduceReply, ProduceRequest};
 use crate::Result;
 
-use super::accumulator::{Queue, Sealed};
+use super::accumulator::{Queue, Sealed, State};
 use super::Shared;
 
 /// Pause before resending a batch after a retriable error (`retry.backoff.ms`;
@@ -48,6 +48,20 @@ impl<'a> Dispatch<'a> {
             done: Vec::new(),
             released: (0, 0),
         }
+    }
+
+    /// Completes what the pass finished at once (`acks=0` batches at hand-off,
+    /// batches whose delivery timeout ran out) and frees their buffer memory.
+    /// Under the accumulator lock, once the pass is over.
+    pub(crate) fn finish(self, state: &mut State) {
+        if self.done.is_empty() {
+            return;
+        }
+        for (s, outcome) in self.done {
+            s.slot.complete(outcome);
+        }
+        let (bytes, records) = self.released;
+        self.shared.handoff.finished(state, bytes, records);
     }
 
     /// Sends `q`'s ready batches (partition `p` of `topic`) to its leader while

@@ -306,13 +306,7 @@ impl Producer {
         let mut d = dispatch::Dispatch::new(shared, &image, Instant::now());
         d.send_queue(topic, partition, q, in_flight, next_request);
         let left = q.ready.is_empty();
-        let (done, (bytes, records)) = (d.done, d.released);
-        if !done.is_empty() {
-            for (s, outcome) in done {
-                s.slot.complete(outcome);
-            }
-            shared.handoff.finished(state, bytes, records);
-        }
+        d.finish(state);
         left
     }
 

@@ -209,14 +209,7 @@ impl Sender {
                 dispatch.send_queue(topic, p, q, in_flight, next_request);
             }
         }
-        let (done, released) = (std::mem::take(&mut dispatch.done), dispatch.released);
-        let completed = !done.is_empty();
-        for (s, outcome) in done {
-            s.slot.complete(outcome);
-        }
-        if completed {
-            shared.handoff.finished(&mut guard, released.0, released.1);
-        }
+        dispatch.finish(&mut guard);
     }
 }
 

@@ -159,14 +159,30 @@ impl Topics {
     /// Where `topic`'s queues are, creating them empty on first use (the name is
     /// copied only then).
     pub(crate) fn index(&mut self, topic: &str) -> TopicIndex {
-        if let Some(&i) = self.ids.get(topic) {
-            return TopicIndex(i);
+        if let Some(at) = self.find(topic) {
+            return at;
         }
         let i = self.queues.len();
         self.queues
             .push((topic.to_string(), TopicQueues::default()));
         self.ids.insert(topic.to_string(), i);
         TopicIndex(i)
+    }
+
+    /// Where `topic`'s queues are, if it was ever used.
+    pub(crate) fn find(&self, topic: &str) -> Option<TopicIndex> {
+        self.ids.get(topic).map(|&i| TopicIndex(i))
+    }
+
+    /// The limits last cached for the topic at `at`.
+    pub(crate) fn limits(&self, at: TopicIndex) -> Option<TopicLimits> {
+        self.queues[at.0].1.limits
+    }
+
+    /// How many topics have queues.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.queues.len()
     }
 
     /// The name and queues at `at`.

@@ -219,23 +219,31 @@ impl Producer {
         size: usize,
     ) -> Result<Checked> {
         let metadata = &self.shared().cluster.metadata;
-        let at = state.topics.index(topic);
-        let (_, queues) = state.topics.at(at);
         let version = metadata.version();
-        let limits = match queues.limits {
-            Some(l) if l.version == version => l,
-            _ => {
-                let found = metadata.with(|image| {
-                    image.topics.get(topic).map(|t| TopicLimits {
-                        version,
-                        partitions: t.partitions.len() as u32,
-                        max_message_bytes: t.config.max_message_bytes,
+        let cached = state
+            .topics
+            .find(topic)
+            .and_then(|at| Some((at, state.topics.limits(at)?)))
+            .filter(|(_, l)| l.version == version);
+        let (at, limits) = match cached {
+            Some(c) => c,
+            None => {
+                let limits = metadata
+                    .with(|image| {
+                        image.topics.get(topic).map(|t| TopicLimits {
+                            version,
+                            partitions: t.partitions.len() as u32,
+                            max_message_bytes: t.config.max_message_bytes,
+                        })
                     })
-                });
-                queues.limits = found;
-                found.ok_or_else(|| Error::UnknownTopic {
-                    topic: topic.to_string(),
-                })?
+                    .ok_or_else(|| Error::UnknownTopic {
+                        topic: topic.to_string(),
+                    })?;
+                // Queues only for topics that exist: a name sent to by mistake
+                // leaves nothing behind.
+                let at = state.topics.index(topic);
+                state.topics.at(at).1.limits = Some(limits);
+                (at, limits)
             }
         };
         let n = limits.partitions;
@@ -341,3 +349,24 @@ pub(crate) fn now_ms() -> u64 {
 
 #[cfg(all(test, loom))]
 mod tests;
+
+#[cfg(all(test, not(loom)))]
+mod check_tests {
+    use crate::{Cluster, Error, ProducerConfig, Record, TopicConfig};
+
+    #[test]
+    fn sends_to_unknown_topics_leave_no_queues_behind() {
+        let cluster = Cluster::builder().brokers(1).build().unwrap();
+        cluster.create_topic("t", TopicConfig::new(1, 1)).unwrap();
+        let producer = cluster.producer(ProducerConfig::new()).unwrap();
+        for i in 0..100 {
+            let e = producer
+                .send(&format!("typo-{i}"), Record::new("x"))
+                .wait()
+                .unwrap_err();
+            assert!(matches!(e, Error::UnknownTopic { .. }), "{e}");
+        }
+        producer.send("t", Record::new("x")).wait().unwrap();
+        assert_eq!(producer.shared().handoff.lock().topics.len(), 1);
+    }
+}

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
+use crate::controller::MetadataImage;
 use crate::protocol::{ClientRequest, ProduceResponse};
 use crate::sync::{Arc, MutexGuard};
 use crate::{Error, Result};
@@ -42,31 +43,47 @@ impl Sender {
     }
 
     pub(crate) fn run(mut self) {
+        let mut next = Instant::now();
         loop {
-            let timeout = self
-                .next_deadline()
-                .saturating_duration_since(Instant::now());
+            let timeout = next.saturating_duration_since(Instant::now());
             if !timeout.is_zero() {
                 self.yield_for_work();
             }
+            let mut first = None;
             crossbeam_channel::select! {
-                recv(self.responses) -> r => {
-                    if let Ok(r) = r { self.on_response(r); }
-                }
+                recv(self.responses) -> r => first = r.ok(),
                 recv(self.wake) -> _ => {}
                 recv(self.metadata) -> _ => {}
                 default(timeout) => {}
             }
-            while let Ok(r) = self.responses.try_recv() {
-                self.on_response(r);
-            }
-            self.check_in_flight();
-            self.send_ready();
-            let state = self.shared.handoff.lock();
-            if state.closed && state.outstanding == 0 && state.in_flight.is_empty() {
-                return;
+            match self.step(first) {
+                Some(d) => next = d,
+                None => return,
             }
         }
+    }
+
+    /// One pass under one hold of the accumulator lock: answers, requests given up
+    /// on, what is ready to send, and when to look again (`None`: closed and done).
+    /// One hold, not one per task: every hold is a moment a calling thread's `send`
+    /// finds the lock taken and gives up its core.
+    fn step(&mut self, first: Option<ProduceResponse>) -> Option<Instant> {
+        let shared = self.shared.clone();
+        let image = shared.cluster.metadata.get();
+        let now = Instant::now();
+        let mut state = shared.handoff.lock();
+        if let Some(r) = first {
+            on_response(&shared, &mut state, r);
+        }
+        while let Ok(r) = self.responses.try_recv() {
+            on_response(&shared, &mut state, r);
+        }
+        check_in_flight(&shared, &image, &mut state, now);
+        send_ready(&shared, &image, &mut state, now);
+        if state.closed && state.outstanding == 0 && state.in_flight.is_empty() {
+            return None;
+        }
+        Some(next_deadline(&shared, &state, now))
     }
 
     /// Yields the core a few times while nothing has arrived, before `select!`
@@ -80,137 +97,139 @@ impl Sender {
             crate::sync::yield_now();
         }
     }
+}
 
-    fn next_deadline(&self) -> Instant {
-        let now = Instant::now();
-        let config = &self.shared.config;
-        let state = self.shared.handoff.lock();
-        let mut d = now + IDLE;
-        if let Some(l) = state.next_linger_deadline(config.linger) {
-            d = d.min(l);
-        }
-        for q in state.topics.values().flat_map(|t| t.partitions.iter()) {
-            if let Some(front) = q.ready.front() {
-                d = d.min(front.created + config.delivery_timeout);
-                if let Some(r) = q.retry_at {
-                    d = d.min(r);
-                }
-            }
-        }
-        for f in state.in_flight.values() {
-            d = d.min(f.sent + config.request_timeout + REQUEST_SLACK);
-        }
-        d.max(now)
+/// When the sender must look again at the latest: a linger running out, a batch's
+/// delivery timeout or retry backoff, a request's timeout.
+fn next_deadline(shared: &Shared, state: &State, now: Instant) -> Instant {
+    let config = &shared.config;
+    let mut d = now + IDLE;
+    if let Some(l) = state.next_linger_deadline(config.linger) {
+        d = d.min(l);
     }
-
-    /// Answers arrive in order per leader; an answer to a request given up on is
-    /// ignored.
-    fn on_response(&mut self, r: ProduceResponse) {
-        let shared = self.shared.clone();
-        let mut state = shared.handoff.lock();
-        let Some(f) = state.in_flight.remove(&r.id) else {
-            return;
-        };
-        finish(&shared, &mut state, f, r.result);
-    }
-
-    /// Gives up on requests whose leader moved or died, or that had no answer in
-    /// time: they are retried (idempotence keeps the retry from duplicating).
-    fn check_in_flight(&mut self) {
-        let shared = self.shared.clone();
-        let mut state = shared.handoff.lock();
-        if state.in_flight.is_empty() {
-            return;
-        }
-        let image = shared.cluster.metadata.get();
-        let now = Instant::now();
-        let timeout = shared.config.request_timeout + REQUEST_SLACK;
-        let lost: Vec<u64> = state
-            .in_flight
-            .iter()
-            .filter(|(_, f)| {
-                let leader = image
-                    .topics
-                    .get(&f.tp.topic)
-                    .and_then(|t| t.partitions.get(f.tp.partition as usize))
-                    .and_then(|p| p.leader);
-                leader != Some(f.leader)
-                    || !shared.cluster.is_alive(f.leader)
-                    || now >= f.sent + timeout
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in lost {
-            if let Some(f) = state.in_flight.remove(&id) {
-                let e = Error::NotLeader {
-                    topic: f.tp.topic.clone(),
-                    partition: f.tp.partition,
-                    broker: f.leader,
-                };
-                finish(&shared, &mut state, f, Err(e));
+    for q in state.topics.values().flat_map(|t| t.partitions.iter()) {
+        if let Some(front) = q.ready.front() {
+            d = d.min(front.created + config.delivery_timeout);
+            if let Some(r) = q.retry_at {
+                d = d.min(r);
             }
         }
     }
+    for f in state.in_flight.values() {
+        d = d.min(f.sent + config.request_timeout + REQUEST_SLACK);
+    }
+    d.max(now)
+}
 
-    fn send_ready(&mut self) {
-        let shared = self.shared.clone();
-        let config = &shared.config;
-        let image = shared.cluster.metadata.get();
-        let now = Instant::now();
-        let mut guard = shared.handoff.lock();
-        guard.seal_due(now, config.linger, shared.producer_id);
-        let mut dispatch = Dispatch::new(&shared, &image, now);
-        let State {
-            topics,
-            in_flight,
-            next_request,
-            ..
-        } = &mut *guard;
-        for (topic, t) in topics.iter_mut() {
-            for (p, q) in t.partitions.iter_mut().enumerate() {
-                let p = p as u32;
-                // Batches whose delivery timeout ran out before they could be sent.
-                while q
-                    .ready
-                    .front()
-                    .is_some_and(|s| now >= s.created + config.delivery_timeout)
-                {
-                    let mut s = q.ready.pop_front().expect("front exists");
-                    let e = s.last_error.take().unwrap_or_else(|| Error::Timeout {
-                        what: format!("a leader for {topic}-{p} to accept the batch"),
-                        after: config.delivery_timeout,
-                    });
-                    dispatch.released.0 += s.bytes;
-                    dispatch.released.1 += s.count as usize;
-                    dispatch.done.push((s, Err(e)));
-                }
-                if q.in_flight == 0 {
-                    q.retrying = false;
-                }
-                if q.retry_at.is_some_and(|t| now < t) {
+/// Answers arrive in order per leader; an answer to a request given up on is
+/// ignored.
+fn on_response(shared: &Shared, state: &mut MutexGuard<'_, State>, r: ProduceResponse) {
+    let Some(f) = state.in_flight.remove(&r.id) else {
+        return;
+    };
+    finish(shared, state, f, r.result);
+}
+
+/// Gives up on requests whose leader moved or died, or that had no answer in time:
+/// they are retried (idempotence keeps the retry from duplicating).
+fn check_in_flight(
+    shared: &Shared,
+    image: &MetadataImage,
+    state: &mut MutexGuard<'_, State>,
+    now: Instant,
+) {
+    if state.in_flight.is_empty() {
+        return;
+    }
+    let timeout = shared.config.request_timeout + REQUEST_SLACK;
+    let lost: Vec<u64> = state
+        .in_flight
+        .iter()
+        .filter(|(_, f)| {
+            let leader = image
+                .topics
+                .get(&f.tp.topic)
+                .and_then(|t| t.partitions.get(f.tp.partition as usize))
+                .and_then(|p| p.leader);
+            leader != Some(f.leader)
+                || !shared.cluster.is_alive(f.leader)
+                || now >= f.sent + timeout
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    for id in lost {
+        if let Some(f) = state.in_flight.remove(&id) {
+            let e = Error::NotLeader {
+                topic: f.tp.topic.clone(),
+                partition: f.tp.partition,
+                broker: f.leader,
+            };
+            finish(shared, state, f, Err(e));
+        }
+    }
+}
+
+/// Seals batches whose linger ran out, fails those whose delivery timeout ran out
+/// unsent, and sends what each partition may have in flight.
+fn send_ready(
+    shared: &Shared,
+    image: &MetadataImage,
+    guard: &mut MutexGuard<'_, State>,
+    now: Instant,
+) {
+    let config = &shared.config;
+    guard.seal_due(now, config.linger, shared.producer_id);
+    let mut dispatch = Dispatch::new(shared, image, now);
+    let State {
+        topics,
+        in_flight,
+        next_request,
+        ..
+    } = &mut **guard;
+    for (topic, t) in topics.iter_mut() {
+        for (p, q) in t.partitions.iter_mut().enumerate() {
+            let p = p as u32;
+            // Batches whose delivery timeout ran out before they could be sent.
+            while q
+                .ready
+                .front()
+                .is_some_and(|s| now >= s.created + config.delivery_timeout)
+            {
+                let mut s = q.ready.pop_front().expect("front exists");
+                let e = s.last_error.take().unwrap_or_else(|| Error::Timeout {
+                    what: format!("a leader for {topic}-{p} to accept the batch"),
+                    after: config.delivery_timeout,
+                });
+                dispatch.released.0 += s.bytes;
+                dispatch.released.1 += s.count as usize;
+                dispatch.done.push((s, Err(e)));
+            }
+            if q.in_flight == 0 {
+                q.retrying = false;
+            }
+            if q.retry_at.is_some_and(|t| now < t) {
+                continue;
+            }
+            if q.needs_reset {
+                if q.in_flight > 0 {
                     continue;
                 }
-                if q.needs_reset {
-                    if q.in_flight > 0 {
+                match shared
+                    .cluster
+                    .ask_controller(|reply| ClientRequest::AllocateProducerId { reply })
+                {
+                    Ok(pid) => q.reset_sequences(pid),
+                    Err(_) => {
+                        q.retry_at = Some(now + RETRY_BACKOFF);
                         continue;
                     }
-                    match shared
-                        .cluster
-                        .ask_controller(|reply| ClientRequest::AllocateProducerId { reply })
-                    {
-                        Ok(pid) => q.reset_sequences(pid),
-                        Err(_) => {
-                            q.retry_at = Some(now + RETRY_BACKOFF);
-                            continue;
-                        }
-                    }
                 }
-                q.retry_at = None;
-                dispatch.send_queue(topic, p, q, in_flight, next_request);
             }
+            q.retry_at = None;
+            dispatch.send_queue(topic, p, q, in_flight, next_request);
         }
-        dispatch.finish(&mut guard);
     }
+    dispatch.finish(guard);
 }
 
 /// Completes, retries or fails a batch on its answer. Under the accumulator lock.

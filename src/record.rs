@@ -163,9 +163,16 @@ impl BatchBuilder {
             Some(id) => i64::try_from(id).expect("producer id above i64::MAX"),
             None => -1,
         };
-        let mut buf = BytesMut::with_capacity(capacity.max(BATCH_HEADER_LEN));
+        let capacity = capacity.max(BATCH_HEADER_LEN);
+        let mut buf = BytesMut::with_capacity(capacity);
+        // Touched once, in one sweep: the records are then written into memory this
+        // core already owns. Fresh memory was last read by the broker that copied
+        // an earlier batch out of it, so each record's first writes would otherwise
+        // wait for the core to take its lines back, and the producer's per-record
+        // lock would wait for those writes.
+        buf.resize(capacity, 0);
         // The header is written by `finish`, once the records are known.
-        buf.resize(BATCH_HEADER_LEN, 0);
+        buf.truncate(BATCH_HEADER_LEN);
         BatchBuilder {
             buf,
             count: 0,

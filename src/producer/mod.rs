@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     handoff: Handoff<Sender<()>>,
     /// Where leaders answer produce requests: the sender thread's channel.
     reply_to: Sender<crate::protocol::ProduceResponse>,
+    /// The same answers' receiving end: a calling thread that sends a batch takes
+    /// the answers waiting there first, under the lock it holds anyway.
+    responses: crossbeam_channel::Receiver<crate::protocol::ProduceResponse>,
 }
 
 #[derive(Debug)]
@@ -107,6 +110,7 @@ impl Producer {
             producer_id,
             handoff: Handoff::new(wake),
             reply_to,
+            responses: responses.clone(),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -291,6 +295,16 @@ impl Producer {
         let shared = self.shared();
         if state.flushes > 0 || state.closed {
             return false;
+        }
+        // Answers that came back meanwhile, taken under the lock this thread holds
+        // anyway: the sender thread would otherwise take the lock for each, and
+        // every hold of it makes a `send` give up its core. A failed batch is left
+        // to the sender thread's retries, which it must hear of.
+        while let Ok(r) = shared.responses.try_recv() {
+            if r.result.is_err() {
+                shared.handoff.wake_sender();
+            }
+            sender::on_response(shared, state, r);
         }
         let accumulator::State {
             topics,

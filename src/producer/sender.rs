@@ -123,7 +123,7 @@ fn next_deadline(shared: &Shared, state: &State, now: Instant) -> Instant {
 
 /// Answers arrive in order per leader; an answer to a request given up on is
 /// ignored.
-fn on_response(shared: &Shared, state: &mut MutexGuard<'_, State>, r: ProduceResponse) {
+pub(super) fn on_response(shared: &Shared, state: &mut State, r: ProduceResponse) {
     let Some(f) = state.in_flight.remove(&r.id) else {
         return;
     };
@@ -233,7 +233,7 @@ fn send_ready(
 }
 
 /// Completes, retries or fails a batch on its answer. Under the accumulator lock.
-fn finish(shared: &Shared, state: &mut MutexGuard<'_, State>, f: InFlight, result: Result<u64>) {
+fn finish(shared: &Shared, state: &mut State, f: InFlight, result: Result<u64>) {
     // An earlier batch of the partition still awaiting its answer (only looked up
     // on the rare error path).
     let earlier_out = result.is_err()

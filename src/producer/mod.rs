@@ -296,16 +296,7 @@ impl Producer {
         if state.flushes > 0 || state.closed {
             return false;
         }
-        // Answers that came back meanwhile, taken under the lock this thread holds
-        // anyway: the sender thread would otherwise take the lock for each, and
-        // every hold of it makes a `send` give up its core. A failed batch is left
-        // to the sender thread's retries, which it must hear of.
-        while let Ok(r) = shared.responses.try_recv() {
-            if r.result.is_err() {
-                shared.handoff.wake_sender();
-            }
-            sender::on_response(shared, state, r);
-        }
+        self.take_answers(state);
         let accumulator::State {
             topics,
             in_flight,
@@ -330,6 +321,20 @@ impl Producer {
         let left = q.ready.is_empty();
         d.finish(state);
         left
+    }
+
+    /// Completes the answers that came back meanwhile, under the lock this thread
+    /// holds anyway: the sender thread would otherwise take the lock for each, and
+    /// every hold of it makes a `send` give up its core. A failed batch is left to
+    /// the sender thread's retries, which it must hear of.
+    fn take_answers(&self, state: &mut accumulator::State) {
+        let shared = self.shared();
+        while let Ok(r) = shared.responses.try_recv() {
+            if r.result.is_err() {
+                shared.handoff.wake_sender();
+            }
+            sender::on_response(shared, state, r);
+        }
     }
 
     /// Sends every buffered record now (ignoring `linger.ms`) and waits until each

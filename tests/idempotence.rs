@@ -111,3 +111,44 @@ fn keyed_records_land_where_kafkas_partitioner_puts_them() {
         assert_eq!(meta.partition, partition, "key {key}");
     }
 }
+
+#[test]
+fn batches_refused_for_a_small_isr_are_retried_and_written_once() {
+    let c = Cluster::builder().brokers(3).build().unwrap();
+    let t = c
+        .create_topic("t", TopicConfig::new(1, 3).min_insync_replicas(2))
+        .unwrap();
+    let p = t.partition(0).unwrap();
+    let leader = p.leader().unwrap();
+    let followers: Vec<BrokerId> = p.replicas().into_iter().filter(|b| *b != leader).collect();
+    for f in &followers {
+        c.kill_broker(*f).unwrap();
+    }
+    wait_until("the ISR to shrink to the leader", || {
+        p.isr() == vec![leader]
+    });
+    // Small batches, many of them: the sending thread hands each full one to the
+    // leader itself and takes the refusals (NotEnoughReplicas) that come back
+    // while it is still sending; the sender thread retries them.
+    let prod = c
+        .producer(
+            ProducerConfig::new()
+                .batch_size(1024)
+                .delivery_timeout(Duration::from_secs(30)),
+        )
+        .unwrap();
+    let ds: Vec<_> = (0..3000)
+        .map(|i| prod.send_to("t", 0, Record::new(format!("v{i}"))))
+        .collect();
+    assert!(
+        ds.iter().all(|d| !d.is_done()),
+        "acks=all completed with the ISR below min.insync.replicas"
+    );
+    assert_eq!(p.replica(leader).unwrap().log_end_offset(), Some(0));
+    c.restart_broker(followers[0]).unwrap();
+    for d in ds {
+        d.wait().unwrap();
+    }
+    check_exactly_once(&c, "t", 3000);
+    replicas_agree(&c, "t");
+}

@@ -153,6 +153,9 @@ pub(crate) struct TopicIndex(usize);
 pub(crate) struct Topics {
     ids: FxHashMap<String, usize>,
     queues: Vec<(String, TopicQueues)>,
+    /// The topic found last: a producer mostly sends to one topic after another,
+    /// and comparing one name is cheaper than hashing it.
+    last: usize,
 }
 
 impl Topics {
@@ -170,8 +173,17 @@ impl Topics {
     }
 
     /// Where `topic`'s queues are, if it was ever used.
-    pub(crate) fn find(&self, topic: &str) -> Option<TopicIndex> {
-        self.ids.get(topic).map(|&i| TopicIndex(i))
+    pub(crate) fn find(&mut self, topic: &str) -> Option<TopicIndex> {
+        if self
+            .queues
+            .get(self.last)
+            .is_some_and(|(name, _)| name == topic)
+        {
+            return Some(TopicIndex(self.last));
+        }
+        let i = *self.ids.get(topic)?;
+        self.last = i;
+        Some(TopicIndex(i))
     }
 
     /// The limits last cached for the topic at `at`.

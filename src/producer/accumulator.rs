@@ -205,8 +205,8 @@ impl Topics {
 
     /// `topic`'s queues, if it was ever used.
     pub(crate) fn get_mut(&mut self, topic: &str) -> Option<&mut TopicQueues> {
-        let i = *self.ids.get(topic)?;
-        Some(&mut self.queues[i].1)
+        let at = self.find(topic)?;
+        Some(self.at(at).1)
     }
 
     /// Every topic's queues.

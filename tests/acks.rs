@@ -63,10 +63,7 @@ fn acks_all_is_refused_when_the_isr_is_below_min_insync() {
         .create_topic("t", TopicConfig::new(1, 3).min_insync_replicas(2))
         .unwrap();
     let p = t.partition(0).unwrap();
-    let leader = p.leader().unwrap();
-    for b in p.replicas().into_iter().filter(|b| *b != leader) {
-        c.kill_broker(b).unwrap();
-    }
+    let (leader, _) = kill_followers(&c, &p);
     wait_until("the ISR to shrink to the leader", || {
         p.isr() == vec![leader]
     });

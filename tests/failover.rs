@@ -90,11 +90,7 @@ fn min_insync_refuses_acks_all_while_the_isr_is_too_small_and_accepts_after_rest
         .create_topic("t", TopicConfig::new(1, 3).min_insync_replicas(2))
         .unwrap();
     let p = t.partition(0).unwrap();
-    let leader = p.leader().unwrap();
-    let followers: Vec<BrokerId> = p.replicas().into_iter().filter(|b| *b != leader).collect();
-    for f in &followers {
-        c.kill_broker(*f).unwrap();
-    }
+    let (_, followers) = kill_followers(&c, &p);
     let prod = c
         .producer(ProducerConfig::new().delivery_timeout(Duration::from_millis(300)))
         .unwrap();

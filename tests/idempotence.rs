@@ -119,11 +119,7 @@ fn batches_refused_for_a_small_isr_are_retried_and_written_once() {
         .create_topic("t", TopicConfig::new(1, 3).min_insync_replicas(2))
         .unwrap();
     let p = t.partition(0).unwrap();
-    let leader = p.leader().unwrap();
-    let followers: Vec<BrokerId> = p.replicas().into_iter().filter(|b| *b != leader).collect();
-    for f in &followers {
-        c.kill_broker(*f).unwrap();
-    }
+    let (leader, followers) = kill_followers(&c, &p);
     wait_until("the ISR to shrink to the leader", || {
         p.isr() == vec![leader]
     });

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use replog::{Cluster, ConsumedRecord, Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+use replog::{
+    BrokerId, Cluster, ConsumedRecord, Consumer, ConsumerConfig, OffsetReset, Partition,
+    TopicPartition,
+};
 
 /// Generous: tests run on 2 shared cores, often in parallel.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -113,4 +116,19 @@ pub fn all_acked_present_once(cluster: &Cluster, topic: &str, acked: &[(u32, u64
             "{topic}-{p}: {v:?} appears twice"
         );
     }
+}
+
+/// Kills every follower of `partition`: returns its leader and the followers
+/// killed, in replica order.
+pub fn kill_followers(cluster: &Cluster, partition: &Partition) -> (BrokerId, Vec<BrokerId>) {
+    let leader = partition.leader().expect("the partition has a leader");
+    let followers: Vec<BrokerId> = partition
+        .replicas()
+        .into_iter()
+        .filter(|b| *b != leader)
+        .collect();
+    for f in &followers {
+        cluster.kill_broker(*f).unwrap();
+    }
+    (leader, followers)
 }

@@ -229,10 +229,15 @@ fn main() {
     println!(
         "\n### acks=all end to end (send → a consumer sees it), 3 brokers, RF 3, 1 partition\n"
     );
-    println!("| offered rate | achieved rate | samples | median | p99 | p99.9 | max |");
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     println!(
-        "| {LATENCY_RATE} records/s | {:.0} records/s | {} | {:.0?} | {:.0?} | {:.0?} | {:.0?} |",
+        "| offered rate | achieved rate | samples | median | p99 | p99.9 | max | process CPU |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let cpu = lat
+        .process_cores
+        .map_or_else(|| "unknown".into(), |c| format!("{c:.2} cores"));
+    println!(
+        "| {LATENCY_RATE} records/s | {:.0} records/s | {} | {:.0?} | {:.0?} | {:.0?} | {:.0?} | {cpu} |",
         lat.achieved_rate,
         lat.samples.len(),
         lat.quantile(0.5),

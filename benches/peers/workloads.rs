@@ -848,6 +848,9 @@ pub struct Latencies {
     pub samples: Vec<Duration>,
     /// The send rate reached (records/s).
     pub achieved_rate: f64,
+    /// The whole process's CPU time over the run (warm-up included) divided by its
+    /// wall time, in cores; `None` where `/proc/self/stat` is not there to read.
+    pub process_cores: Option<f64>,
 }
 
 impl Latencies {
@@ -885,6 +888,7 @@ pub fn latency(rate: u64, warm_up: Duration, duration: Duration) -> Latencies {
 
     let warm_records = (rate as f64 * warm_up.as_secs_f64()) as u64;
     let total = warm_records + (rate as f64 * duration.as_secs_f64()) as u64;
+    let cpu_before = process_cpu();
     let origin = Instant::now();
     let done = AtomicBool::new(false);
     let (samples, send_elapsed) = std::thread::scope(|s| {
@@ -935,6 +939,9 @@ pub fn latency(rate: u64, warm_up: Duration, duration: Duration) -> Latencies {
         done.store(true, Ordering::Relaxed);
         (reader.join().expect("reader"), send_elapsed)
     });
+    let process_cores = process_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before).as_secs_f64() / origin.elapsed().as_secs_f64());
     let mut samples = samples;
     samples.sort_unstable();
     drop(consumer);
@@ -943,5 +950,18 @@ pub fn latency(rate: u64, warm_up: Duration, duration: Duration) -> Latencies {
     Latencies {
         samples,
         achieved_rate: total as f64 / send_elapsed.as_secs_f64(),
+        process_cores,
     }
+}
+
+/// CPU time of the whole process so far (every thread, user and system), from
+/// `/proc/self/stat` (Linux; its clock ticks are USER_HZ, 100 per second).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // utime and stime are the 12th and 13th of them.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
 }

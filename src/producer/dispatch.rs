@@ -80,12 +80,8 @@ impl<'a> Dispatch<'a> {
             && q.in_flight < config.max_in_flight
             && !(q.retrying && q.in_flight > 0)
         {
-            let leader = self
-                .image
-                .topics
-                .get(topic)
-                .and_then(|t| t.partitions.get(p as usize))
-                .and_then(|p| p.leader);
+            let tp = TopicPartition::new(topic, p);
+            let leader = self.image.partition(&tp).and_then(|p| p.leader);
             let Some(leader) = leader else {
                 break; // offline: wait for an election (metadata wakes the sender)
             };
@@ -101,7 +97,6 @@ impl<'a> Dispatch<'a> {
             let sealed = q.ready.pop_front().expect("not empty");
             let id = *next_id;
             *next_id += 1;
-            let tp = TopicPartition::new(topic, p);
             let request = ProduceRequest {
                 id,
                 tp: tp.clone(),

@@ -8,7 +8,7 @@ use crossbeam_channel::Receiver;
 
 use crate::controller::MetadataImage;
 use crate::protocol::{ClientRequest, ProduceResponse};
-use crate::sync::{Arc, MutexGuard};
+use crate::sync::Arc;
 use crate::{Error, Result};
 
 use super::accumulator::State;
@@ -132,12 +132,7 @@ pub(super) fn on_response(shared: &Shared, state: &mut State, r: ProduceResponse
 
 /// Gives up on requests whose leader moved or died, or that had no answer in time:
 /// they are retried (idempotence keeps the retry from duplicating).
-fn check_in_flight(
-    shared: &Shared,
-    image: &MetadataImage,
-    state: &mut MutexGuard<'_, State>,
-    now: Instant,
-) {
+fn check_in_flight(shared: &Shared, image: &MetadataImage, state: &mut State, now: Instant) {
     if state.in_flight.is_empty() {
         return;
     }
@@ -146,11 +141,7 @@ fn check_in_flight(
         .in_flight
         .iter()
         .filter(|(_, f)| {
-            let leader = image
-                .topics
-                .get(&f.tp.topic)
-                .and_then(|t| t.partitions.get(f.tp.partition as usize))
-                .and_then(|p| p.leader);
+            let leader = image.partition(&f.tp).and_then(|p| p.leader);
             leader != Some(f.leader)
                 || !shared.cluster.is_alive(f.leader)
                 || now >= f.sent + timeout
@@ -171,21 +162,16 @@ fn check_in_flight(
 
 /// Seals batches whose linger ran out, fails those whose delivery timeout ran out
 /// unsent, and sends what each partition may have in flight.
-fn send_ready(
-    shared: &Shared,
-    image: &MetadataImage,
-    guard: &mut MutexGuard<'_, State>,
-    now: Instant,
-) {
+fn send_ready(shared: &Shared, image: &MetadataImage, state: &mut State, now: Instant) {
     let config = &shared.config;
-    guard.seal_due(now, config.linger, shared.producer_id);
+    state.seal_due(now, config.linger, shared.producer_id);
     let mut dispatch = Dispatch::new(shared, image, now);
     let State {
         topics,
         in_flight,
         next_request,
         ..
-    } = &mut **guard;
+    } = &mut *state;
     for (topic, t) in topics.iter_mut() {
         for (p, q) in t.partitions.iter_mut().enumerate() {
             let p = p as u32;
@@ -229,7 +215,7 @@ fn send_ready(
             dispatch.send_queue(topic, p, q, in_flight, next_request);
         }
     }
-    dispatch.finish(guard);
+    dispatch.finish(state);
 }
 
 /// Completes, retries or fails a batch on its answer. Under the accumulator lock.

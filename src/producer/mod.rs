@@ -188,10 +188,10 @@ impl Producer {
                 // What it cannot send wakes the sender thread.
                 let mut left = false;
                 if let Some(old) = a.sealed_elsewhere {
-                    left |= !self.dispatch_now(state, topic, old, false);
+                    left |= !self.dispatch_now(state, checked.topic, old, false);
                 }
                 if a.full || lone {
-                    left |= !self.dispatch_now(state, topic, a.slot.partition, lone);
+                    left |= !self.dispatch_now(state, checked.topic, a.slot.partition, lone);
                 }
                 appended = Some(a);
                 left
@@ -288,7 +288,7 @@ impl Producer {
     fn dispatch_now(
         &self,
         state: &mut accumulator::State,
-        topic: &str,
+        topic: TopicIndex,
         partition: u32,
         seal_open: bool,
     ) -> bool {
@@ -303,10 +303,8 @@ impl Producer {
             next_request,
             ..
         } = state;
-        let Some(q) = topics
-            .get_mut(topic)
-            .and_then(|t| t.partitions.get_mut(partition as usize))
-        else {
+        let (topic, t) = topics.at(topic);
+        let Some(q) = t.partitions.get_mut(partition as usize) else {
             return false;
         };
         if q.retrying || q.retry_at.is_some() || q.needs_reset {

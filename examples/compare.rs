@@ -5,7 +5,7 @@
 //! `docs/throughput.png` (throughput against concurrent writers).
 //!
 //! Run: `cargo run --release --example compare [seconds per case]`
-//! (default 3 s per case after a short warm-up; the whole run takes about three
+//! (default 3 s per case after a short warm-up; the whole run takes two to three
 //! minutes). The workloads are those of `benches/peers.rs`, in
 //! `benches/peers/workloads.rs`, where each is described. Every record has a 100-byte
 //! value; MB/s counts values only (10^6 B).

@@ -144,7 +144,14 @@ impl ControllerThread {
         }
         // Published before it is sent: whoever acts on a message (a leader
         // completing acks after an ISR change) finds the image already saying so.
-        if !out.records.is_empty() || !out.messages.is_empty() {
+        // A heartbeat's reply changes nothing: publishing for it would wake every
+        // watcher (each producer's sender thread) several times a second.
+        let changed = !out.records.is_empty()
+            || out
+                .messages
+                .iter()
+                .any(|(_, m)| !matches!(m, Message::HeartbeatReply { .. }));
+        if changed {
             self.metadata.set(self.core.image().clone());
         }
         for (to, message) in out.messages {

@@ -319,20 +319,35 @@ pub(crate) struct ProduceRequest {
 /// producer's sender thread (which still gets the answer, for its bookkeeping).
 #[derive(Clone, Debug)]
 pub(crate) struct ProduceReply {
-    pub tx: Sender<ProduceResponse>,
+    pub to: ReplyTo,
     pub slot: Option<std::sync::Arc<crate::producer::DeliverySlot>>,
 }
 
+/// Who takes a produce answer.
+#[derive(Clone, Debug)]
+pub(crate) enum ReplyTo {
+    /// A client that reads its answers from a channel (the simulation's).
+    #[cfg(any(test, feature = "sim"))]
+    Channel(Sender<ProduceResponse>),
+    /// A [`crate::Producer`]: queued without waking its sender thread unless needed.
+    Producer(std::sync::Arc<crate::producer::LeaderAnswers>),
+}
+
 impl ProduceReply {
-    /// Completes the deliveries on success, then sends the answer.
-    pub(crate) fn send(
-        &self,
-        response: ProduceResponse,
-    ) -> Result<(), crossbeam_channel::SendError<ProduceResponse>> {
-        if let (Some(slot), Ok(base)) = (&self.slot, &response.result) {
-            slot.complete(Ok(Some(*base)));
+    /// Hands the answer over, then completes the deliveries on success. In that
+    /// order, so that a caller woken by its delivery finds the answer already
+    /// there when it sends its next record.
+    pub(crate) fn send(&self, response: ProduceResponse) {
+        let base = response.result.as_ref().ok().copied();
+        match &self.to {
+            // A client that went away needs no answer.
+            #[cfg(any(test, feature = "sim"))]
+            ReplyTo::Channel(tx) => drop(tx.send(response)),
+            ReplyTo::Producer(answers) => answers.push(response, base.is_none()),
         }
-        self.tx.send(response)
+        if let (Some(slot), Some(base)) = (&self.slot, base) {
+            slot.complete(Ok(Some(base)));
+        }
     }
 }
 

@@ -187,7 +187,7 @@ impl Broker {
     pub(super) fn produce(&mut self, req: ProduceRequest, now: Duration) {
         let me = self.config.id;
         let reply = |req: &ProduceRequest, result: Result<u64>| {
-            let _ = req.reply.send(ProduceResponse { id: req.id, result });
+            req.reply.send(ProduceResponse { id: req.id, result });
         };
         let Some(r) = self.replicas.get_mut(&req.tp) else {
             return reply(&req, Err(self.not_leader(&req.tp)));

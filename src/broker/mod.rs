@@ -130,7 +130,7 @@ impl PendingAck {
     fn answer(self, result: Result<u64>, coordinator: &mut Coordinator) {
         match self.target {
             AckTarget::Producer(reply) => {
-                let _ = reply.send(ProduceResponse {
+                reply.send(ProduceResponse {
                     id: self.request_id,
                     result,
                 });

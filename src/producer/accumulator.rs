@@ -192,7 +192,7 @@ impl Topics {
     }
 
     /// How many topics have queues.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn len(&self) -> usize {
         self.queues.len()
     }
@@ -237,6 +237,9 @@ pub(crate) struct Appended {
     /// The partition has nothing in flight or sealed: with `linger.ms` 0 its open
     /// batch goes out as soon as the sender looks.
     pub(crate) idle: bool,
+    /// When the record opened a new batch: its creation time, from which its
+    /// linger runs.
+    pub(crate) opened: Option<Instant>,
 }
 
 /// Limits a batch must respect.
@@ -263,6 +266,13 @@ pub(crate) struct State {
     pub(crate) in_flight: FxHashMap<u64, InFlight>,
     /// The next request id.
     pub(crate) next_request: u64,
+    /// Callers blocked in `send` until buffer memory frees up.
+    pub(crate) waiting: u32,
+    /// When the sender thread wakes next by itself, as its last pass left it
+    /// (`None` before its first pass, which comes at once).
+    pub(crate) sender_wakes_at: Option<Instant>,
+    /// Leaders' answers taken out of the queue, kept for its capacity.
+    pub(crate) answers: Vec<crate::protocol::ProduceResponse>,
 }
 
 impl State {
@@ -336,6 +346,7 @@ impl State {
             full = true;
         }
         let last = q.last_batch_bytes;
+        let mut opened = None;
         let open = q.open.get_or_insert_with(|| OpenBatch {
             // Sized for what is likely to come: the size of the partition's last
             // batch (whole batches under load, so no growing by reallocation and
@@ -347,7 +358,7 @@ impl State {
             slot: DeliverySlot::new(topic, p),
             count: 0,
             bytes: 0,
-            created: Instant::now(),
+            created: *opened.insert(Instant::now()),
         });
         open.builder.push(record, timestamp);
         let index = open.count;
@@ -367,6 +378,7 @@ impl State {
             full,
             sealed_elsewhere,
             idle,
+            opened,
         }
     }
 
@@ -392,15 +404,38 @@ impl State {
         }
     }
 
-    /// The earliest moment an open batch's linger runs out (batches held behind one
-    /// in flight wait for its answer instead, see [`State::seal_due`]).
-    pub(crate) fn next_linger_deadline(&self, linger: Duration) -> Option<Instant> {
+    /// The earliest moment after `now` an open batch's linger runs out. An open
+    /// batch held behind one in flight whose linger already ran out (see
+    /// [`State::seal_due`]) waits for that batch's answer instead:
+    /// [`State::needs_answers`].
+    pub(crate) fn next_linger_deadline(&self, linger: Duration, now: Instant) -> Option<Instant> {
         self.topics
             .values()
             .flat_map(|t| t.partitions.iter())
-            .filter(|q| q.in_flight == 0)
-            .filter_map(|q| q.open.as_ref().map(|o| o.created + linger))
+            .filter_map(|q| {
+                let due = q.open.as_ref()?.created + linger;
+                (q.in_flight == 0 || due > now).then_some(due)
+            })
             .min()
+    }
+
+    /// Whether someone waits for the answers of batches in flight: a flush, a
+    /// close, a caller blocked on buffer memory, or a partition whose sealed
+    /// batches, or open batch past its linger, can go out only once an answer
+    /// frees the way. Otherwise answers may wait for the next pass.
+    pub(crate) fn needs_answers(&self, linger: Duration, now: Instant) -> bool {
+        self.flushes > 0
+            || self.closed
+            || self.waiting > 0
+            || self
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.iter())
+                .any(|q| {
+                    q.in_flight > 0
+                        && (!q.ready.is_empty()
+                            || q.open.as_ref().is_some_and(|o| o.created + linger <= now))
+                })
     }
 
     /// The queue of `partition` of `topic`.
@@ -460,16 +495,21 @@ mod tests {
             assert!(!append(&mut state).idle, "a batch is in flight");
         }
         // Linger (0) ran out and a flush waits, but the batch in flight holds them.
+        let later = now + Duration::from_secs(1);
+        assert!(
+            state.needs_answers(Duration::ZERO, later),
+            "only an answer lets them go"
+        );
         state.flushes = 1;
-        state.seal_due(now + Duration::from_secs(1), Duration::ZERO, None);
-        assert_eq!(state.next_linger_deadline(Duration::ZERO), None);
+        state.seal_due(later, Duration::ZERO, None);
+        assert_eq!(state.next_linger_deadline(Duration::ZERO, later), None);
         let q = state.queue_mut("t", 0).expect("queue");
         assert!(q.ready.is_empty());
         assert_eq!(q.open.as_ref().map(|o| o.count), Some(5));
 
         // Its answer came back: all five go out in one batch.
         q.in_flight = 0;
-        assert!(state.next_linger_deadline(Duration::ZERO).is_some());
+        assert!(state.next_linger_deadline(Duration::ZERO, later).is_some());
         state.seal_due(now + Duration::from_secs(1), Duration::ZERO, None);
         let q = state.queue_mut("t", 0).expect("queue");
         assert_eq!(q.ready.len(), 1);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::config::Acks;
 use crate::controller::MetadataImage;
 use crate::ids::{BrokerId, TopicPartition};
-use crate::protocol::{ClientRequest, Inbound, ProduceReply, ProduceRequest};
+use crate::protocol::{ClientRequest, Inbound, ProduceReply, ProduceRequest, ReplyTo};
 use crate::Result;
 
 use super::accumulator::{Queue, Sealed, State};
@@ -104,7 +104,7 @@ impl<'a> Dispatch<'a> {
                 batch: sealed.batch.clone(),
                 timeout: config.request_timeout,
                 reply: ProduceReply {
-                    tx: shared.reply_to.clone(),
+                    to: ReplyTo::Producer(shared.answers.clone()),
                     slot: Some(sealed.slot.clone()),
                 },
             };
@@ -134,6 +134,10 @@ impl<'a> Dispatch<'a> {
                     },
                 );
             }
+        }
+        if !q.ready.is_empty() && q.in_flight > 0 {
+            // Held back by the batches in flight: their answers free the way.
+            shared.answers.want();
         }
     }
 }

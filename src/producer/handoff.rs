@@ -97,9 +97,13 @@ impl<W: Wake> Handoff<W> {
         // The clock is read only when the buffer is full: not on the hot path.
         let mut until = None;
         while state.buffered > 0 && state.buffered + size > buffer_memory {
+            // Counted, so the sender thread asks for every answer while this waits.
+            state.waiting += 1;
             self.wake_sender();
             let until = *until.get_or_insert_with(&deadline);
-            if self.progress.wait_until(&mut state, until).timed_out() {
+            let timed_out = self.progress.wait_until(&mut state, until).timed_out();
+            state.waiting -= 1;
+            if timed_out {
                 return Err(Refused::BufferFull);
             }
         }

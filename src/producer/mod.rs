@@ -5,6 +5,7 @@
 //! `linger.ms` 0) hands it to the leader itself, one thread hop less.
 
 mod accumulator;
+mod answers;
 mod delivery;
 mod dispatch;
 mod handoff;
@@ -18,7 +19,7 @@ use crossbeam_channel::Sender;
 
 use crate::cluster::ClusterInner;
 use crate::config::{Acks, ProducerConfig};
-use crate::protocol::ClientRequest;
+use crate::protocol::{ClientRequest, ProduceResponse};
 use crate::record::{BatchBuilder, Record, BATCH_HEADER_LEN};
 use crate::sync::{Arc, Mutex};
 use crate::{Error, Result};
@@ -38,12 +39,13 @@ pub(crate) struct Shared {
     producer_id: Option<u64>,
     /// The accumulator, its progress condvar and the sender thread's wake-up.
     handoff: Handoff<Sender<()>>,
-    /// Where leaders answer produce requests: the sender thread's channel.
-    reply_to: Sender<crate::protocol::ProduceResponse>,
-    /// The same answers' receiving end: a calling thread that sends a batch takes
-    /// the answers waiting there first, under the lock it holds anyway.
-    responses: crossbeam_channel::Receiver<crate::protocol::ProduceResponse>,
+    /// Where leaders leave their answers, taken by the sender thread or by a
+    /// calling thread under the lock it holds anyway.
+    answers: Arc<LeaderAnswers>,
 }
+
+/// Where partition leaders leave a producer's answers.
+pub(crate) type LeaderAnswers = answers::Answers<ProduceResponse, Sender<()>>;
 
 #[derive(Debug)]
 struct Handle {
@@ -103,19 +105,17 @@ impl Producer {
             None
         };
         let (wake, wake_rx) = crossbeam_channel::bounded(1);
-        let (reply_to, responses) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             cluster,
             config,
             producer_id,
-            handoff: Handoff::new(wake),
-            reply_to,
-            responses: responses.clone(),
+            handoff: Handoff::new(wake.clone()),
+            answers: Arc::new(answers::Answers::new(wake)),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("replog-producer".into())
-            .spawn(move || sender::Sender::new(s, wake_rx, responses).run())
+            .spawn(move || sender::Sender::new(s, wake_rx).run())
             .map_err(|e| Error::io("producer thread", e))?;
         Ok(Producer {
             handle: Arc::new(Handle {
@@ -167,6 +167,11 @@ impl Producer {
             || Instant::now() + config.delivery_timeout,
             |state| self.check(state, topic, partition, &record, size),
             |state, checked| {
+                // Answers left since the last look: a partition whose last batch
+                // was answered is idle again, and its record can go out at once.
+                if shared.answers.maybe_queued() {
+                    sender::take_answers(shared, state);
+                }
                 let limits = BatchLimits {
                     batch_size: config.batch_size,
                     max_message_bytes: checked.max_message_bytes,
@@ -182,8 +187,12 @@ impl Producer {
                     limits,
                 );
                 // Without linger a record goes out at once unless its partition has
-                // a batch in flight: then the answer to that one wakes the sender.
+                // a batch in flight: then it goes once that batch is answered, and
+                // that answer must wake the sender.
                 let lone = a.idle && config.linger.is_zero();
+                if !a.idle && config.linger.is_zero() {
+                    shared.answers.want();
+                }
                 // This thread sends what is ready itself when it can: one hop less.
                 // What it cannot send wakes the sender thread.
                 let mut left = false;
@@ -192,6 +201,13 @@ impl Producer {
                 }
                 if a.full || lone {
                     left |= !self.dispatch_now(state, checked.topic, a.slot.partition, lone);
+                }
+                // A new batch whose linger runs out before the sender thread next
+                // looks by itself: it must look again.
+                if let Some(created) = a.opened.filter(|_| !config.linger.is_zero()) {
+                    left |= state
+                        .sender_wakes_at
+                        .is_some_and(|at| created + config.linger < at);
                 }
                 appended = Some(a);
                 left
@@ -296,7 +312,6 @@ impl Producer {
         if state.flushes > 0 || state.closed {
             return false;
         }
-        self.take_answers(state);
         let accumulator::State {
             topics,
             in_flight,
@@ -319,20 +334,6 @@ impl Producer {
         let left = q.ready.is_empty();
         d.finish(state);
         left
-    }
-
-    /// Completes the answers that came back meanwhile, under the lock this thread
-    /// holds anyway: the sender thread would otherwise take the lock for each, and
-    /// every hold of it makes a `send` give up its core. A failed batch is left to
-    /// the sender thread's retries, which it must hear of.
-    fn take_answers(&self, state: &mut accumulator::State) {
-        let shared = self.shared();
-        while let Ok(r) = shared.responses.try_recv() {
-            if r.result.is_err() {
-                shared.handoff.wake_sender();
-            }
-            sender::on_response(shared, state, r);
-        }
     }
 
     /// Sends every buffered record now (ignoring `linger.ms`) and waits until each
@@ -369,7 +370,93 @@ mod tests;
 
 #[cfg(all(test, not(loom)))]
 mod check_tests {
-    use crate::{Cluster, Error, ProducerConfig, Record, TopicConfig};
+    use std::time::{Duration, Instant};
+
+    use crate::{Acks, Cluster, Error, ProducerConfig, Record, TopicConfig};
+
+    /// Far above what each case takes, far below the second the sender thread
+    /// would sleep if a wake-up it needed were lost.
+    const PROMPTLY: Duration = Duration::from_millis(500);
+
+    fn cluster() -> Cluster {
+        let cluster = Cluster::builder().brokers(3).build().unwrap();
+        cluster
+            .create_topic("t", TopicConfig::new(1, 3).min_insync_replicas(2))
+            .unwrap();
+        cluster
+    }
+
+    /// A record that opens a batch goes out when its linger runs out, also when the
+    /// sender thread had gone to sleep for longer.
+    #[test]
+    fn a_lone_record_goes_out_when_its_linger_runs_out() {
+        let cluster = cluster();
+        let linger = Duration::from_millis(50);
+        let producer = cluster
+            .producer(ProducerConfig::new().linger(linger))
+            .unwrap();
+        // Ten in a row: the first few may find the sender awake anyway, woken by
+        // the metadata changes of a new cluster.
+        for _ in 0..10 {
+            let start = Instant::now();
+            producer.send("t", Record::new("x")).wait().unwrap();
+            let took = start.elapsed();
+            assert!(took >= linger, "sent before its linger ran out: {took:?}");
+            assert!(took < PROMPTLY, "{took:?} for a linger of {linger:?}");
+        }
+    }
+
+    /// With `linger.ms` 0, records that arrive while their partition's batch is in
+    /// flight go out together once it is answered: each writer's next record
+    /// follows its previous one's answer without waiting for the sender thread to
+    /// wake by itself.
+    #[test]
+    fn records_held_behind_a_batch_in_flight_go_out_on_its_answer() {
+        let cluster = cluster();
+        let producer = cluster.producer(ProducerConfig::new()).unwrap();
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        let sent = Instant::now();
+                        producer.send("t", Record::new("x")).wait().unwrap();
+                        assert!(sent.elapsed() < PROMPTLY, "{:?}", sent.elapsed());
+                    }
+                });
+            }
+        });
+        let end = producer.send("t", Record::new("x")).wait().unwrap();
+        assert_eq!(
+            end.offset,
+            Some(200),
+            "{:?} for 200 records",
+            start.elapsed()
+        );
+    }
+
+    /// A `send` blocked on `buffer.memory` goes on as soon as answers free it.
+    #[test]
+    fn a_send_blocked_on_buffer_memory_goes_on_once_answers_free_it() {
+        let cluster = cluster();
+        let producer = cluster
+            .producer(
+                ProducerConfig::new()
+                    .acks(Acks::All)
+                    .linger(Duration::from_millis(1))
+                    .buffer_memory(1000),
+            )
+            .unwrap();
+        let mut deliveries = Vec::new();
+        for _ in 0..40 {
+            let sent = Instant::now();
+            deliveries.push(producer.send("t", Record::new(vec![7u8; 400])));
+            assert!(sent.elapsed() < PROMPTLY, "blocked {:?}", sent.elapsed());
+        }
+        for (i, d) in deliveries.into_iter().enumerate() {
+            assert_eq!(d.wait().unwrap().offset, Some(i as u64));
+        }
+    }
 
     #[test]
     fn sends_to_unknown_topics_leave_no_queues_behind() {

@@ -24,21 +24,15 @@ pub(crate) struct Sender {
     shared: Arc<Shared>,
     wake: Receiver<()>,
     metadata: Receiver<()>,
-    responses: Receiver<ProduceResponse>,
 }
 
 impl Sender {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        wake: Receiver<()>,
-        responses: Receiver<ProduceResponse>,
-    ) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, wake: Receiver<()>) -> Self {
         let metadata = shared.cluster.notify.watch();
         Sender {
             shared,
             wake,
             metadata,
-            responses,
         }
     }
 
@@ -49,14 +43,12 @@ impl Sender {
             if !timeout.is_zero() {
                 self.yield_for_work();
             }
-            let mut first = None;
             crossbeam_channel::select! {
-                recv(self.responses) -> r => first = r.ok(),
                 recv(self.wake) -> _ => {}
                 recv(self.metadata) -> _ => {}
                 default(timeout) => {}
             }
-            match self.step(first) {
+            match self.step() {
                 Some(d) => next = d,
                 None => return,
             }
@@ -67,23 +59,22 @@ impl Sender {
     /// on, what is ready to send, and when to look again (`None`: closed and done).
     /// One hold, not one per task: every hold is a moment a calling thread's `send`
     /// finds the lock taken and gives up its core.
-    fn step(&mut self, first: Option<ProduceResponse>) -> Option<Instant> {
+    fn step(&mut self) -> Option<Instant> {
         let shared = self.shared.clone();
         let image = shared.cluster.metadata.get();
         let now = Instant::now();
         let mut state = shared.handoff.lock();
-        if let Some(r) = first {
-            on_response(&shared, &mut state, r);
-        }
-        while let Ok(r) = self.responses.try_recv() {
-            on_response(&shared, &mut state, r);
-        }
+        take_answers(&shared, &mut state);
         check_in_flight(&shared, &image, &mut state, now);
         send_ready(&shared, &image, &mut state, now);
         if state.closed && state.outstanding == 0 && state.in_flight.is_empty() {
             return None;
         }
-        Some(next_deadline(&shared, &state, now))
+        let wanted = state.needs_answers(shared.config.linger, now);
+        shared.answers.set_wanted(wanted);
+        let next = next_deadline(&shared, &state, now);
+        state.sender_wakes_at = Some(next);
+        Some(next)
     }
 
     /// Yields the core a few times while nothing has arrived, before `select!`
@@ -91,7 +82,7 @@ impl Sender {
     /// awake spares a sleep and a wake-up (see `crate::inbox`).
     fn yield_for_work(&self) {
         for _ in 0..crate::inbox::YIELDS {
-            if !self.responses.is_empty() || !self.wake.is_empty() || !self.metadata.is_empty() {
+            if !self.wake.is_empty() || !self.metadata.is_empty() {
                 return;
             }
             crate::sync::yield_now();
@@ -104,7 +95,7 @@ impl Sender {
 fn next_deadline(shared: &Shared, state: &State, now: Instant) -> Instant {
     let config = &shared.config;
     let mut d = now + IDLE;
-    if let Some(l) = state.next_linger_deadline(config.linger) {
+    if let Some(l) = state.next_linger_deadline(config.linger, now) {
         d = d.min(l);
     }
     for q in state.topics.values().flat_map(|t| t.partitions.iter()) {
@@ -121,9 +112,19 @@ fn next_deadline(shared: &Shared, state: &State, now: Instant) -> Instant {
     d.max(now)
 }
 
+/// Takes the answers leaders left and settles each (under the accumulator lock).
+pub(super) fn take_answers(shared: &Shared, state: &mut State) {
+    let mut answers = std::mem::take(&mut state.answers);
+    shared.answers.take_into(&mut answers);
+    for r in answers.drain(..) {
+        on_response(shared, state, r);
+    }
+    state.answers = answers;
+}
+
 /// Answers arrive in order per leader; an answer to a request given up on is
 /// ignored.
-pub(super) fn on_response(shared: &Shared, state: &mut State, r: ProduceResponse) {
+fn on_response(shared: &Shared, state: &mut State, r: ProduceResponse) {
     let Some(f) = state.in_flight.remove(&r.id) else {
         return;
     };

@@ -15,7 +15,7 @@ use crate::controller::MetadataImage;
 use crate::ids::{BrokerId, TopicPartition};
 use crate::protocol::{
     ClientFetch, ClientFetchResponse, ClientRequest, ProduceReply, ProduceRequest, ProduceResponse,
-    ReadLimit,
+    ReadLimit, ReplyTo,
 };
 use crate::record::{Batch, BatchBuilder, Record};
 use crate::Error;
@@ -208,7 +208,7 @@ impl SimProducer {
                     batch: b.batch.clone(),
                     timeout: REQUEST_TIMEOUT,
                     reply: ProduceReply {
-                        tx: self.reply_tx.clone(),
+                        to: ReplyTo::Channel(self.reply_tx.clone()),
                         slot: None,
                     },
                 }),

@@ -4,42 +4,14 @@
 //! a leader queueing and the producer starting to wait: a lost one leaves the
 //! sender blocked for good and loom reports the deadlock.
 //!
-//! The sender's `bounded(1)` channel is replaced by a loom-aware coalescing
-//! [`Signal`], as in `loom_handoff.rs`.
+//! The sender's `bounded(1)` channel is replaced by a loom-aware [`Signal`].
 
 use loom::thread;
 
 use crate::producer::answers::Answers;
-use crate::producer::handoff::Wake;
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::Arc;
 
-/// A coalescing wake-up, as a `bounded(1)` channel of `()`.
-#[derive(Debug, Default)]
-struct Signal {
-    pending: Mutex<bool>,
-    cond: Condvar,
-}
-
-impl Signal {
-    /// Blocks until a wake-up is pending and takes it.
-    fn recv(&self) {
-        let mut pending = self.pending.lock();
-        while !*pending {
-            self.cond.wait(&mut pending);
-        }
-        *pending = false;
-    }
-}
-
-#[derive(Debug)]
-struct SignalTx(Arc<Signal>);
-
-impl Wake for SignalTx {
-    fn wake(&self) {
-        *self.0.pending.lock() = true;
-        self.0.cond.notify_one();
-    }
-}
+use super::{Signal, SignalTx};
 
 fn model() -> (Arc<Answers<u32, SignalTx>>, Arc<Signal>) {
     let signal = Arc::new(Signal::default());

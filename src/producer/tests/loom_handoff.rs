@@ -5,53 +5,25 @@
 //! only once its records are, and no wake-up is lost: a lost one leaves a thread
 //! blocked for good and loom reports the deadlock (waits have no time-out here).
 //!
-//! The sender thread's `bounded(1)` crossbeam channel is not loom-aware; [`Signal`]
-//! is the same thing built from loom's primitives: one pending wake-up that any
-//! number of wakes coalesce into, taken before the state is looked at.
+//! The sender thread's `bounded(1)` crossbeam channel is not loom-aware; the
+//! models use [`Signal`] instead.
 
 use std::time::{Duration, Instant};
 
 use loom::thread;
 
 use crate::producer::accumulator::{BatchLimits, Sealed, State};
-use crate::producer::handoff::{Handoff, Wake};
+use crate::producer::handoff::Handoff;
 use crate::producer::Delivery;
 use crate::record::{BatchBuilder, Record};
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::Arc;
+
+use super::{Signal, SignalTx};
 
 const BATCH_SIZE: usize = 16 * 1024;
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Long enough that nothing is sealed by its linger running out in a model.
 const LONG_LINGER: Duration = Duration::from_secs(3600);
-
-/// A coalescing wake-up, as a `bounded(1)` channel of `()`.
-#[derive(Debug, Default)]
-struct Signal {
-    pending: Mutex<bool>,
-    cond: Condvar,
-}
-
-impl Signal {
-    /// Blocks until a wake-up is pending and takes it.
-    fn recv(&self) {
-        let mut pending = self.pending.lock();
-        while !*pending {
-            self.cond.wait(&mut pending);
-        }
-        *pending = false;
-    }
-}
-
-/// The sending side the [`Handoff`] holds.
-#[derive(Debug)]
-struct SignalTx(Arc<Signal>);
-
-impl Wake for SignalTx {
-    fn wake(&self) {
-        *self.0.pending.lock() = true;
-        self.0.cond.notify_one();
-    }
-}
 
 type Model = Handoff<SignalTx>;
 

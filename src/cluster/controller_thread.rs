@@ -112,6 +112,18 @@ impl ControllerThread {
         self.metadata.set(self.core.image().clone());
     }
 
+    /// Publishes the current image if it differs from the published one. Only a
+    /// change is worth a new version: each wakes every watcher (each producer's
+    /// sender thread), and most steps (a heartbeat and its reply) change nothing.
+    fn publish_if_changed(&self) {
+        if !self
+            .metadata
+            .with(|published| published == self.core.image())
+        {
+            self.publish();
+        }
+    }
+
     /// Handles one inbox message; false stops the controller.
     pub(crate) fn step(&mut self, m: Inbound) -> bool {
         match m {
@@ -144,16 +156,7 @@ impl ControllerThread {
         }
         // Published before it is sent: whoever acts on a message (a leader
         // completing acks after an ISR change) finds the image already saying so.
-        // A heartbeat's reply changes nothing: publishing for it would wake every
-        // watcher (each producer's sender thread) several times a second.
-        let changed = !out.records.is_empty()
-            || out
-                .messages
-                .iter()
-                .any(|(_, m)| !matches!(m, Message::HeartbeatReply { .. }));
-        if changed {
-            self.metadata.set(self.core.image().clone());
-        }
+        self.publish_if_changed();
         for (to, message) in out.messages {
             self.send(to, message);
         }
@@ -275,8 +278,9 @@ impl ControllerThread {
             ClientRequest::BrokerStopped(b) => {
                 let out = self.core.broker_stopped(b, now);
                 let _ = self.apply(out);
-                // Liveness changed even when no partition did.
-                self.metadata.set(self.core.image().clone());
+                // Liveness changed even when no partition did, and even when the
+                // apply stopped short.
+                self.publish_if_changed();
             }
             ClientRequest::Produce(_)
             | ClientRequest::Fetch(_)

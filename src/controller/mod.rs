@@ -134,7 +134,7 @@ pub(crate) struct ControllerCounters {
 }
 
 /// The metadata image: what handles and clients read.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct MetadataImage {
     pub topics: BTreeMap<String, TopicMeta>,
     pub brokers: BTreeMap<BrokerId, BrokerMeta>,

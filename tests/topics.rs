@@ -170,3 +170,79 @@ fn a_new_partition_is_led_by_its_first_replica_with_a_full_isr() {
         assert!(p.replica(replicas[0]).unwrap().is_leader());
     }
 }
+
+/// Names of the entries in every broker directory under `data_dir`.
+fn broker_dir_entries(data_dir: &std::path::Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for broker in std::fs::read_dir(data_dir).unwrap().flatten() {
+        if !broker.file_name().to_string_lossy().starts_with("broker-") {
+            continue;
+        }
+        for e in std::fs::read_dir(broker.path()).unwrap().flatten() {
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn a_deleted_topic_leaves_no_files_on_any_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::builder()
+        .brokers(3)
+        .data_dir(dir.path())
+        .build()
+        .unwrap();
+    c.create_topic("t", TopicConfig::new(2, 3)).unwrap();
+    c.create_topic("kept", TopicConfig::new(1, 3)).unwrap();
+    let p = c.producer(ProducerConfig::new()).unwrap();
+    let sent: Vec<Delivery> = (0..100)
+        .map(|i| p.send("t", Record::new(format!("{i}"))))
+        .collect();
+    for d in sent {
+        d.wait().unwrap();
+    }
+    let in_t = |n: &String| n.starts_with("t-");
+    assert_eq!(
+        broker_dir_entries(dir.path())
+            .iter()
+            .filter(|n| in_t(n))
+            .count(),
+        6,
+        "two partitions on three brokers"
+    );
+    c.delete_topic("t").unwrap();
+    common::wait_until("t's directories to be removed", || {
+        !broker_dir_entries(dir.path()).iter().any(in_t)
+    });
+    assert_eq!(
+        broker_dir_entries(dir.path())
+            .iter()
+            .filter(|n| n.starts_with("kept-"))
+            .count(),
+        3,
+        "another topic's directories stay"
+    );
+    // The name starts again from an empty log.
+    c.create_topic("t", TopicConfig::new(1, 3)).unwrap();
+    let meta = p.send_to("t", 0, Record::new("again")).wait().unwrap();
+    assert_eq!(meta.offset, Some(0));
+}
+
+#[test]
+fn a_restarted_broker_removes_what_an_interrupted_deletion_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::builder()
+        .brokers(3)
+        .data_dir(dir.path())
+        .build()
+        .unwrap();
+    c.kill_broker(BrokerId(0)).unwrap();
+    // As a kill between the rename and the removal leaves it.
+    let left = dir.path().join("broker-0").join("gone-0.1a2b0001-delete");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("00000000000000000000.log"), [0u8; 4096]).unwrap();
+    c.restart_broker(BrokerId(0)).unwrap();
+    common::wait_until("the leftover to be removed", || !left.exists());
+    assert!(c.topics().is_empty(), "nothing was loaded from it");
+}

@@ -211,6 +211,7 @@ fn now_ms() -> u64 {
 /// memory or disk.
 struct Topics {
     cluster: Cluster,
+    data_dir: Option<std::path::PathBuf>,
     config: TopicConfig,
     name: String,
     generation: u32,
@@ -230,6 +231,7 @@ impl Topics {
         };
         let mut t = Topics {
             cluster: b.build().expect("cluster"),
+            data_dir: data_dir.map(Path::to_path_buf),
             config,
             name: String::new(),
             generation: 0,
@@ -243,6 +245,7 @@ impl Topics {
     fn new_topic(&mut self) {
         if !self.name.is_empty() {
             self.cluster.delete_topic(&self.name).expect("delete topic");
+            self.wait_files_gone();
         }
         self.generation += 1;
         self.name = format!("peers-{}", self.generation);
@@ -261,6 +264,35 @@ impl Topics {
             assert_eq!(p.isr().len(), rf, "{}-{} starts in sync", self.name, p.id());
         }
         self.written = 0;
+    }
+
+    /// Waits until the brokers removed the deleted topic's directories, which they
+    /// do in the background: freeing its files is part of the untimed rotation, as
+    /// the commitlog case removes its old log before its timed part too.
+    fn wait_files_gone(&self) {
+        let Some(dir) = &self.data_dir else {
+            return;
+        };
+        let prefix = format!("{}-", self.name);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let left = || {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|broker| std::fs::read_dir(broker.path()).ok())
+                .flatten()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        };
+        while left() {
+            assert!(
+                Instant::now() < deadline,
+                "{} still on disk after 60 s",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Untimed: a fresh topic when the current one holds enough.

@@ -32,6 +32,7 @@ use crate::protocol::{
     PartitionState, ProduceReply, ProduceResponse,
 };
 use crate::replication::{AckOutcome, LeaderReady};
+use crate::storage::Deleter;
 use crate::transport::Transport;
 use crate::{Error, Result};
 
@@ -93,6 +94,8 @@ pub(crate) struct Broker {
     /// The cluster metadata, for the partition counts the coordinator assigns from.
     metadata: Arc<MetadataCell>,
     seen_image: Option<Arc<MetadataImage>>,
+    /// Removes deleted partitions' directories off this thread.
+    deleter: Deleter,
 }
 
 /// Distinguishes coordinator incarnations (member ids must never repeat).
@@ -188,6 +191,7 @@ impl Broker {
             loaded_offsets: HashSet::new(),
             metadata,
             seen_image: None,
+            deleter: Deleter::new(format!("replog-deleter-{}", config.id.0)),
             fetchers: Fetchers::new(config.replica_fetch_wait_max),
             config,
             clock,
@@ -228,6 +232,7 @@ impl Broker {
         let Some(dir) = self.config.dir.clone() else {
             return Ok(());
         };
+        self.deleter.delete_leftovers(&dir);
         for (tp, path) in replica::partition_dirs(&dir)? {
             let (replica, lost) = Replica::open_disk(
                 tp.clone(),
@@ -690,12 +695,15 @@ impl Broker {
                 self.coordinator.unload(tp.partition);
             }
             self.shared.remove(tp);
+            self.fetchers.refresh(&self.replicas);
             if delete {
                 if let Some(dir) = &self.config.dir {
-                    let _ = std::fs::remove_dir_all(dir.join(replica::dir_name(tp)));
+                    // The log goes with its directory: its files' last close may
+                    // take long (see `Deleter`).
+                    self.deleter
+                        .delete(&dir.join(replica::dir_name(tp)), Some(r.log));
                 }
             }
-            self.fetchers.refresh(&self.replicas);
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::record::Batch;
 use crate::{Error, Result};
 
+mod deleter;
 mod epoch;
 mod files;
 mod index;
@@ -18,6 +19,7 @@ mod segment;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub(crate) use deleter::Deleter;
 #[allow(unused_imports)] // Taken by the cluster builder for each data_dir.
 pub(crate) use lock::DirLock;
 pub(crate) use memory::MemoryLog;

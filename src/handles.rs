@@ -227,6 +227,13 @@ impl Replica {
             .is_some_and(|p| p.isr.contains(&self.broker))
     }
 
+    /// The first offset still in its log (retention moves it); `None` while its
+    /// broker is dead.
+    pub fn log_start_offset(&self) -> Option<u64> {
+        let shared = self.cluster.broker_shared(self.broker)?;
+        Some(shared.get(&self.tp).map_or(0, |s| s.log_start()))
+    }
+
     /// Its log end offset; `None` while its broker is dead.
     pub fn log_end_offset(&self) -> Option<u64> {
         let shared = self.cluster.broker_shared(self.broker)?;

@@ -333,3 +333,56 @@ fn a_follower_that_finds_rot_below_its_hw_leaves_the_isr_until_it_has_refetched(
     assert_eq!(a.len(), 300);
     assert_eq!(a, b);
 }
+
+/// Files under `dir` this process still holds open after they were unlinked.
+fn open_deleted_files(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|t| t.starts_with(&dir) && t.ends_with(" (deleted)"))
+        .collect()
+}
+
+#[test]
+fn retention_removes_old_segments_on_every_replica_and_closes_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, p) = disk_cluster(dir.path(), |t| {
+        t.segment_bytes(1024).retention_bytes(Some(2048))
+    });
+    // One record per batch, so that segments stay near segment.bytes.
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    let mut end = 0;
+    for i in 0..300 {
+        let v = format!("record-{i:04}-{}", "x".repeat(50));
+        end = prod
+            .send("t", Record::new(v))
+            .wait()
+            .unwrap()
+            .offset
+            .unwrap()
+            + 1;
+    }
+    wait_until("retention to move every replica's log start", || {
+        c.brokers().into_iter().all(|b| {
+            p.replica(b).is_some_and(|r| {
+                r.log_start_offset().is_some_and(|s| s > 0) && r.log_end_offset() == Some(end)
+            })
+        })
+    });
+    for b in c.brokers() {
+        let files = segment_files(dir.path(), b, "t-0");
+        // At least retention.bytes stays, and no more than one segment beyond it.
+        let bytes: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
+        assert!(bytes <= 2048 + 2 * 1024, "{b:?} keeps {bytes} bytes");
+    }
+    wait_until("the removed segments' files to be closed", || {
+        open_deleted_files(dir.path()).is_empty()
+    });
+    // What is left reads back from the log start.
+    let r = p.replica(p.leader().unwrap()).unwrap();
+    let read = r.read(r.log_start_offset().unwrap(), usize::MAX).unwrap();
+    assert_eq!(read.last().map(|m| m.offset), Some(end - 1));
+}

@@ -406,20 +406,22 @@ impl Broker {
     fn apply_retention(&mut self) {
         let now_ms = crate::producer::now_ms();
         for r in self.replicas.values_mut() {
-            let Some(st) = &r.state else {
-                continue;
-            };
-            let (bytes, age) = (st.config.retention_bytes, st.config.retention);
-            if bytes.is_none() && age.is_none() {
-                continue;
+            let limits = r
+                .state
+                .as_ref()
+                .map(|st| (st.config.retention_bytes, st.config.retention));
+            if let Some((bytes, age)) = limits.filter(|(b, a)| b.is_some() || a.is_some()) {
+                let before = r.log.log_start_offset();
+                if r.log
+                    .apply_retention(bytes, age, now_ms)
+                    .is_ok_and(|s| s != before)
+                {
+                    r.publish();
+                }
             }
-            let before = r.log.log_start_offset();
-            if r.log
-                .apply_retention(bytes, age, now_ms)
-                .is_ok_and(|s| s != before)
-            {
-                r.publish();
-            }
+            // The files of segments removed now or by a truncation since the last
+            // pass are closed off this thread (see `Deleter`).
+            self.deleter.close(r.log.take_retired());
         }
     }
 

@@ -256,6 +256,8 @@ pub(crate) struct SegmentLog {
     epochs: EpochCache,
     size: u64,
     last_sync: Instant,
+    /// Files of removed segments, unlinked and not yet closed: [`Log::take_retired`].
+    retired: Vec<File>,
 }
 
 impl SegmentLog {
@@ -276,6 +278,7 @@ impl SegmentLog {
             epochs,
             size,
             last_sync: Instant::now(),
+            retired: Vec::new(),
         };
         Ok((log, report))
     }
@@ -332,11 +335,14 @@ impl SegmentLog {
 
     /// Deletes the segments at `range` positions, newest first (so a crash leaves a
     /// prefix of the log, or for retention a suffix: FORMAT.md 4.1 has the cases).
-    fn delete_segment_files(&self, segments: &[Segment]) -> Result<()> {
+    /// Unlinks the segments' files, newest first, and keeps their handles for
+    /// [`Log::take_retired`].
+    fn delete_segment_files(&mut self, segments: Vec<Segment>) -> Result<()> {
         for s in segments.iter().rev() {
             remove_if_exists(&s.index_path())?;
             remove_if_exists(&s.path)?;
         }
+        self.retired.extend(segments.into_iter().map(|s| s.file));
         Ok(())
     }
 }
@@ -416,7 +422,8 @@ impl Log for SegmentLog {
         let offset = offset.max(self.log_start_offset());
         let keep = self.segments.partition_point(|s| s.base <= offset).max(1);
         let removed: Vec<Segment> = self.segments.drain(keep..).collect();
-        self.delete_segment_files(&removed)?;
+        let removed_bytes = removed.iter().map(|s| s.size).sum::<u64>();
+        self.delete_segment_files(removed)?;
         let active = self
             .segments
             .last_mut()
@@ -429,7 +436,7 @@ impl Log for SegmentLog {
         };
         // It is the active segment now: its index file would go stale.
         remove_if_exists(&active.index_path())?;
-        self.size -= removed.iter().map(|s| s.size).sum::<u64>() + (before - active.size);
+        self.size -= removed_bytes + (before - active.size);
         if self.syncs() {
             self.active()
                 .file
@@ -448,14 +455,14 @@ impl Log for SegmentLog {
         // state is a prefix of the old log or the new log (FORMAT.md 4.1).
         let keep = self.segments.partition_point(|s| s.base <= offset);
         let newer: Vec<Segment> = self.segments.drain(keep..).collect();
-        self.delete_segment_files(&newer)?;
+        self.delete_segment_files(newer)?;
         let fresh = Segment::create(&self.dir, offset)?;
         let older: Vec<Segment> = self
             .segments
             .drain(..)
             .filter(|s| s.base != offset)
             .collect();
-        self.delete_segment_files(&older)?;
+        self.delete_segment_files(older)?;
         self.segments.push(fresh);
         self.size = 0;
         if self.syncs() {
@@ -475,6 +482,10 @@ impl Log for SegmentLog {
 
     fn size_bytes(&self) -> u64 {
         self.size
+    }
+
+    fn take_retired(&mut self) -> Vec<File> {
+        std::mem::take(&mut self.retired)
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -513,6 +524,7 @@ impl Log for SegmentLog {
                 remove_if_exists(&s.index_path())?;
                 remove_if_exists(&s.path)?;
             }
+            self.retired.extend(removed.into_iter().map(|s| s.file));
             self.size = size;
             if self.syncs() {
                 sync_dir(&self.dir)?;

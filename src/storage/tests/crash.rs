@@ -494,3 +494,53 @@ fn recovery_never_panics_on_garbage_empty_or_huge_length_files() {
         );
     }
 }
+
+/// The `.log` files in `dir`, sorted.
+fn segment_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(LOG_SUFFIX))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn removed_segments_leave_the_directory_at_once_and_their_files_are_handed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = SegmentLog::open(dir.path(), config(600, 100)).unwrap();
+    append_batches(&mut log, 30, 2, 60, 1);
+    let before = log.segment_count();
+    assert!(before >= 6, "{before} segments");
+    assert!(log.take_retired().is_empty(), "nothing removed yet");
+
+    // Retention: the oldest segments' names go now, their open files are handed over.
+    log.apply_retention(Some(1), None, 0).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    assert_eq!(log.take_retired().len(), before - 1);
+    assert!(log.take_retired().is_empty(), "handed over once");
+
+    // Truncation removes later segments the same way.
+    append_batches(&mut log, 30, 2, 60, 1);
+    let count = log.segment_count();
+    log.truncate(log.log_start_offset() + 4).unwrap();
+    assert_eq!(segment_files(dir.path()).len(), log.segment_count());
+    assert_eq!(log.take_retired().len(), count - log.segment_count());
+
+    // So does a reset, and the log reopens as it was left.
+    append_batches(&mut log, 30, 2, 60, 1);
+    let count = log.segment_count();
+    log.reset(10_000).unwrap();
+    assert_eq!(
+        segment_files(dir.path()),
+        [segment_file_name(10_000, LOG_SUFFIX)]
+    );
+    assert_eq!(log.take_retired().len(), count);
+    drop(log);
+    let (log, _) = SegmentLog::open(dir.path(), config(600, 100)).unwrap();
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (10_000, 10_000)
+    );
+}

@@ -333,9 +333,8 @@ impl SegmentLog {
         write_checkpoint(&self.dir, &self.epochs, self.syncs())
     }
 
-    /// Deletes the segments at `range` positions, newest first (so a crash leaves a
-    /// prefix of the log, or for retention a suffix: FORMAT.md 4.1 has the cases).
-    /// Unlinks the segments' files, newest first, and keeps their handles for
+    /// Unlinks the segments' files, newest first (so a crash leaves a prefix of the
+    /// log: FORMAT.md 4.1 has the cases), and keeps their handles for
     /// [`Log::take_retired`].
     fn delete_segment_files(&mut self, segments: Vec<Segment>) -> Result<()> {
         for s in segments.iter().rev() {

@@ -94,7 +94,8 @@ pub(crate) struct Broker {
     /// The cluster metadata, for the partition counts the coordinator assigns from.
     metadata: Arc<MetadataCell>,
     seen_image: Option<Arc<MetadataImage>>,
-    /// Removes deleted partitions' directories off this thread.
+    /// Removes deleted partitions' directories, and closes removed segments' files,
+    /// off this thread.
     deleter: Deleter,
 }
 

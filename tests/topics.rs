@@ -171,28 +171,31 @@ fn a_new_partition_is_led_by_its_first_replica_with_a_full_isr() {
     }
 }
 
-/// Names of the entries in every broker directory under `data_dir`.
-fn broker_dir_entries(data_dir: &std::path::Path) -> Vec<String> {
-    let mut names = Vec::new();
+/// Three brokers keeping their logs under `dir`.
+fn disk_cluster(dir: &std::path::Path) -> Cluster {
+    Cluster::builder().brokers(3).data_dir(dir).build().unwrap()
+}
+
+/// How many entries of the broker directories under `data_dir` start with `prefix`.
+fn broker_dir_entries(data_dir: &std::path::Path, prefix: &str) -> usize {
+    let mut n = 0;
     for broker in std::fs::read_dir(data_dir).unwrap().flatten() {
         if !broker.file_name().to_string_lossy().starts_with("broker-") {
             continue;
         }
-        for e in std::fs::read_dir(broker.path()).unwrap().flatten() {
-            names.push(e.file_name().to_string_lossy().into_owned());
-        }
+        n += std::fs::read_dir(broker.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .count();
     }
-    names
+    n
 }
 
 #[test]
 fn a_deleted_topic_leaves_no_files_on_any_broker() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Cluster::builder()
-        .brokers(3)
-        .data_dir(dir.path())
-        .build()
-        .unwrap();
+    let c = disk_cluster(dir.path());
     c.create_topic("t", TopicConfig::new(2, 3)).unwrap();
     c.create_topic("kept", TopicConfig::new(1, 3)).unwrap();
     let p = c.producer(ProducerConfig::new()).unwrap();
@@ -202,24 +205,17 @@ fn a_deleted_topic_leaves_no_files_on_any_broker() {
     for d in sent {
         d.wait().unwrap();
     }
-    let in_t = |n: &String| n.starts_with("t-");
     assert_eq!(
-        broker_dir_entries(dir.path())
-            .iter()
-            .filter(|n| in_t(n))
-            .count(),
+        broker_dir_entries(dir.path(), "t-"),
         6,
         "two partitions on three brokers"
     );
     c.delete_topic("t").unwrap();
     common::wait_until("t's directories to be removed", || {
-        !broker_dir_entries(dir.path()).iter().any(in_t)
+        broker_dir_entries(dir.path(), "t-") == 0
     });
     assert_eq!(
-        broker_dir_entries(dir.path())
-            .iter()
-            .filter(|n| n.starts_with("kept-"))
-            .count(),
+        broker_dir_entries(dir.path(), "kept-"),
         3,
         "another topic's directories stay"
     );
@@ -232,11 +228,7 @@ fn a_deleted_topic_leaves_no_files_on_any_broker() {
 #[test]
 fn a_restarted_broker_removes_what_an_interrupted_deletion_left() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Cluster::builder()
-        .brokers(3)
-        .data_dir(dir.path())
-        .build()
-        .unwrap();
+    let c = disk_cluster(dir.path());
     c.kill_broker(BrokerId(0)).unwrap();
     // As a kill between the rename and the removal leaves it.
     let left = dir.path().join("broker-0").join("gone-0.1a2b0001-delete");

@@ -316,7 +316,8 @@ pub(crate) struct ProduceRequest {
 
 /// Where a leader answers a produce request. On success it also completes the
 /// batch's deliveries itself, so a waiting caller wakes without a hop through the
-/// producer's sender thread (which still gets the answer, for its bookkeeping).
+/// producer's sender thread; the producer still gets the answer, for its
+/// bookkeeping ([`ReplyTo`]).
 #[derive(Clone, Debug)]
 pub(crate) struct ProduceReply {
     pub to: ReplyTo,

@@ -21,7 +21,7 @@ use super::Log;
 
 /// The suffix of a directory waiting to be removed. A partition directory always
 /// ends in `-<digits>`, so no partition directory ends like this.
-pub(crate) const DELETE_SUFFIX: &str = "-delete";
+const DELETE_SUFFIX: &str = "-delete";
 
 /// What the background thread removes: a renamed directory, and what held files in
 /// it (a log, or the retired files of one), dropped there so that the last close
@@ -142,8 +142,8 @@ impl Drop for Deleter {
 fn rename_out_of_the_way(dir: &Path) -> Option<PathBuf> {
     let name = dir.file_name()?.to_string_lossy().into_owned();
     let parent = dir.parent()?;
-    // The process id and a counter: unique within this process, and a leftover of
-    // another process with the same name only makes this rename fail.
+    // The process id and a counter: unique within this process. A leftover of
+    // another process with the same name makes `delete` remove in place instead.
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let target = parent.join(format!(
         "{name}.{:x}{id:04x}{DELETE_SUFFIX}",

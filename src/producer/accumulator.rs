@@ -11,6 +11,7 @@ use crate::record::{Batch, BatchBuilder, Record, BATCH_HEADER_LEN};
 use crate::sync::Arc;
 use crate::Error;
 
+use super::delivery::Waiters;
 use super::dispatch::InFlight;
 use super::DeliverySlot;
 
@@ -273,6 +274,8 @@ pub(crate) struct State {
     pub(crate) sender_wakes_at: Option<Instant>,
     /// Leaders' answers taken out of the queue, kept for its capacity.
     pub(crate) answers: Vec<crate::protocol::ProduceResponse>,
+    /// The producer's waiting `Delivery` futures, shared with every batch's slot.
+    waiters: Arc<Waiters>,
 }
 
 impl State {
@@ -355,7 +358,7 @@ impl State {
                 limits.producer_id,
                 (size * 8).max(last).min(limit) + BATCH_HEADER_LEN,
             ),
-            slot: DeliverySlot::new(topic, p),
+            slot: DeliverySlot::new(topic, p, self.waiters.clone()),
             count: 0,
             bytes: 0,
             created: *opened.insert(Instant::now()),

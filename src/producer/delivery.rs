@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use crate::sync::{Arc, AtomicU64, Condvar, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::{Error, Result};
 
 /// Where a record landed.
@@ -45,6 +45,25 @@ const FAILED: u64 = u64::MAX - 1;
 /// Succeeded without an offset (`Acks::None`).
 const NO_OFFSET: u64 = u64::MAX - 2;
 
+/// How many of a producer's [`Delivery`] futures are waiting, polled and not yet
+/// resolved: shared by all its slots.
+///
+/// A future polled while no other waits yields its thread a few times before it
+/// registers its waker, as [`Delivery::wait`] does: with one record in flight the
+/// answer is microseconds away, and catching it awake saves the executor a sleep
+/// and a wake-up (a parked worker woken from a broker thread). With more futures
+/// waiting the executor has their tasks to run, and none of them holds it up.
+#[derive(Debug, Default)]
+pub(crate) struct Waiters(AtomicUsize);
+
+impl Waiters {
+    /// How many futures wait now.
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The completion slot of one batch: every record's [`Delivery`] waits on its
 /// batch's slot, so an answer costs one lock and one wake-up per batch, not per
 /// record (as Kafka's `ProduceRequestResult`).
@@ -59,17 +78,21 @@ pub(crate) struct DeliverySlot {
     cond: Condvar,
     topic: String,
     pub(crate) partition: u32,
+    /// The producer's waiting futures.
+    waiters: Arc<Waiters>,
 }
 
 impl DeliverySlot {
-    /// A slot for a batch of `topic`-`partition`.
-    pub(crate) fn new(topic: &str, partition: u32) -> Arc<Self> {
+    /// A slot for a batch of `topic`-`partition` of the producer whose futures
+    /// `waiters` counts.
+    pub(crate) fn new(topic: &str, partition: u32, waiters: Arc<Waiters>) -> Arc<Self> {
         Arc::new(DeliverySlot {
             outcome: AtomicU64::new(PENDING),
             state: Mutex::new(SlotState::default()),
             cond: Condvar::new(),
             topic: topic.to_string(),
             partition,
+            waiters,
         })
     }
 
@@ -131,6 +154,14 @@ impl DeliverySlot {
 /// promise: with `Acks::All`, in the log of every in-sync replica, with at least
 /// `min.insync.replicas` of them.
 ///
+/// # Waiting
+///
+/// An answer is often microseconds away, so a waiter first yields its thread a
+/// few times (`sched_yield`, tens of microseconds at most) before it sleeps:
+/// [`wait`](Delivery::wait) always, a polled future only while no other future of
+/// the same producer waits (with more waiting, the executor has their tasks to run
+/// instead). Catching the answer awake saves a sleep and a wake-up.
+///
 /// # Examples
 ///
 /// ```
@@ -156,14 +187,23 @@ enum Inner {
     /// Failed before it reached a batch (unknown topic, too large …). Boxed: a
     /// `Delivery` is returned and stored per record, so it stays three words.
     Failed(Option<Box<Error>>),
-    /// Record `index` of the batch behind `slot`.
-    InBatch { slot: Arc<DeliverySlot>, index: u32 },
+    /// Record `index` of the batch behind `slot`; `waiting` once polled and
+    /// counted in the producer's [`Waiters`].
+    InBatch {
+        slot: Arc<DeliverySlot>,
+        index: u32,
+        waiting: bool,
+    },
 }
 
 impl Delivery {
     pub(crate) fn new(slot: Arc<DeliverySlot>, index: u32) -> Self {
         Delivery {
-            inner: Inner::InBatch { slot, index },
+            inner: Inner::InBatch {
+                slot,
+                index,
+                waiting: false,
+            },
         }
     }
 
@@ -180,10 +220,18 @@ impl Delivery {
     /// `UnknownTopic`, `UnknownPartition`, `RecordTooLarge` at once; after retries
     /// within `delivery.timeout.ms`: `NotEnoughReplicas`, `Timeout`,
     /// `LeaderNotAvailable` and the like.
-    pub fn wait(self) -> Result<RecordMetadata> {
-        match self.inner {
+    pub fn wait(mut self) -> Result<RecordMetadata> {
+        // Taken out, so that `Drop` finds nothing left to uncount.
+        match std::mem::replace(&mut self.inner, Inner::Failed(None)) {
             Inner::Failed(mut e) => Err(*e.take().expect("a failed delivery holds its error")),
-            Inner::InBatch { slot, index } => {
+            Inner::InBatch {
+                slot,
+                index,
+                waiting,
+            } => {
+                if waiting {
+                    slot.waiters.0.fetch_sub(1, Ordering::Relaxed);
+                }
                 // An answer is often microseconds away: yielding the core a few
                 // times before sleeping saves a futex sleep and wake-up.
                 for _ in 0..crate::inbox::YIELDS {
@@ -212,6 +260,29 @@ impl Delivery {
     }
 }
 
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if let Inner::InBatch {
+            slot,
+            waiting: true,
+            ..
+        } = &self.inner
+        {
+            slot.waiters.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Record `index` of `slot` as a poll result; uncounts a waiting future that
+/// resolves.
+fn ready(slot: &DeliverySlot, index: u32, waiting: &mut bool) -> Option<Result<RecordMetadata>> {
+    let r = slot.outcome(index)?;
+    if std::mem::take(waiting) {
+        slot.waiters.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    Some(r)
+}
+
 impl Future for Delivery {
     type Output = Result<RecordMetadata>;
 
@@ -220,16 +291,32 @@ impl Future for Delivery {
             Inner::Failed(e) => Poll::Ready(Err(*e
                 .take()
                 .expect("a completed Delivery is not polled again"))),
-            Inner::InBatch { slot, index } => {
-                if let Some(r) = slot.outcome(*index) {
+            Inner::InBatch {
+                slot,
+                index,
+                waiting,
+            } => {
+                if let Some(r) = ready(slot, *index, waiting) {
                     return Poll::Ready(r);
+                }
+                if !*waiting {
+                    *waiting = true;
+                    // Alone: see `Waiters`. Bounded, like `wait`'s.
+                    if slot.waiters.0.fetch_add(1, Ordering::Relaxed) == 0 {
+                        for _ in 0..crate::inbox::YIELDS {
+                            crate::sync::yield_now();
+                            if let Some(r) = ready(slot, *index, waiting) {
+                                return Poll::Ready(r);
+                            }
+                        }
+                    }
                 }
                 let mut s = slot.state.lock();
                 // Checked again under the lock the completion writes under: a
                 // waker registered here is always woken.
                 if slot.outcome.load(Ordering::Relaxed) != PENDING {
                     drop(s);
-                    return Poll::Ready(slot.outcome(*index).expect("done"));
+                    return Poll::Ready(ready(slot, *index, waiting).expect("done"));
                 }
                 if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
                     s.wakers.push(cx.waker().clone());
@@ -237,5 +324,57 @@ impl Future for Delivery {
                 Poll::Pending
             }
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    fn poll(d: &mut Delivery) -> Poll<Result<RecordMetadata>> {
+        pin!(d).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_polled_future_counts_as_waiting_until_it_resolves() {
+        let waiters = Arc::new(Waiters::default());
+        let slot = DeliverySlot::new("t", 0, waiters.clone());
+        let mut d = Delivery::new(slot.clone(), 2);
+        assert!(poll(&mut d).is_pending());
+        assert_eq!(waiters.count(), 1);
+        // Polled again: still one waiter, not two.
+        assert!(poll(&mut d).is_pending());
+        assert_eq!(waiters.count(), 1);
+        slot.complete(Ok(Some(10)));
+        let Poll::Ready(Ok(meta)) = poll(&mut d) else {
+            panic!("a completed slot resolves its future");
+        };
+        assert_eq!(meta.offset, Some(12));
+        assert_eq!(waiters.count(), 0);
+        drop(d);
+        assert_eq!(waiters.count(), 0, "a resolved future is uncounted once");
+    }
+
+    #[test]
+    fn a_waiting_future_dropped_or_waited_on_stops_counting() {
+        let waiters = Arc::new(Waiters::default());
+        let slot = DeliverySlot::new("t", 0, waiters.clone());
+        let mut first = Delivery::new(slot.clone(), 0);
+        let mut second = Delivery::new(slot.clone(), 1);
+        let never_polled = Delivery::new(slot.clone(), 2);
+        assert!(poll(&mut first).is_pending());
+        assert!(poll(&mut second).is_pending());
+        assert_eq!(waiters.count(), 2);
+        drop(first);
+        assert_eq!(waiters.count(), 1);
+        slot.complete(Ok(Some(0)));
+        assert_eq!(second.wait().expect("completed").offset, Some(1));
+        assert_eq!(waiters.count(), 0);
+        drop(never_polled);
+        assert_eq!(waiters.count(), 0);
     }
 }

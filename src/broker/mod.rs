@@ -251,6 +251,15 @@ impl Broker {
 
     /// The thread body: runs until killed, stopped, or the inbox closes.
     pub(crate) fn run(mut self) {
+        self.serve();
+        if self.killed.load(Ordering::Acquire) {
+            // A crash does not wait for deletions: what the deleter has queued goes
+            // on without this broker, and a restart removes what it leaves.
+            self.deleter.detach();
+        }
+    }
+
+    fn serve(&mut self) {
         self.register();
         loop {
             let now = self.now();

@@ -43,7 +43,8 @@ impl Doomed {
 }
 
 /// A broker's deleter. Its thread starts on the first deletion; dropping the
-/// deleter lets the thread finish what is queued and joins it.
+/// deleter lets the thread finish what is queued and joins it (a killed broker
+/// [detaches](Deleter::detach) it instead).
 #[derive(Debug)]
 pub(crate) struct Deleter {
     thread_name: String,
@@ -107,6 +108,16 @@ impl Deleter {
                 });
             }
         }
+    }
+
+    /// Lets the thread finish what is queued without waiting for it: a killed
+    /// broker stops at once, as a crashed one would. A removal still under way then
+    /// may race the next open's [`delete_leftovers`](Self::delete_leftovers) for
+    /// the same directory; whichever loses leaves the rest to the other, or to the
+    /// open after.
+    pub(crate) fn detach(&mut self) {
+        // Dropping the sender ends the thread's loop once the queue is empty.
+        self.running = None;
     }
 
     fn queue(&mut self, doomed: Doomed) {
@@ -230,5 +241,49 @@ mod tests {
         d.delete(&tmp.path().join("missing-0"), None);
         assert!(d.running.is_none(), "no thread for nothing");
         assert_eq!(names(tmp.path()), Vec::<String>::new());
+    }
+
+    /// What a test hands the deleter to close: its close blocks until released,
+    /// like a file whose pages are still being written back.
+    struct SlowClose(crossbeam_channel::Receiver<()>);
+
+    impl Drop for SlowClose {
+        fn drop(&mut self) {
+            let _ = self.0.recv();
+        }
+    }
+
+    #[test]
+    fn a_detached_deleter_does_not_wait_for_its_queue_and_still_empties_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = partition_dir(tmp.path(), "t-0");
+        let (release, blocked) = crossbeam_channel::bounded::<()>(0);
+        let mut d = Deleter::new("test-deleter".into());
+        d.queue(Doomed {
+            dir: None,
+            hold: Some(Box::new(SlowClose(blocked))),
+        });
+        d.delete(&dir, None);
+        // Detached and dropped on another thread: if that waited for the queue it
+        // would block behind the slow close, which is only released below.
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            d.detach();
+            drop(d);
+            let _ = done_tx.send(());
+        });
+        assert!(
+            done.recv_timeout(Duration::from_secs(20)).is_ok(),
+            "detach waited for the queue"
+        );
+        assert_eq!(
+            names(tmp.path()).len(),
+            1,
+            "the renamed directory is still queued"
+        );
+        release.send(()).unwrap();
+        eventually("the queue to empty after the detach", || {
+            names(tmp.path()).is_empty()
+        });
     }
 }

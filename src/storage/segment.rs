@@ -260,6 +260,17 @@ pub(crate) struct SegmentLog {
     retired: Vec<File>,
 }
 
+/// The order in which removed segments' files are unlinked, so that a crash part
+/// way leaves a log recovery accepts.
+#[derive(Clone, Copy, Debug)]
+enum Unlink {
+    /// A tail goes (truncate, reset): a crash leaves a prefix of the log.
+    NewestFirst,
+    /// A head goes (retention): a crash leaves a log that starts later, never one
+    /// with a hole.
+    OldestFirst,
+}
+
 impl SegmentLog {
     /// Opens (creating if needed) the log in `dir`, recovering it as
     /// `docs/FORMAT.md`, section 4 says.
@@ -333,13 +344,16 @@ impl SegmentLog {
         write_checkpoint(&self.dir, &self.epochs, self.syncs())
     }
 
-    /// Unlinks the segments' files, newest first (so a crash leaves a prefix of the
-    /// log: FORMAT.md 4.1 has the cases), and keeps their handles for
-    /// [`Log::take_retired`].
-    fn delete_segment_files(&mut self, segments: Vec<Segment>) -> Result<()> {
-        for s in segments.iter().rev() {
+    /// Unlinks the segments' files in `order` (FORMAT.md 4.1 has why each), and
+    /// keeps their handles for [`Log::take_retired`].
+    fn delete_segment_files(&mut self, segments: Vec<Segment>, order: Unlink) -> Result<()> {
+        let unlink = |s: &Segment| -> Result<()> {
             remove_if_exists(&s.index_path())?;
-            remove_if_exists(&s.path)?;
+            remove_if_exists(&s.path)
+        };
+        match order {
+            Unlink::NewestFirst => segments.iter().rev().try_for_each(unlink)?,
+            Unlink::OldestFirst => segments.iter().try_for_each(unlink)?,
         }
         self.retired.extend(segments.into_iter().map(|s| s.file));
         Ok(())
@@ -422,7 +436,7 @@ impl Log for SegmentLog {
         let keep = self.segments.partition_point(|s| s.base <= offset).max(1);
         let removed: Vec<Segment> = self.segments.drain(keep..).collect();
         let removed_bytes = removed.iter().map(|s| s.size).sum::<u64>();
-        self.delete_segment_files(removed)?;
+        self.delete_segment_files(removed, Unlink::NewestFirst)?;
         let active = self
             .segments
             .last_mut()
@@ -454,14 +468,14 @@ impl Log for SegmentLog {
         // state is a prefix of the old log or the new log (FORMAT.md 4.1).
         let keep = self.segments.partition_point(|s| s.base <= offset);
         let newer: Vec<Segment> = self.segments.drain(keep..).collect();
-        self.delete_segment_files(newer)?;
+        self.delete_segment_files(newer, Unlink::NewestFirst)?;
         let fresh = Segment::create(&self.dir, offset)?;
         let older: Vec<Segment> = self
             .segments
             .drain(..)
             .filter(|s| s.base != offset)
             .collect();
-        self.delete_segment_files(older)?;
+        self.delete_segment_files(older, Unlink::NewestFirst)?;
         self.segments.push(fresh);
         self.size = 0;
         if self.syncs() {
@@ -518,12 +532,7 @@ impl Log for SegmentLog {
         }
         if drop > 0 {
             let removed: Vec<Segment> = self.segments.drain(..drop).collect();
-            // Oldest first: a crash leaves a log that starts later, never one with a hole.
-            for s in &removed {
-                remove_if_exists(&s.index_path())?;
-                remove_if_exists(&s.path)?;
-            }
-            self.retired.extend(removed.into_iter().map(|s| s.file));
+            self.delete_segment_files(removed, Unlink::OldestFirst)?;
             self.size = size;
             if self.syncs() {
                 sync_dir(&self.dir)?;

@@ -282,6 +282,8 @@ impl State {
     /// Adds one record to `partition` of `topic` (`None`: the topic's sticky
     /// partition, for unkeyed records), which has `partitions` partitions.
     #[allow(clippy::too_many_arguments)]
+    // Inlined into `Producer::send`, once per record: see `send_inner`.
+    #[inline]
     pub(crate) fn append(
         &mut self,
         topic: TopicIndex,

@@ -81,6 +81,8 @@ impl<W: Wake> Handoff<W> {
     /// [`Refused::Rejected`] with `check`'s error (at once, full buffer or not),
     /// [`Refused::BufferFull`] if memory did not free up by `deadline`; nothing was
     /// appended then.
+    // Inlined into `Producer::send`, once per record: see `send_inner`.
+    #[inline]
     pub(crate) fn send<C, E>(
         &self,
         size: usize,

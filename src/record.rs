@@ -1,7 +1,7 @@
 //! Records as users see them, and the record batch: the unit that is appended,
 //! replicated, stored and checksummed. The byte layout is in `docs/FORMAT.md`.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::{Error, Result};
 
@@ -183,6 +183,7 @@ impl BatchBuilder {
 
     /// Encoded size of one record in a batch (what `max.message.bytes` is checked
     /// against, together with [`BATCH_HEADER_LEN`]).
+    #[inline]
     pub(crate) fn encoded_len(record: &Record) -> usize {
         RECORD_OVERHEAD
             + record.key.as_ref().map_or(0, Bytes::len)
@@ -200,6 +201,9 @@ impl BatchBuilder {
     ///
     /// If the record, a key, value or header exceeds 4 GiB, or the batch would hold
     /// more than `u32::MAX` records: `max.message.bytes` is checked long before.
+    // `extend_from_slice`, not `BufMut::put_slice`: `BytesMut`'s `put_slice` is not
+    // `#[inline]`, so each field was a call (and a `memmove` call) per record.
+    #[inline]
     pub(crate) fn push(&mut self, record: &Record, timestamp: u64) {
         let timestamp = record.timestamp.unwrap_or(timestamp);
         let len = Self::encoded_len(record) - 4;
@@ -214,20 +218,22 @@ impl BatchBuilder {
         head[0..4].copy_from_slice(&to_u32(len).to_le_bytes());
         head[4..12].copy_from_slice(&timestamp.to_le_bytes());
         head[12..16].copy_from_slice(&key_len.to_le_bytes());
-        self.buf.put_slice(&head);
+        self.buf.extend_from_slice(&head);
         if let Some(key) = &record.key {
-            self.buf.put_slice(key);
+            self.buf.extend_from_slice(key);
         }
-        let mut mid = [0u8; 4];
-        mid.copy_from_slice(&to_u32(record.value.len()).to_le_bytes());
-        self.buf.put_slice(&mid);
-        self.buf.put_slice(&record.value);
-        self.buf.put_u32_le(to_u32(record.headers.len()));
+        self.buf
+            .extend_from_slice(&to_u32(record.value.len()).to_le_bytes());
+        self.buf.extend_from_slice(&record.value);
+        self.buf
+            .extend_from_slice(&to_u32(record.headers.len()).to_le_bytes());
         for (name, value) in &record.headers {
-            self.buf.put_u32_le(to_u32(name.len()));
-            self.buf.put_slice(name.as_bytes());
-            self.buf.put_u32_le(to_u32(value.len()));
-            self.buf.put_slice(value);
+            self.buf
+                .extend_from_slice(&to_u32(name.len()).to_le_bytes());
+            self.buf.extend_from_slice(name.as_bytes());
+            self.buf
+                .extend_from_slice(&to_u32(value.len()).to_le_bytes());
+            self.buf.extend_from_slice(value);
         }
         self.count = self
             .count

@@ -292,3 +292,80 @@ impl Replica {
         Ok(())
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::storage::tests::support::append_batches;
+
+    fn replica_with(batches: &[(usize, u32)]) -> Replica {
+        let status = Arc::new(ReplicaStatus::default());
+        let mut r = Replica::memory(TopicPartition::new("t", 0), status);
+        for &(n, epoch) in batches {
+            append_batches(r.log.as_mut(), n, 3, 10, epoch);
+        }
+        r
+    }
+
+    /// Rule 6 (KIP-279): a follower that holds only epochs newer than the one the
+    /// leader answers with (it led epoch 1 on an empty log; the leader never had
+    /// epoch 1) cuts at the start of its first epoch: none of its records can be
+    /// the leader's. Before, it found no point to cut at, kept its log and fetched
+    /// the same diverging offset forever, out of the ISR.
+    #[test]
+    fn rule6_a_follower_holding_only_newer_epochs_than_the_leaders_answer_cuts_at_its_first() {
+        let mut r = replica_with(&[(9, 1)]);
+        assert_eq!(r.log.epochs(), vec![(1, 0)]);
+        assert_eq!(r.log.log_end_offset(), 27);
+        let leader_says = EpochEndOffset {
+            epoch: 0,
+            end_offset: 28,
+        };
+        let to = r.divergence_point(leader_says);
+        assert_eq!(to, 0, "everything from epoch 1 on diverges");
+        r.truncate_to(to).unwrap();
+        assert_eq!(r.log.log_end_offset(), 0);
+        assert_eq!(r.log.epochs(), vec![]);
+    }
+
+    /// Rule 6: with the leader's epoch known, the cut is the smaller of the two ends
+    /// of that epoch (KIP-279), never past the follower's own end.
+    #[test]
+    fn rule6_a_follower_cuts_at_the_smaller_end_of_the_leaders_epoch() {
+        let r = replica_with(&[(3, 2), (3, 4)]);
+        assert_eq!(r.log.epochs(), vec![(2, 0), (4, 9)]);
+        // The leader ended epoch 2 at 7, before we did (9).
+        let to = r.divergence_point(EpochEndOffset {
+            epoch: 2,
+            end_offset: 7,
+        });
+        assert_eq!(to, 7);
+        // The leader knows epoch 3, which we never saw: our end of its floor (2).
+        let to = r.divergence_point(EpochEndOffset {
+            epoch: 3,
+            end_offset: 30,
+        });
+        assert_eq!(to, 9);
+    }
+
+    /// Rule 6 on the leader's side: a follower whose log ends exactly where the
+    /// leader's begins (older records gone by retention), last written in an epoch
+    /// older than any the leader holds, has nothing that overlaps: it is not told
+    /// to diverge, or it would cut nothing and ask again forever. One that reaches
+    /// past the leader's start is told where the leader's log starts.
+    #[test]
+    fn rule6_a_follower_ending_where_the_leaders_log_starts_is_not_told_to_diverge() {
+        let mut leader = replica_with(&[]);
+        leader.log.reset(10).unwrap();
+        append_batches(leader.log.as_mut(), 2, 3, 10, 2);
+        assert_eq!(leader.log.epochs(), vec![(2, 10)]);
+        assert_eq!(super::super::diverging(&leader, 1, 10), None);
+        assert_eq!(
+            super::super::diverging(&leader, 1, 12),
+            Some(EpochEndOffset {
+                epoch: 1,
+                end_offset: 10
+            })
+        );
+    }
+}

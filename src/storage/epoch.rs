@@ -80,10 +80,18 @@ impl EpochCache {
     }
 
     /// OffsetForLeaderEpoch (KIP-279): the largest epoch `<= epoch` and its end offset
-    /// (the next epoch's start, or `log_end` for the latest).
+    /// (the next epoch's start, or `log_end` for the latest). For an epoch older than
+    /// every one known, `epoch` itself, ending where the first known epoch starts: no
+    /// record here is from it, as Kafka's `LeaderEpochFileCache.endOffsetFor` answers.
+    /// Without that, a follower holding only epochs newer than the leader's answer
+    /// found no point to cut at and fetched the same diverging offset forever. `None`
+    /// only when no epoch is known at all.
     pub(crate) fn end_offset_for(&self, epoch: u32, log_end: u64) -> Option<(u32, u64)> {
         let floor = self.entries.partition_point(|&(e, _)| e <= epoch);
-        let (found, _) = *self.entries.get(floor.checked_sub(1)?)?;
+        let Some(below) = floor.checked_sub(1) else {
+            return self.entries.first().map(|&(_, start)| (epoch, start));
+        };
+        let (found, _) = self.entries[below];
         let end = self.entries.get(floor).map_or(log_end, |&(_, s)| s);
         Some((found, end))
     }
@@ -177,7 +185,7 @@ mod tests {
     fn end_offset_for_epoch_follows_kip_279_table() {
         let c = cache(&[(1, 0), (3, 10), (6, 25)]);
         let table: &[(u32, Option<(u32, u64)>)] = &[
-            (0, None),
+            (0, Some((0, 0))),
             (1, Some((1, 10))),
             (2, Some((1, 10))),
             (3, Some((3, 25))),

@@ -148,9 +148,10 @@ fn end_offset_for_epoch_is_the_next_epochs_start_or_the_log_end(h: &mut dyn Harn
     assert_eq!(h.log().end_offset_for_epoch(0), None);
     append_batches(h.log(), 2, 2, 10, 2);
     append_batches(h.log(), 2, 2, 10, 5);
+    // Older than every epoch held: that epoch, ending where the first one starts.
     let table = [
-        (0, None),
-        (1, None),
+        (0, Some((0, 0))),
+        (1, Some((1, 0))),
         (2, Some((2, 4))),
         (4, Some((2, 4))),
         (5, Some((5, 8))),

@@ -8,7 +8,7 @@
 //!
 //! Options: `--threads N` (default: available cores), `--broken hw|election` (break
 //! a rule on purpose), `--fault-phase SECS` (virtual seconds of faults per seed),
-//! `--flip-any-segment` (flip bytes in inactive segments too: finds a known gap).
+//! `--flip-any-segment` (flip bytes in inactive segments too).
 //! Exits with status 1 when a seed fails, after printing its replay command.
 
 use std::sync::atomic::{AtomicU64, Ordering};

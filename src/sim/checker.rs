@@ -316,6 +316,26 @@ impl Checker {
         }
     }
 
+    /// Whether `log` holds every record known to be committed to `tp`, each at its
+    /// offset: the committed log seen so far and every acknowledged `acks=all`
+    /// record (one may be acknowledged before a check has seen its HW).
+    pub(crate) fn holds_committed(&self, tp: &TopicPartition, log: &dyn Log) -> bool {
+        let Ok(values) = read_values(log, 0, log.log_end_offset()) else {
+            return false;
+        };
+        let at: BTreeMap<u64, Bytes> = values.into_iter().collect();
+        let truth = self.truth.get(tp).map_or(&[][..], |t| &t[..]);
+        truth
+            .iter()
+            .enumerate()
+            .all(|(o, v)| at.get(&(o as u64)) == Some(v))
+            && self
+                .acked_all
+                .iter()
+                .filter(|(t, _, _)| t == tp)
+                .all(|(_, o, v)| at.get(o) == Some(v))
+    }
+
     /// The final check, once the cluster has settled: every partition led, every
     /// replica in the ISR with the leader's log, every acknowledgement and consumed
     /// record in place, no duplicate from an idempotent producer. Returns the tally.

@@ -922,8 +922,14 @@ impl Sim {
     }
 
     /// Whether `b` may lose its data: every partition it hosts has another running
-    /// in-sync replica, which holds every committed record. Losing every copy is
-    /// outside what replication promises, so the schedule does not go there.
+    /// in-sync replica whose log holds every record known to be committed. Losing
+    /// every copy is outside what replication promises, so the schedule does not go
+    /// there.
+    ///
+    /// The log is looked at, not only the ISR: an in-sync replica that restarted
+    /// without its data stays in the ISR when it is the last member (rule 5 keeps it
+    /// from leading), and membership alone let the schedule kill the one replica
+    /// still holding the records.
     fn may_lose_data(&self, b: BrokerId) -> bool {
         let image = self.metadata.get();
         image
@@ -932,9 +938,16 @@ impl Sim {
             .flat_map(|t| t.partitions.iter())
             .filter(|p| p.replicas.contains(&b))
             .all(|p| {
-                p.isr
-                    .iter()
-                    .any(|x| *x != b && image.is_alive(*x) && self.running(*x))
+                p.isr.iter().any(|x| {
+                    *x != b
+                        && image.is_alive(*x)
+                        && self
+                            .nodes
+                            .get(x)
+                            .and_then(|n| n.broker.as_ref())
+                            .and_then(|broker| broker.replica_view(&p.tp))
+                            .is_some_and(|v| self.checker.holds_committed(&p.tp, v.log))
+                })
             })
     }
 

@@ -109,6 +109,24 @@ fn sim_ci_seeds_with_rot_in_any_segment() {
     assert_all_pass(&super::run_many(&seeds, &options, 1, &|_| {}));
 }
 
+/// Seeds that once failed because the schedule itself destroyed the last copy of
+/// committed records: it killed the one replica holding them while the only other
+/// in-sync replica had restarted without its data (memory storage).
+#[cfg(feature = "sim")]
+#[test]
+fn sim_the_schedule_never_kills_the_last_holder_of_committed_records() {
+    let options = SimOptions {
+        fault_phase: Duration::from_secs(60),
+        ..SimOptions::default()
+    };
+    assert_all_pass(&super::run_many(
+        &[268_793_272_148_317],
+        &options,
+        1,
+        &|_| {},
+    ));
+}
+
 /// Runs CI's seeds with `rule` broken until one fails; returns that outcome.
 #[cfg(feature = "sim")]
 fn first_caught(rule: BrokenRule) -> Option<SimOutcome> {

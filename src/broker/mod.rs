@@ -32,7 +32,7 @@ use crate::protocol::{
     PartitionState, ProduceReply, ProduceResponse,
 };
 use crate::replication::{AckOutcome, LeaderReady};
-use crate::storage::Deleter;
+use crate::storage::{self, Deleter};
 use crate::transport::Transport;
 use crate::{Error, Result};
 
@@ -546,9 +546,16 @@ impl Broker {
             Message::Registered { broker_epoch } => {
                 if self.broker_epoch.is_none() {
                     self.broker_epoch = Some(broker_epoch);
-                    // What was lost is reported once; after that the controller knows.
-                    // A later registration (after a fence) must not claim the logs it
-                    // has since rebuilt are gone.
+                    // What was lost is reported once; after that the controller knows
+                    // (and keeps it in its metadata). A later registration (after a
+                    // fence) must not claim the logs it has since rebuilt are gone.
+                    // A marker left by a failed removal only makes a later start
+                    // report the loss again: ineligible for longer, never unsafe.
+                    if let Some(dir) = &self.config.dir {
+                        for tp in &self.lost_data {
+                            let _ = storage::loss_reported(&dir.join(replica::dir_name(tp)));
+                        }
+                    }
                     self.lost_data.clear();
                     self.config.restarted = false;
                 }

@@ -130,6 +130,14 @@ impl Replica {
             r.truncate_to(at)?;
             lost = true;
         }
+        // Kept on disk until the controller has heard of it: a start that dies
+        // before registering would leave the next one nothing to cut, and no loss
+        // to report.
+        if lost {
+            storage::mark_loss(path, fsync)?;
+        } else {
+            lost = storage::has_unreported_loss(path);
+        }
         Ok((r, lost))
     }
 
@@ -367,5 +375,47 @@ mod tests {
                 end_offset: 10
             })
         );
+    }
+
+    fn open(path: &Path) -> (Replica, bool) {
+        let status = Arc::new(ReplicaStatus::default());
+        Replica::open_disk(TopicPartition::new("t", 0), path, FsyncPolicy::Never, status)
+            .unwrap()
+    }
+
+    /// Rule 5: a replica whose recovery cut records is reported as having lost data
+    /// at every start until the controller has heard it, not only at the start that
+    /// cut them. A broker that died before its registration got through found a
+    /// clean log the next time, reported nothing, and could be elected without the
+    /// records it had cut.
+    #[test]
+    fn rule5_a_loss_found_at_open_is_reported_at_every_start_until_the_controller_hears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        {
+            let (mut r, lost) = open(&path);
+            assert!(!lost);
+            append_batches(r.log.as_mut(), 4, 3, 10, 1);
+        }
+        let segment = path.join("00000000000000000000.log");
+        let len = std::fs::metadata(&segment).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
+        let (r, lost) = open(&path);
+        assert!(lost, "recovery cut the torn batch");
+        assert_eq!(r.log.log_end_offset(), 9);
+        drop(r);
+        // Killed before registering: nothing is left to cut, the loss still stands.
+        let (r, lost) = open(&path);
+        assert!(lost, "the loss is reported again");
+        assert_eq!(r.log.log_end_offset(), 9);
+        drop(r);
+        storage::loss_reported(&path).unwrap();
+        let (_, lost) = open(&path);
+        assert!(!lost, "once heard, a clean log is just clean");
     }
 }

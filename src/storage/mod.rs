@@ -132,6 +132,31 @@ pub(crate) fn open_segment_log(
     Ok((Box::new(log), report.truncated_bytes > 0))
 }
 
+/// The file in a partition directory that says its replica lost records it held
+/// (recovery, or the scrub after it, cut them) and the controller has not yet
+/// acknowledged hearing so. Recovery leaves other files alone (`docs/FORMAT.md`).
+const LOSS_MARKER: &str = "unreported-loss";
+
+/// Records in `dir` that its replica lost records, until [`loss_reported`] clears
+/// it. A broker that dies before its registration reaches the controller would
+/// otherwise find nothing left to cut at its next start and report no loss, and
+/// the controller could elect the replica without the records it cut (rule 5).
+pub(crate) fn mark_loss(dir: &std::path::Path, fsync: crate::config::FsyncPolicy) -> Result<()> {
+    let sync = fsync != crate::config::FsyncPolicy::Never;
+    files::write_atomically(dir, LOSS_MARKER, b"", sync)
+}
+
+/// Whether an earlier start of the replica in `dir` lost records and the
+/// controller has not acknowledged it.
+pub(crate) fn has_unreported_loss(dir: &std::path::Path) -> bool {
+    dir.join(LOSS_MARKER).exists()
+}
+
+/// The controller has heard of the loss in `dir` (and keeps it in its metadata).
+pub(crate) fn loss_reported(dir: &std::path::Path) -> Result<()> {
+    files::remove_if_exists(&dir.join(LOSS_MARKER))
+}
+
 /// The error for an append whose batch does not start at the log end: a broken
 /// invariant of the caller, refused before anything is written.
 fn append_offset_error(location: String, batch: &Batch, log_end: u64) -> Error {

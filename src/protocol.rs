@@ -73,6 +73,9 @@ pub(crate) enum AlterPartitionError {
     StaleBrokerEpoch,
     /// A proposed ISR member is not alive, or not a replica.
     IneligibleReplica,
+    /// A member being added was seen by the leader under a broker epoch that is no
+    /// longer its current one (it restarted since; KIP-903).
+    StaleMemberEpoch,
     /// No such partition (deleted).
     UnknownTopicOrPartition,
 }
@@ -164,6 +167,11 @@ pub(crate) enum Message {
         leader_epoch: u32,
         partition_epoch: u32,
         new_isr: Vec<BrokerId>,
+        /// For each follower in `new_isr`, the broker epoch its fetches carried when
+        /// the leader last heard from it. The controller refuses to add a member
+        /// whose epoch is no longer current: the leader's view of it predates a
+        /// restart (KIP-903).
+        member_epochs: Vec<(BrokerId, u64)>,
         /// Orders the proposals of one broker epoch: the controller refuses one that is
         /// not newer than the last it processed for the partition, so a delayed or
         /// duplicated proposal cannot be applied after the facts behind it changed.
@@ -192,6 +200,8 @@ pub(crate) enum Message {
     Fetch {
         request_id: u64,
         replica: BrokerId,
+        /// The follower's broker epoch: its progress counts per incarnation.
+        broker_epoch: u64,
         max_wait_ms: u64,
         max_bytes: usize,
         partitions: Vec<FetchPartition>,

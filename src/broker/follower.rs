@@ -53,9 +53,9 @@ impl Broker {
     }
 
     pub(super) fn send_fetches(&mut self, now: Duration) {
-        if self.broker_epoch.is_none() {
+        let Some(broker_epoch) = self.broker_epoch else {
             return;
-        }
+        };
         let me = self.config.id;
         let max_wait_ms = self.config.replica_fetch_wait_max.as_millis() as u64;
         let max_bytes = self.config.replica_fetch_max_bytes;
@@ -65,6 +65,7 @@ impl Broker {
                 Message::Fetch {
                     request_id,
                     replica: me,
+                    broker_epoch,
                     max_wait_ms,
                     max_bytes,
                     partitions,

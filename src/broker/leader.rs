@@ -19,7 +19,7 @@ use super::{diverging, AckTarget, Broker, ParkedReplicaFetch, PendingAck, RESIGN
 impl Broker {
     pub(super) fn handle_replica_fetch(
         &mut self,
-        follower: BrokerId,
+        (follower, broker_epoch): (BrokerId, u64),
         request_id: u64,
         max_bytes: usize,
         partitions: Vec<FetchPartition>,
@@ -34,13 +34,16 @@ impl Broker {
                         let r = &self.replicas[&p.tp];
                         diverging(r, e, p.fetch_offset).is_some()
                     });
+                    let Some(Role::Leader(l)) = self.replicas.get_mut(&p.tp).map(|r| &mut r.role)
+                    else {
+                        continue;
+                    };
                     if diverges {
+                        // Not progress, but news of a restart all the same.
+                        l.incarnation(follower, broker_epoch);
                         continue;
                     }
-                    match self.replicas.get_mut(&p.tp).map(|r| &mut r.role) {
-                        Some(Role::Leader(l)) => l.fetched(follower, p.fetch_offset, now),
-                        _ => continue,
-                    }
+                    l.fetched(follower, broker_epoch, p.fetch_offset, now)
                 }
                 _ => continue,
             };

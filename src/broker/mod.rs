@@ -526,7 +526,12 @@ impl Broker {
     /// epoch)`, numbered so the controller can refuse a delayed copy.
     fn propose_isr(&mut self, tp: &TopicPartition, epochs: (u32, u32), new_isr: Vec<BrokerId>) {
         self.next_alter_id += 1;
+        let member_epochs = match self.replicas.get(tp).map(|r| &r.role) {
+            Some(Role::Leader(l)) => l.proposal_epochs(&new_isr),
+            _ => Vec::new(),
+        };
         let message = Message::AlterPartition {
+            member_epochs,
             request_id: self.next_alter_id,
             broker_epoch: self.broker_epoch.unwrap_or(0),
             tp: tp.clone(),
@@ -597,14 +602,14 @@ impl Broker {
             Message::Fetch {
                 request_id,
                 replica,
+                broker_epoch,
                 max_wait_ms,
                 max_bytes,
                 partitions,
-                ..
             } => {
                 let _ = from;
                 self.handle_replica_fetch(
-                    replica,
+                    (replica, broker_epoch),
                     request_id,
                     max_bytes,
                     partitions,

@@ -379,8 +379,13 @@ mod tests {
 
     fn open(path: &Path) -> (Replica, bool) {
         let status = Arc::new(ReplicaStatus::default());
-        Replica::open_disk(TopicPartition::new("t", 0), path, FsyncPolicy::Never, status)
-            .unwrap()
+        Replica::open_disk(
+            TopicPartition::new("t", 0),
+            path,
+            FsyncPolicy::Never,
+            status,
+        )
+        .unwrap()
     }
 
     /// Rule 5: a replica whose recovery cut records is reported as having lost data

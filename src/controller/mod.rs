@@ -443,6 +443,7 @@ impl Controller {
                 leader_epoch,
                 partition_epoch,
                 new_isr,
+                member_epochs,
                 request_id,
             } => {
                 let mut changes = Changes::default();
@@ -450,9 +451,8 @@ impl Controller {
                     from,
                     (broker_epoch, request_id),
                     &tp,
-                    leader_epoch,
-                    partition_epoch,
-                    &new_isr,
+                    (leader_epoch, partition_epoch),
+                    (&new_isr, &member_epochs),
                     &mut changes,
                 );
                 // The leader learns the outcome from the reply; followers need no
@@ -721,9 +721,8 @@ impl Controller {
         from: BrokerId,
         (broker_epoch, request_id): (u64, u64),
         tp: &TopicPartition,
-        leader_epoch: u32,
-        partition_epoch: u32,
-        new_isr: &[BrokerId],
+        (leader_epoch, partition_epoch): (u32, u32),
+        (new_isr, member_epochs): (&[BrokerId], &[(BrokerId, u64)]),
         changes: &mut Changes,
     ) -> std::result::Result<PartitionState, AlterPartitionError> {
         let Some(p) = self.image.partition(tp) else {
@@ -788,6 +787,20 @@ impl Controller {
                 .all(|b| p.replicas.contains(b) && self.image.is_alive(*b));
         if !valid {
             return Err(AlterPartitionError::IneligibleReplica);
+        }
+        // KIP-903: a member joins only on what the leader saw of its current
+        // incarnation. Progress reported before a restart (a memory replica comes
+        // back empty) would otherwise put a replica without the records in the ISR.
+        let stale_member = proposed
+            .iter()
+            .filter(|b| **b != from && !current.contains(b))
+            .any(|b| {
+                let seen = member_epochs.iter().find(|(m, _)| m == b).map(|(_, e)| *e);
+                let now = self.image.brokers.get(b).map(|m| m.broker_epoch);
+                seen.is_none() || seen != now
+            });
+        if stale_member {
+            return Err(AlterPartitionError::StaleMemberEpoch);
         }
         let decision = Decision {
             leader: p.leader,

@@ -147,12 +147,19 @@ impl H {
         new_isr: Vec<BrokerId>,
     ) -> std::result::Result<PartitionState, AlterPartitionError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        // The leader saw every member in its current incarnation.
+        let image = self.c.image();
+        let member_epochs = new_isr
+            .iter()
+            .filter_map(|b| Some((*b, image.brokers.get(b)?.broker_epoch)))
+            .collect();
         let msg = Message::AlterPartition {
             broker_epoch,
             tp: tp.clone(),
             leader_epoch,
             partition_epoch,
             new_isr,
+            member_epochs,
             request_id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         let out = self.c.handle(from, msg, secs(0));
@@ -1459,16 +1466,26 @@ fn a_delayed_copy_of_a_refused_alter_partition_is_not_applied_later() {
     let st = h.state(&tp);
     assert!(!st.isr.contains(&f));
     let e = h.epoch_of(leader);
-    let proposal = |request_id| Message::AlterPartition {
+    let epochs_now = |h: &H| -> Vec<(BrokerId, u64)> {
+        r.iter()
+            .filter_map(|b| Some((*b, h.c.image().brokers.get(b)?.broker_epoch)))
+            .collect()
+    };
+    let before = epochs_now(&h);
+    let proposal = |request_id, member_epochs: &Vec<(BrokerId, u64)>| Message::AlterPartition {
         broker_epoch: e,
         tp: tp.clone(),
         leader_epoch: st.leader_epoch,
         partition_epoch: st.partition_epoch,
         new_isr: r.clone(),
+        member_epochs: member_epochs.clone(),
         request_id,
     };
-    let out =
-        h.c.handle(leader, proposal(1_000_000), Duration::from_millis(1));
+    let out = h.c.handle(
+        leader,
+        proposal(1_000_000, &before),
+        Duration::from_millis(1),
+    );
     assert!(matches!(
         &out.messages[..],
         [(
@@ -1481,8 +1498,11 @@ fn a_delayed_copy_of_a_refused_alter_partition_is_not_applied_later() {
     ));
     h.register(f.0, Duration::from_millis(2));
     // The late copy of the refused proposal.
-    let out =
-        h.c.handle(leader, proposal(1_000_000), Duration::from_millis(3));
+    let out = h.c.handle(
+        leader,
+        proposal(1_000_000, &before),
+        Duration::from_millis(3),
+    );
     assert!(matches!(
         &out.messages[..],
         [(
@@ -1497,12 +1517,78 @@ fn a_delayed_copy_of_a_refused_alter_partition_is_not_applied_later() {
         !h.state(&tp).isr.contains(&f),
         "a stale proposal re-added the follower"
     );
-    // A fresh proposal from the leader (it has seen the follower catch up) works.
-    let out =
-        h.c.handle(leader, proposal(1_000_001), Duration::from_millis(4));
+    // KIP-903: a fresh proposal built on what the leader saw of the follower's
+    // earlier incarnation is refused; the follower restarted since.
+    let out = h.c.handle(
+        leader,
+        proposal(1_000_001, &before),
+        Duration::from_millis(4),
+    );
+    assert!(matches!(
+        &out.messages[..],
+        [(
+            _,
+            Message::AlterPartitionReply {
+                result: Err(AlterPartitionError::StaleMemberEpoch),
+                ..
+            }
+        )]
+    ));
+    assert!(!h.state(&tp).isr.contains(&f));
+    // One from the leader that has seen this incarnation catch up works.
+    let out = h.c.handle(
+        leader,
+        proposal(1_000_002, &epochs_now(&h)),
+        Duration::from_millis(4),
+    );
     assert!(matches!(
         &out.messages[..],
         [(_, Message::AlterPartitionReply { result: Ok(_), .. })]
     ));
+    assert!(h.state(&tp).isr.contains(&f));
+}
+
+/// Rule 4 with KIP-903: a follower joins the ISR only on what the leader saw of its
+/// current incarnation. A memory replica comes back empty; progress its previous
+/// incarnation reported must not put it in the ISR (and so make it electable).
+#[test]
+fn kip903_a_member_seen_before_its_restart_is_not_added_to_the_isr() {
+    let mut h = H::new(3);
+    let (tp, r) = single(&mut h, "t", TopicConfig::new(1, 3));
+    let (leader, f) = (r[0], r[2]);
+    let old = h.epoch_of(f);
+    h.stop(f.0);
+    h.register(f.0, Duration::from_millis(2));
+    let new = h.epoch_of(f);
+    assert_ne!(old, new);
+    let st = h.state(&tp);
+    assert!(!st.isr.contains(&f));
+    let propose = |h: &mut H, request_id, f_epoch| {
+        let member_epochs = r
+            .iter()
+            .filter(|b| **b != f)
+            .map(|b| (*b, h.epoch_of(*b)))
+            .chain([(f, f_epoch)])
+            .collect();
+        let msg = Message::AlterPartition {
+            broker_epoch: h.epoch_of(leader),
+            tp: tp.clone(),
+            leader_epoch: st.leader_epoch,
+            partition_epoch: st.partition_epoch,
+            new_isr: r.clone(),
+            member_epochs,
+            request_id,
+        };
+        match &h.c.handle(leader, msg, Duration::from_millis(3)).messages[..] {
+            [(_, Message::AlterPartitionReply { result, .. })] => result.clone().map(|_| ()),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(
+        propose(&mut h, 10, old),
+        Err(AlterPartitionError::StaleMemberEpoch)
+    );
+    assert!(!h.state(&tp).isr.contains(&f));
+    assert_eq!(propose(&mut h, 11, new), Ok(()));
     assert!(h.state(&tp).isr.contains(&f));
 }

@@ -20,6 +20,9 @@ struct Progress {
     last_fetch_leader_leo: u64,
     /// Whether it has fetched from this leader at all (its LEO is known).
     fetched: bool,
+    /// The broker epoch its fetches carry: a new one is a restarted follower, whose
+    /// log may be shorter than what this progress says (KIP-903).
+    broker_epoch: Option<u64>,
 }
 
 /// An `acks=all` append waiting for the high watermark.
@@ -64,6 +67,9 @@ pub(crate) struct Leader {
     isr: Vec<BrokerId>,
     /// An ISR proposed to the controller and not yet answered, with when it was sent.
     pending_isr: Option<(Vec<BrokerId>, Duration)>,
+    /// The members' broker epochs as they were when the pending ISR was proposed:
+    /// a resend carries these, not later ones (KIP-903).
+    pending_epochs: Vec<(BrokerId, u64)>,
     leader_epoch: u32,
     partition_epoch: u32,
     min_insync: usize,
@@ -97,6 +103,7 @@ impl Leader {
             replicas: state.replicas.clone(),
             isr: state.isr.clone(),
             pending_isr: None,
+            pending_epochs: Vec::new(),
             leader_epoch: state.leader_epoch,
             partition_epoch: state.partition_epoch,
             min_insync: state.config.min_insync_replicas as usize,
@@ -122,9 +129,50 @@ impl Leader {
                     last_fetch: now,
                     last_fetch_leader_leo: 0,
                     fetched: false,
+                    broker_epoch: None,
                 });
             }
         }
+    }
+
+    /// A fetch from `follower` in its incarnation `broker_epoch` arrived: a new
+    /// incarnation forgets what the old one reached (a restarted follower's log may
+    /// be shorter). False for a fetch of an earlier incarnation, delivered late:
+    /// nothing it says holds for the follower now.
+    pub(crate) fn incarnation(&mut self, follower: BrokerId, broker_epoch: u64) -> bool {
+        let Some(p) = self.followers.get_mut(&follower) else {
+            return false;
+        };
+        match p.broker_epoch {
+            Some(e) if broker_epoch < e => false,
+            Some(e) if broker_epoch == e => true,
+            _ => {
+                p.broker_epoch = Some(broker_epoch);
+                p.leo = 0;
+                p.last_fetch_leader_leo = 0;
+                true
+            }
+        }
+    }
+
+    /// The member epochs to send with a proposal of `isr`: those captured when the
+    /// pending proposal was made, if `isr` is it (a resend must not vouch for a
+    /// follower's later incarnation on the strength of its earlier one), else the
+    /// current ones.
+    pub(crate) fn proposal_epochs(&self, isr: &[BrokerId]) -> Vec<(BrokerId, u64)> {
+        match &self.pending_isr {
+            Some((pending, _)) if pending == isr => self.pending_epochs.clone(),
+            _ => self.member_epochs(isr),
+        }
+    }
+
+    /// For each follower in `isr`, the broker epoch its fetches last carried (none
+    /// for one not heard from in this leadership): sent with an ISR proposal so the
+    /// controller can refuse a member that has restarted since (KIP-903).
+    pub(crate) fn member_epochs(&self, isr: &[BrokerId]) -> Vec<(BrokerId, u64)> {
+        isr.iter()
+            .filter_map(|b| Some((*b, self.followers.get(b)?.broker_epoch?)))
+            .collect()
     }
 
     /// The committed ISR (as the controller last confirmed it).
@@ -204,15 +252,20 @@ impl Leader {
         self.waiters.insert(pos, w);
     }
 
-    /// A follower fetched from `fetch_offset` (its log end offset) at `now`.
+    /// A follower fetched from `fetch_offset` (its log end offset) at `now`, in its
+    /// incarnation `broker_epoch`.
     pub(crate) fn fetched(
         &mut self,
         follower: BrokerId,
+        broker_epoch: u64,
         fetch_offset: u64,
         now: Duration,
     ) -> LeaderReady {
         let mut ready = LeaderReady::default();
         let leo = self.leo;
+        if !self.incarnation(follower, broker_epoch) {
+            return ready;
+        }
         let Some(p) = self.followers.get_mut(&follower) else {
             return ready;
         };
@@ -363,6 +416,7 @@ impl Leader {
             return;
         }
         ready.alter_isr = Some(isr.clone());
+        self.pending_epochs = self.member_epochs(&isr);
         self.pending_isr = Some((isr, now));
     }
 

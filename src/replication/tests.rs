@@ -55,7 +55,7 @@ fn run(initial_isr: &[u32], min_isr: u32, script: &[(Step, Expect)]) {
     for (i, (step, expect)) in script.iter().enumerate() {
         let ready = match step {
             Step::Append(leo, w) => leader.appended(*leo, w.map(|id| (id, ms(10_000))), ms(0)),
-            Step::Fetch(f, o, t) => leader.fetched(b(*f), *o, ms(*t)),
+            Step::Fetch(f, o, t) => leader.fetched(b(*f), 1, *o, ms(*t)),
             Step::Tick(t) => leader.tick(ms(*t)),
             Step::Confirm(isr) => {
                 st.isr = isr.iter().map(|n| b(*n)).collect();
@@ -120,10 +120,10 @@ fn hw_never_decreases() {
     let st = state(&[0, 1], 1);
     let mut leader = Leader::new(b(0), &st, 0, 0, LAG, ms(0));
     leader.appended(10, None, ms(0));
-    leader.fetched(b(1), 10, ms(1));
+    leader.fetched(b(1), 1, 10, ms(1));
     assert_eq!(leader.hw(), 10);
     // A follower reporting an older offset (a reordered fetch) moves nothing back.
-    leader.fetched(b(1), 3, ms(2));
+    leader.fetched(b(1), 1, 3, ms(2));
     assert_eq!(leader.hw(), 10);
     // Nor does an ISR expansion with a follower that is behind the HW.
     let mut wider = st.clone();
@@ -528,9 +528,51 @@ fn a_follower_that_stopped_fetching_is_not_proposed_back() {
     let st = state(&[0, 1], 1);
     let mut leader = Leader::new(b(0), &st, 0, 0, LAG, ms(0));
     assert_eq!(
-        leader.fetched(b(2), 0, ms(1)).alter_isr,
+        leader.fetched(b(2), 1, 0, ms(1)).alter_isr,
         Some(vec![b(0), b(1), b(2)])
     );
     leader.alter_refused();
-    assert_eq!(leader.fetched(b(1), 0, ms(500)).alter_isr, None);
+    assert_eq!(leader.fetched(b(1), 1, 0, ms(500)).alter_isr, None);
+}
+
+/// Rule 4 with KIP-903: a follower's new incarnation (a higher broker epoch in its
+/// fetches) starts from what it fetches now; a late fetch of the old one changes
+/// nothing; an ISR proposal carries the epoch the leader saw.
+#[test]
+fn kip903_a_restarted_follower_starts_over_and_late_fetches_of_its_old_self_are_ignored() {
+    let st = state(&[0, 1], 1);
+    let mut leader = Leader::new(b(0), &st, 0, 0, LAG, ms(0));
+    leader.appended(10, None, ms(0));
+    leader.fetched(b(2), 1, 10, ms(1));
+    assert_eq!(leader.member_epochs(&[b(0), b(1), b(2)]), vec![(b(2), 1)]);
+    // Restarted empty (epoch 2): its progress starts over from 0.
+    assert!(leader.incarnation(b(2), 2));
+    assert_eq!(leader.member_epochs(&[b(2)]), vec![(b(2), 2)]);
+    leader.alter_refused();
+    // The old incarnation's fetch at 10, delivered late, is not progress.
+    assert!(!leader.incarnation(b(2), 1));
+    assert_eq!(leader.fetched(b(2), 1, 10, ms(2)).alter_isr, None);
+    // The new one, caught up, is.
+    let ready = leader.fetched(b(2), 2, 10, ms(3));
+    assert_eq!(ready.alter_isr, Some(vec![b(0), b(1), b(2)]));
+    assert_eq!(leader.proposal_epochs(&[b(0), b(1), b(2)]), vec![(b(2), 2)]);
+}
+
+/// KIP-903: an unanswered proposal is resent with the member epochs it was made
+/// on. The follower caught up in one incarnation and restarted before the answer:
+/// the resend must not vouch for the new incarnation, which has nothing yet.
+#[test]
+fn kip903_a_resent_proposal_carries_the_epochs_it_was_made_on() {
+    let st = state(&[0, 1], 1);
+    let mut leader = Leader::new(b(0), &st, 0, 0, LAG, ms(0));
+    leader.appended(10, None, ms(0));
+    let isr = vec![b(0), b(1), b(2)];
+    assert_eq!(
+        leader.fetched(b(2), 1, 10, ms(1)).alter_isr,
+        Some(isr.clone())
+    );
+    // Restarted (epoch 2) while the proposal is unanswered.
+    assert_eq!(leader.fetched(b(2), 2, 0, ms(2)).alter_isr, None);
+    assert_eq!(leader.tick(ms(300)).alter_isr, Some(isr.clone()));
+    assert_eq!(leader.proposal_epochs(&isr), vec![(b(2), 1)]);
 }

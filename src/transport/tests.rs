@@ -41,6 +41,7 @@ fn fetch(from: NodeId, to: NodeId) -> Envelope {
         Message::Fetch {
             request_id: 0,
             replica: BrokerId(0),
+            broker_epoch: 1,
             max_wait_ms: 0,
             max_bytes: 0,
             partitions: Vec::new(),

@@ -922,16 +922,14 @@ impl Sim {
     }
 
     /// Whether `b` may lose its data: every partition it hosts has another running
-    /// replica, in the ISR or not, whose log holds every record known to be
-    /// committed. Losing every copy is outside what replication promises, so the
-    /// schedule does not go there; losing all but an out-of-sync copy is inside it
-    /// (rule 5 then keeps the partition offline rather than elect a replica without
-    /// the records), so it does.
+    /// in-sync replica whose log holds every record known to be committed. Losing
+    /// every copy is outside what replication promises, so the schedule does not go
+    /// there.
     ///
-    /// The logs are looked at, not ISR membership: an in-sync replica that
-    /// restarted without its data stays in the ISR when it is the last member, and
-    /// membership alone let the schedule kill the one replica still holding the
-    /// records.
+    /// The log is looked at, not only the ISR: an in-sync replica that restarted
+    /// without its data stays in the ISR when it is the last member (rule 5 keeps it
+    /// from leading), and membership alone let the schedule kill the one replica
+    /// still holding the records.
     fn may_lose_data(&self, b: BrokerId) -> bool {
         let image = self.metadata.get();
         image
@@ -940,8 +938,9 @@ impl Sim {
             .flat_map(|t| t.partitions.iter())
             .filter(|p| p.replicas.contains(&b))
             .all(|p| {
-                p.replicas.iter().any(|x| {
+                p.isr.iter().any(|x| {
                     *x != b
+                        && image.is_alive(*x)
                         && self
                             .nodes
                             .get(x)

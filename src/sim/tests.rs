@@ -127,22 +127,6 @@ fn sim_the_schedule_never_kills_the_last_holder_of_committed_records() {
     ));
 }
 
-/// Seeds that once lost committed records once the schedule could damage an
-/// in-sync replica while only an out-of-sync one still held them: a loss found at
-/// open was not reported again after a second restart (CI seed 60 covers that),
-/// and a leader re-added a restarted, empty follower to the ISR on what its
-/// previous incarnation had fetched (KIP-903).
-#[cfg(feature = "sim")]
-#[test]
-fn sim_a_restarted_follower_is_not_taken_back_on_its_old_progress() {
-    assert_all_pass(&super::run_many(
-        &[88_580_813_201_097],
-        &SimOptions::default(),
-        1,
-        &|_| {},
-    ));
-}
-
 /// Runs CI's seeds with `rule` broken until one fails; returns that outcome.
 #[cfg(feature = "sim")]
 fn first_caught(rule: BrokenRule) -> Option<SimOutcome> {

@@ -57,6 +57,16 @@ const NO_OFFSET: u64 = u64::MAX - 2;
 pub(crate) struct Waiters(AtomicUsize);
 
 impl Waiters {
+    /// A future starts waiting; true when no other did (it is alone).
+    fn join(&self) -> bool {
+        self.0.fetch_add(1, Ordering::Relaxed) == 0
+    }
+
+    /// A waiting future stops waiting (resolved, dropped, or turned into `wait`).
+    fn leave(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// How many futures wait now.
     #[cfg(test)]
     pub(crate) fn count(&self) -> usize {
@@ -230,7 +240,7 @@ impl Delivery {
                 waiting,
             } => {
                 if waiting {
-                    slot.waiters.0.fetch_sub(1, Ordering::Relaxed);
+                    slot.waiters.leave();
                 }
                 // An answer is often microseconds away: yielding the core a few
                 // times before sleeping saves a futex sleep and wake-up.
@@ -268,7 +278,7 @@ impl Drop for Delivery {
             ..
         } = &self.inner
         {
-            slot.waiters.0.fetch_sub(1, Ordering::Relaxed);
+            slot.waiters.leave();
         }
     }
 }
@@ -278,7 +288,7 @@ impl Drop for Delivery {
 fn ready(slot: &DeliverySlot, index: u32, waiting: &mut bool) -> Option<Result<RecordMetadata>> {
     let r = slot.outcome(index)?;
     if std::mem::take(waiting) {
-        slot.waiters.0.fetch_sub(1, Ordering::Relaxed);
+        slot.waiters.leave();
     }
     Some(r)
 }
@@ -302,7 +312,7 @@ impl Future for Delivery {
                 if !*waiting {
                     *waiting = true;
                     // Alone: see `Waiters`. Bounded, like `wait`'s.
-                    if slot.waiters.0.fetch_add(1, Ordering::Relaxed) == 0 {
+                    if slot.waiters.join() {
                         for _ in 0..crate::inbox::YIELDS {
                             crate::sync::yield_now();
                             if let Some(r) = ready(slot, *index, waiting) {

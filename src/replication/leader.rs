@@ -25,6 +25,22 @@ struct Progress {
     broker_epoch: Option<u64>,
 }
 
+impl Progress {
+    /// See [`Leader::incarnation`].
+    fn incarnation(&mut self, broker_epoch: u64) -> bool {
+        match self.broker_epoch {
+            Some(e) if broker_epoch < e => false,
+            Some(e) if broker_epoch == e => true,
+            _ => {
+                self.broker_epoch = Some(broker_epoch);
+                self.leo = 0;
+                self.last_fetch_leader_leo = 0;
+                true
+            }
+        }
+    }
+}
+
 /// An `acks=all` append waiting for the high watermark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Waiter {
@@ -140,19 +156,9 @@ impl Leader {
     /// be shorter). False for a fetch of an earlier incarnation, delivered late:
     /// nothing it says holds for the follower now.
     pub(crate) fn incarnation(&mut self, follower: BrokerId, broker_epoch: u64) -> bool {
-        let Some(p) = self.followers.get_mut(&follower) else {
-            return false;
-        };
-        match p.broker_epoch {
-            Some(e) if broker_epoch < e => false,
-            Some(e) if broker_epoch == e => true,
-            _ => {
-                p.broker_epoch = Some(broker_epoch);
-                p.leo = 0;
-                p.last_fetch_leader_leo = 0;
-                true
-            }
-        }
+        self.followers
+            .get_mut(&follower)
+            .is_some_and(|p| p.incarnation(broker_epoch))
     }
 
     /// The member epochs to send with a proposal of `isr`: those captured when the
@@ -263,12 +269,12 @@ impl Leader {
     ) -> LeaderReady {
         let mut ready = LeaderReady::default();
         let leo = self.leo;
-        if !self.incarnation(follower, broker_epoch) {
-            return ready;
-        }
         let Some(p) = self.followers.get_mut(&follower) else {
             return ready;
         };
+        if !p.incarnation(broker_epoch) {
+            return ready;
+        }
         // Kafka's rule: caught up now if at the leader's end; caught up as of the
         // previous fetch if it reached what the leader had then.
         if fetch_offset >= leo {

@@ -25,6 +25,14 @@ pub enum FsyncPolicy {
     Interval(Duration),
 }
 
+impl FsyncPolicy {
+    /// Whether anything is fsynced: with `EveryBatch` and `Interval`, metadata files
+    /// (checkpoints, indexes, directory entries) are synced whenever they change.
+    pub(crate) fn syncs(self) -> bool {
+        self != FsyncPolicy::Never
+    }
+}
+
 /// Default `max.message.bytes`, as Kafka (1 MiB plus framing).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 /// Default `segment.bytes`, as Kafka (1 GiB).

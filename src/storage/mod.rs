@@ -142,8 +142,7 @@ const LOSS_MARKER: &str = "unreported-loss";
 /// otherwise find nothing left to cut at its next start and report no loss, and
 /// the controller could elect the replica without the records it cut (rule 5).
 pub(crate) fn mark_loss(dir: &std::path::Path, fsync: crate::config::FsyncPolicy) -> Result<()> {
-    let sync = fsync != crate::config::FsyncPolicy::Never;
-    files::write_atomically(dir, LOSS_MARKER, b"", sync)
+    files::write_atomically(dir, LOSS_MARKER, b"", fsync.syncs())
 }
 
 /// Whether an earlier start of the replica in `dir` lost records and the

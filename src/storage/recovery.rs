@@ -14,7 +14,7 @@ use super::files::{
 use super::index::OffsetIndex;
 use super::segment::{Segment, SegmentConfig};
 use crate::record::Batch;
-use crate::{Error, FsyncPolicy, Result};
+use crate::{Error, Result};
 
 /// What recovery found and changed when a segment log was opened.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -127,7 +127,7 @@ pub(crate) fn recover(
     config: &SegmentConfig,
 ) -> Result<(Vec<Segment>, EpochCache, RecoveryReport)> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let sync = config.fsync != FsyncPolicy::Never;
+    let sync = config.fsync.syncs();
     let mut report = RecoveryReport::default();
     let mut bases = Vec::new();
     let mut indexes = Vec::new();
@@ -279,7 +279,7 @@ fn load_inactive(
                 index.on_append(b.base_offset(), pos, running, config.index_interval_bytes);
             })?;
             if end.failure.is_none() {
-                let sync = config.fsync != FsyncPolicy::Never;
+                let sync = config.fsync.syncs();
                 let name = segment_file_name(base, INDEX_SUFFIX);
                 write_atomically(dir, &name, &index.encode(), sync)?;
                 report.indexes_rebuilt += 1;

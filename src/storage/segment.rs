@@ -319,7 +319,7 @@ impl SegmentLog {
     }
 
     fn syncs(&self) -> bool {
-        self.config.fsync != FsyncPolicy::Never
+        self.config.fsync.syncs()
     }
 
     /// Seals the active segment (index file written, both fsynced unless `Never`)

@@ -32,6 +32,15 @@ fn config() -> ControllerConfig {
 }
 
 /// Partitions per LeaderAndIsr recipient.
+/// The result of the one message in `out`, an AlterPartitionReply (anything else
+/// fails the test).
+fn alter_reply(out: &ControllerOutput) -> std::result::Result<(), AlterPartitionError> {
+    match &out.messages[..] {
+        [(_, Message::AlterPartitionReply { result, .. })] => result.clone().map(|_| ()),
+        other => panic!("expected one AlterPartitionReply, got {other:?}"),
+    }
+}
+
 fn leader_and_isr(out: &ControllerOutput) -> BTreeMap<BrokerId, Vec<TopicPartition>> {
     let mut m = BTreeMap::new();
     for (to, msg) in &out.messages {
@@ -1486,16 +1495,10 @@ fn a_delayed_copy_of_a_refused_alter_partition_is_not_applied_later() {
         proposal(1_000_000, &before),
         Duration::from_millis(1),
     );
-    assert!(matches!(
-        &out.messages[..],
-        [(
-            _,
-            Message::AlterPartitionReply {
-                result: Err(AlterPartitionError::IneligibleReplica),
-                ..
-            }
-        )]
-    ));
+    assert_eq!(
+        alter_reply(&out),
+        Err(AlterPartitionError::IneligibleReplica)
+    );
     h.register(f.0, Duration::from_millis(2));
     // The late copy of the refused proposal.
     let out = h.c.handle(
@@ -1503,16 +1506,10 @@ fn a_delayed_copy_of_a_refused_alter_partition_is_not_applied_later() {
         proposal(1_000_000, &before),
         Duration::from_millis(3),
     );
-    assert!(matches!(
-        &out.messages[..],
-        [(
-            _,
-            Message::AlterPartitionReply {
-                result: Err(AlterPartitionError::InvalidUpdateVersion),
-                ..
-            }
-        )]
-    ));
+    assert_eq!(
+        alter_reply(&out),
+        Err(AlterPartitionError::InvalidUpdateVersion)
+    );
     assert!(
         !h.state(&tp).isr.contains(&f),
         "a stale proposal re-added the follower"
@@ -1524,16 +1521,10 @@ fn a_delayed_copy_of_a_refused_alter_partition_is_not_applied_later() {
         proposal(1_000_001, &before),
         Duration::from_millis(4),
     );
-    assert!(matches!(
-        &out.messages[..],
-        [(
-            _,
-            Message::AlterPartitionReply {
-                result: Err(AlterPartitionError::StaleMemberEpoch),
-                ..
-            }
-        )]
-    ));
+    assert_eq!(
+        alter_reply(&out),
+        Err(AlterPartitionError::StaleMemberEpoch)
+    );
     assert!(!h.state(&tp).isr.contains(&f));
     // One from the leader that has seen this incarnation catch up works.
     let out = h.c.handle(
@@ -1541,10 +1532,7 @@ fn a_delayed_copy_of_a_refused_alter_partition_is_not_applied_later() {
         proposal(1_000_002, &epochs_now(&h)),
         Duration::from_millis(4),
     );
-    assert!(matches!(
-        &out.messages[..],
-        [(_, Message::AlterPartitionReply { result: Ok(_), .. })]
-    ));
+    assert_eq!(alter_reply(&out), Ok(()));
     assert!(h.state(&tp).isr.contains(&f));
 }
 
@@ -1579,10 +1567,7 @@ fn kip903_a_member_seen_before_its_restart_is_not_added_to_the_isr() {
             member_epochs,
             request_id,
         };
-        match &h.c.handle(leader, msg, Duration::from_millis(3)).messages[..] {
-            [(_, Message::AlterPartitionReply { result, .. })] => result.clone().map(|_| ()),
-            other => panic!("unexpected {other:?}"),
-        }
+        alter_reply(&h.c.handle(leader, msg, Duration::from_millis(3)))
     };
     assert_eq!(
         propose(&mut h, 10, old),

@@ -126,3 +126,9 @@ impl BenchLog {
         self.log.log_end_offset()
     }
 }
+
+/// The clock `Producer::send` stamps records with (milliseconds since the Unix
+/// epoch), for a benchmark ceiling that must take timestamps the same way.
+pub fn now_ms() -> u64 {
+    crate::wall_clock::now_ms()
+}

@@ -196,11 +196,9 @@ fn ceiling_replica(rx: Receiver<Msg>) {
     std::hint::black_box(&log);
 }
 
-/// A record timestamp, as replog's producer takes one per record.
+/// A record timestamp, from the clock replog's producer reads once per record.
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    replog::bench_support::now_ms()
 }
 
 // ---------------------------------------------------------------------------------

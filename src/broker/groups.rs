@@ -191,7 +191,7 @@ impl Broker {
             return;
         }
         let mut builder = BatchBuilder::new(None, 256 * records.len());
-        let ts = crate::producer::now_ms();
+        let ts = crate::wall_clock::now_ms();
         for rec in &records {
             let (key, value) = rec.encode();
             builder.push(&Record::new(value).key(key), ts);

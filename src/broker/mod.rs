@@ -414,7 +414,7 @@ impl Broker {
     /// offset moves up (`log.retention.check.interval.ms`). A follower whose fetch
     /// position falls below its leader's log start restarts its log there.
     fn apply_retention(&mut self) {
-        let now_ms = crate::producer::now_ms();
+        let now_ms = crate::wall_clock::now_ms();
         for r in self.replicas.values_mut() {
             let limits = r
                 .state

@@ -13,7 +13,7 @@ mod partitioner;
 mod sender;
 
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
@@ -160,7 +160,7 @@ impl Producer {
     fn send_inner(&self, topic: &str, partition: Option<u32>, record: Record) -> Delivery {
         let shared = self.shared();
         let size = BatchBuilder::encoded_len(&record);
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let timestamp = record.timestamp.unwrap_or_else(crate::wall_clock::now_ms);
         let config = &shared.config;
         let mut appended = None;
         // Backpressure: waits while buffer.memory is full.
@@ -361,13 +361,6 @@ struct Checked {
     partition: Option<u32>,
     partitions: u32,
     max_message_bytes: usize,
-}
-
-/// Milliseconds since the Unix epoch (record timestamps, `CreateTime`).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(all(test, loom))]

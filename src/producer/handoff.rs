@@ -139,10 +139,15 @@ impl<W: Wake> Handoff<W> {
     }
 
     /// The sender's half: `records` holding `bytes` finished (completed or failed).
-    /// Frees their memory and wakes `flush` and blocked `send`s. Takes the locked
-    /// state so that the wake-up cannot slip between a waiter's check and its wait.
+    /// Frees their memory and wakes blocked `send`s, and `flush` once nothing is
+    /// outstanding. Takes the locked state so that the wake-up cannot slip between a
+    /// waiter's check and its wait.
     pub(crate) fn finished(&self, state: &mut State, bytes: usize, records: usize) {
         state.release(bytes, records);
-        self.progress.notify_all();
+        // Only a blocked `send` or a `flush` with nothing left can go on: waking a
+        // flush for every finished batch would only send it back to sleep.
+        if state.waiting > 0 || state.outstanding == 0 {
+            self.progress.notify_all();
+        }
     }
 }

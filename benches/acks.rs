@@ -39,7 +39,8 @@
 //! ## `ceiling_fanout3`: the fair ceiling
 //!
 //! What any in-process replicated log must do at the least, with the same batching
-//! replog's producer does: the sending thread encodes each record (the same
+//! replog's producer does: the sending thread stamps each record with a timestamp
+//! from the clock replog's producer reads and encodes it (the same
 //! 24-byte framing plus the 100-byte value, 124 B, as replog's batch format) into a
 //! 16 KiB batch buffer, and each full batch (132 records, the count replog's
 //! accumulator puts in a 16 KiB batch) is handed as a shared `Bytes` over a bounded

@@ -6,6 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
 use replog::*;
@@ -332,6 +333,108 @@ fn a_follower_that_finds_rot_below_its_hw_leaves_the_isr_until_it_has_refetched(
     let b = p.replica(f).unwrap().read(0, 1000).unwrap();
     assert_eq!(a.len(), 300);
     assert_eq!(a, b);
+}
+
+/// A transport that drops every `ReplicaDamaged` report while `dropping` is set,
+/// counting what it dropped.
+#[derive(Debug, Default)]
+struct LosesDamageReports {
+    inner: ChannelTransport,
+    dropping: std::sync::atomic::AtomicBool,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl Transport for LosesDamageReports {
+    fn register(&self, node: NodeId, mailbox: Mailbox) {
+        self.inner.register(node, mailbox)
+    }
+    fn unregister(&self, node: NodeId) {
+        self.inner.unregister(node)
+    }
+    fn send(&self, envelope: Envelope) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if envelope.kind() == "ReplicaDamaged" && self.dropping.load(SeqCst) {
+            self.dropped.fetch_add(1, SeqCst);
+            return;
+        }
+        self.inner.send(envelope)
+    }
+}
+
+#[test]
+fn rule9_a_lost_damage_report_is_sent_again_until_the_replica_has_refetched() {
+    // A follower that cut committed records must not stay electable until it has
+    // them again. Its report to the controller crosses a lossy network: it is sent
+    // again with every heartbeat while the records are still missing.
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let lossy = std::sync::Arc::new(LosesDamageReports::default());
+    let net = FaultTransport::new(lossy.clone());
+    let c = Cluster::builder()
+        .data_dir(dir.path())
+        .auto_leader_rebalance(false)
+        .transport(net.clone())
+        // Long enough that no lag-based shrink can stand in for the report.
+        .replica_lag_time_max(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let t = c
+        .create_topic(
+            "t",
+            TopicConfig::new(1, 3)
+                .min_insync_replicas(2)
+                .segment_bytes(4096),
+        )
+        .unwrap();
+    let p = t.partition(0).unwrap();
+    let prod = c.producer(ProducerConfig::new().batch_size(512)).unwrap();
+    let ds: Vec<_> = (0..300)
+        .map(|i| prod.send_to("t", 0, Record::new(format!("t-0-{i:06}"))))
+        .collect();
+    for d in ds {
+        d.wait().unwrap();
+    }
+    let (leader, f) = (p.leader().unwrap(), p.replicas()[2]);
+    assert_ne!(leader, f);
+    wait_until("the follower to hold everything", || {
+        p.replica(f).unwrap().log_end_offset() == Some(300)
+    });
+    // The follower cannot refetch, and its first reports are lost.
+    lossy.dropping.store(true, SeqCst);
+    net.cut(NodeId::Broker(f), NodeId::Broker(leader));
+    let segments = segment_files(dir.path(), f, "t-0");
+    assert!(segments.len() > 2, "the test needs inactive segments");
+    flip_byte(&segments[0], 100);
+    let err = p.replica(f).unwrap().read(0, 1000).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    wait_until("a damage report to be lost", || {
+        lossy.dropped.load(SeqCst) > 0
+    });
+    assert!(p.isr().contains(&f), "nothing told the controller yet");
+    // Kept on disk too: a restart before the refetch reports the loss again.
+    let marker = dir
+        .path()
+        .join(format!("broker-{}", f.0))
+        .join("t-0")
+        .join("unreported-loss");
+    wait_until("the loss to be marked on disk", || marker.exists());
+    lossy.dropping.store(false, SeqCst);
+    wait_until(
+        "a report sent again to take the follower out of the ISR",
+        || !p.isr().contains(&f),
+    );
+    // Healed once it can fetch again: back in the ISR with every record.
+    net.restore(NodeId::Broker(f), NodeId::Broker(leader));
+    wait_until("the follower to refetch and rejoin", || {
+        p.isr().contains(&f)
+    });
+    let a = p.replica(leader).unwrap().read(0, 1000).unwrap();
+    let b = p.replica(f).unwrap().read(0, 1000).unwrap();
+    assert_eq!(a.len(), 300);
+    assert_eq!(a, b);
+    wait_until("the healed replica to clear its loss marker", || {
+        !marker.exists()
+    });
 }
 
 /// Files under `dir` this process still holds open after they were unlinked.

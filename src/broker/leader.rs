@@ -11,9 +11,10 @@ use crate::protocol::{
     ProduceResponse,
 };
 use crate::replication::SequenceCheck;
+use crate::storage;
 use crate::{Error, Result};
 
-use super::replica::Role;
+use super::replica::{self, Role};
 use super::{diverging, AckTarget, Broker, ParkedReplicaFetch, PendingAck, RESIGN_RETRY};
 
 impl Broker {
@@ -164,9 +165,16 @@ impl Broker {
         };
         let at = offset.unwrap_or(r.log.log_start_offset());
         let Role::Leader(l) = &r.role else {
+            let end = r.log.log_end_offset();
             let _ = r.truncate_to(at);
             // It may have cut committed records: not electable until it has
-            // refetched them and is back in the ISR.
+            // refetched them and is back in the ISR. Kept on disk until then, so
+            // that a restart reports it too (the cut log looks whole).
+            if let Some(dir) = &self.config.dir {
+                let _ = storage::mark_loss(&dir.join(replica::dir_name(tp)), self.config.fsync);
+            }
+            let until = self.damaged.entry(tp.clone()).or_insert(0);
+            *until = (*until).max(end);
             self.send(
                 NodeId::Controller,
                 Message::ReplicaDamaged {
@@ -185,6 +193,32 @@ impl Broker {
         r.resign_sent = Some(now);
         let epochs = (l.leader_epoch(), l.partition_epoch());
         self.propose_isr(tp, epochs, others);
+    }
+
+    /// Reports again every follower still missing records it cut over a bad CRC
+    /// (its first report may have been lost), and forgets those that have
+    /// refetched up to where their log ended before the cut, or are gone.
+    pub(super) fn report_damage(&mut self, broker_epoch: u64) {
+        let mut healed = Vec::new();
+        for (tp, until) in &self.damaged {
+            match self.replicas.get(tp) {
+                Some(r) if r.log.log_end_offset() < *until => self.send(
+                    NodeId::Controller,
+                    Message::ReplicaDamaged {
+                        broker_epoch,
+                        tp: tp.clone(),
+                    },
+                ),
+                Some(_) => healed.push((tp.clone(), true)),
+                None => healed.push((tp.clone(), false)),
+            }
+        }
+        for (tp, hosted) in healed {
+            self.damaged.remove(&tp);
+            if let Some(dir) = self.config.dir.as_ref().filter(|_| hosted) {
+                let _ = storage::loss_reported(&dir.join(replica::dir_name(&tp)));
+            }
+        }
     }
 
     pub(super) fn produce(&mut self, req: ProduceRequest, now: Duration) {

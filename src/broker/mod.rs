@@ -87,6 +87,10 @@ pub(crate) struct Broker {
     /// Partitions whose log or HW changed since parked fetches were last looked at.
     dirty: HashSet<TopicPartition>,
     lost_data: Vec<TopicPartition>,
+    /// Followers that cut records over a bad CRC while running, with their log end
+    /// before the cut: reported to the controller with every heartbeat until the
+    /// replica has refetched that far (the network may lose a report).
+    damaged: BTreeMap<TopicPartition, u64>,
     /// The group coordinator for the offsets partitions this broker leads.
     coordinator: Coordinator,
     /// Offsets partitions whose records have been replayed into the coordinator.
@@ -214,6 +218,7 @@ impl Broker {
             parked_client_fetches: Vec::new(),
             dirty: HashSet::new(),
             lost_data: Vec::new(),
+            damaged: BTreeMap::new(),
         };
         broker.shared.clear();
         broker.open_existing_logs()?;
@@ -392,6 +397,7 @@ impl Broker {
                         state_digest,
                     },
                 );
+                self.report_damage(broker_epoch);
             }
         }
         if now >= self.next_tick {

@@ -358,6 +358,22 @@ impl Batch {
     pub(crate) fn len(&self) -> usize {
         self.bytes.len()
     }
+
+    /// The batch's bytes as [`stamped`](Self::stamped) would give them, in two
+    /// parts and without copying the batch: the first bytes, up to the CRC field,
+    /// with `base_offset` and `leader_epoch` written in, and the rest as they are
+    /// (the CRC does not cover the stamped fields, so it stays valid).
+    pub(crate) fn stamped_parts(
+        &self,
+        base_offset: u64,
+        leader_epoch: u32,
+    ) -> ([u8; POS_CRC], &[u8]) {
+        let mut head = [0u8; POS_CRC];
+        head.copy_from_slice(&self.bytes[..POS_CRC]);
+        head[POS_BASE_OFFSET..POS_LENGTH].copy_from_slice(&base_offset.to_le_bytes());
+        head[POS_LEADER_EPOCH..POS_CRC].copy_from_slice(&leader_epoch.to_le_bytes());
+        (head, &self.bytes[POS_CRC..])
+    }
     /// Offset of the first record.
     pub(crate) fn base_offset(&self) -> u64 {
         self.u64_at(POS_BASE_OFFSET)

@@ -296,8 +296,8 @@ impl Broker {
             }
         }
         let base = r.log.log_end_offset();
-        let stamped = req.batch.clone().stamped(base, leader.leader_epoch());
-        if let Err(e) = r.append_local(&stamped) {
+        let epoch = leader.leader_epoch();
+        if let Err(e) = r.append_stamped(&req.batch, base, epoch) {
             return reply(&req, Err(e));
         }
         let leo = r.log.log_end_offset();

@@ -235,8 +235,19 @@ impl Replica {
 
     /// The leader appends a stamped batch.
     pub(crate) fn append_local(&mut self, batch: &Batch) -> Result<()> {
-        self.log.append(batch)?;
-        self.producers.record(batch);
+        self.append_stamped(batch, batch.base_offset(), batch.leader_epoch())
+    }
+
+    /// A leader appends `batch` at `base_offset` in `leader_epoch` (a segment log
+    /// writes the stamped header and the batch without copying it).
+    pub(crate) fn append_stamped(
+        &mut self,
+        batch: &Batch,
+        base_offset: u64,
+        leader_epoch: u32,
+    ) -> Result<()> {
+        self.log.append_stamped(batch, base_offset, leader_epoch)?;
+        self.producers.record_at(batch, base_offset);
         self.publish();
         Ok(())
     }

@@ -60,15 +60,22 @@ impl ProducerStateTable {
 
     /// Records an appended batch (leader or follower alike, so a new leader knows).
     pub(crate) fn record(&mut self, batch: &Batch) {
+        self.record_at(batch, batch.base_offset());
+    }
+
+    /// As [`record`](Self::record), for a batch appended at `base_offset` (stamped
+    /// as it was written, not in memory).
+    pub(crate) fn record_at(&mut self, batch: &Batch, base_offset: u64) {
         let (Some(pid), Some(seq)) = (batch.producer_id(), batch.base_sequence()) else {
             return;
         };
+        let count = batch.record_count();
         let entries = self.producers.entry(pid).or_default();
         entries.push_back(Entry {
             first_seq: seq,
-            last_seq: seq.wrapping_add(batch.record_count() as i32 - 1),
-            base_offset: batch.base_offset(),
-            last_offset: batch.last_offset(),
+            last_seq: seq.wrapping_add(count as i32 - 1),
+            base_offset,
+            last_offset: base_offset + u64::from(count) - 1,
         });
         while entries.len() > BATCHES_REMEMBERED {
             entries.pop_front();

@@ -46,7 +46,11 @@ impl MemoryLog {
 impl Log for MemoryLog {
     fn append(&mut self, batch: &Batch) -> Result<()> {
         if batch.base_offset() != self.end {
-            return Err(append_offset_error("memory log".into(), batch, self.end));
+            return Err(append_offset_error(
+                "memory log".into(),
+                batch.base_offset(),
+                self.end,
+            ));
         }
         self.epochs
             .assign(batch.leader_epoch(), batch.base_offset());

@@ -39,6 +39,14 @@ pub(crate) trait Log: Send + fmt::Debug {
     /// the epoch cache starts a new epoch entry at its base offset.
     fn append(&mut self, batch: &Batch) -> Result<()>;
 
+    /// Appends `batch` as [`Batch::stamped`] with `base_offset` and `leader_epoch`
+    /// would make it, as [`append`](Log::append) does. A log that keeps batches in
+    /// memory stamps a copy (the default); one that writes them to a file writes the
+    /// stamped header and the rest of the batch without copying it.
+    fn append_stamped(&mut self, batch: &Batch, base_offset: u64, leader_epoch: u32) -> Result<()> {
+        self.append(&batch.clone().stamped(base_offset, leader_epoch))
+    }
+
     /// Whole batches starting with the one that holds `from`, up to about `max_bytes`
     /// (always at least one batch when one exists at `from`). `from == log_end_offset`
     /// gives an empty vector; `from` outside `log_start_offset..=log_end_offset` is
@@ -158,13 +166,12 @@ pub(crate) fn loss_reported(dir: &std::path::Path) -> Result<()> {
 
 /// The error for an append whose batch does not start at the log end: a broken
 /// invariant of the caller, refused before anything is written.
-fn append_offset_error(location: String, batch: &Batch, log_end: u64) -> Error {
+fn append_offset_error(location: String, base_offset: u64, log_end: u64) -> Error {
     Error::Corrupt {
         location,
-        offset: Some(batch.base_offset()),
+        offset: Some(base_offset),
         reason: format!(
-            "append of a batch at base offset {} to a log ending at {log_end}; offsets must stay dense",
-            batch.base_offset()
+            "append of a batch at base offset {base_offset} to a log ending at {log_end}; offsets must stay dense",
         ),
     }
 }

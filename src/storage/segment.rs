@@ -3,7 +3,7 @@
 //! recovery: `docs/FORMAT.md`.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -195,18 +195,28 @@ impl Segment {
     }
 
     /// Writes the frame at the end of the file and notes it in the index.
-    fn append(&mut self, batch: &Batch, index_interval: usize) -> Result<()> {
+    /// Appends `batch` stamped with `base_offset` and `leader_epoch`: the stamped
+    /// header and the rest in one vectored write, so the batch is not copied.
+    fn append(
+        &mut self,
+        batch: &Batch,
+        (base_offset, leader_epoch): (u64, u32),
+        index_interval: usize,
+    ) -> Result<()> {
         let pos = self.size;
-        if let Err(e) = (&self.file).write_all(batch.as_bytes()) {
+        let (head, rest) = batch.stamped_parts(base_offset, leader_epoch);
+        if let Err(e) =
+            write_all_vectored(&self.file, &mut [IoSlice::new(&head), IoSlice::new(rest)])
+        {
             // Leave no partial frame behind for the next append to follow.
             let _ = self.file.set_len(pos);
             return Err(Error::io(&self.path, e));
         }
         self.size += batch.len() as u64;
-        self.end = batch.next_offset();
+        self.end = base_offset.saturating_add(u64::from(batch.record_count()));
         self.max_timestamp = self.max_timestamp.max(batch.max_timestamp());
         self.index
-            .on_append(batch.base_offset(), pos, self.max_timestamp, index_interval);
+            .on_append(base_offset, pos, self.max_timestamp, index_interval);
         Ok(())
     }
 
@@ -366,9 +376,17 @@ impl Log for SegmentLog {
     }
 
     fn append(&mut self, batch: &Batch) -> Result<()> {
-        if batch.base_offset() != self.log_end_offset() {
+        self.append_stamped(batch, batch.base_offset(), batch.leader_epoch())
+    }
+
+    fn append_stamped(&mut self, batch: &Batch, base_offset: u64, leader_epoch: u32) -> Result<()> {
+        if base_offset != self.log_end_offset() {
             let location = self.dir.display().to_string();
-            return Err(append_offset_error(location, batch, self.log_end_offset()));
+            return Err(append_offset_error(
+                location,
+                base_offset,
+                self.log_end_offset(),
+            ));
         }
         let active = self.active();
         if active.size > 0 && active.size + batch.len() as u64 > self.config.segment_bytes {
@@ -379,7 +397,7 @@ impl Log for SegmentLog {
             .segments
             .last_mut()
             .expect("a segment log always has a segment");
-        active.append(batch, interval)?;
+        active.append(batch, (base_offset, leader_epoch), interval)?;
         self.size += batch.len() as u64;
         let due = match self.config.fsync {
             FsyncPolicy::Never => false,
@@ -391,10 +409,7 @@ impl Log for SegmentLog {
         }
         // Data first, then the checkpoint: a crash in between is repaired by recovery,
         // which re-applies the active segment's batch epochs.
-        if self
-            .epochs
-            .assign(batch.leader_epoch(), batch.base_offset())
-        {
+        if self.epochs.assign(leader_epoch, base_offset) {
             self.save_epochs()?;
         }
         Ok(())
@@ -562,4 +577,19 @@ impl Log for SegmentLog {
     fn epochs(&self) -> Vec<(u32, u64)> {
         self.epochs.entries().to_vec()
     }
+}
+
+/// `Write::write_all` for several buffers (`write_all_vectored` is not stable):
+/// writes every byte of `bufs`, retrying short writes and interruptions.
+fn write_all_vectored(mut file: &File, mut bufs: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match file.write_vectored(bufs) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -243,6 +243,35 @@ fn retention_moves_the_first_epoch_entry_up_to_the_log_start(h: &mut dyn Harness
     assert_eq!(h.log().epochs(), vec![(2, 6)]);
 }
 
+fn append_stamped_stores_what_append_of_the_stamped_batch_stores(h: &mut dyn Harness) {
+    // A leader's append: the producer's batch (offset 0, epoch 0), stamped on the
+    // way in. The segment log writes the stamped header beside the unchanged rest.
+    append_batches(h.log(), 2, 3, 10, 1);
+    let unstamped = simple_batch(0, 4, 25, 0, 1_000);
+    let shared = unstamped.clone(); // the producer keeps its copy for retries
+    h.log().append_stamped(&unstamped, 6, 3).unwrap();
+    assert_eq!(
+        shared.as_bytes(),
+        unstamped.as_bytes(),
+        "the batch itself is untouched"
+    );
+    let want = unstamped.clone().stamped(6, 3);
+    assert_eq!(h.log().log_end_offset(), 10);
+    assert_eq!(h.log().epochs(), vec![(1, 0), (3, 6)]);
+    let read = h.log().read(6, 1 << 20).unwrap();
+    assert_eq!(bytes_of(&read), bytes_of(std::slice::from_ref(&want)));
+    assert_eq!((read[0].base_offset(), read[0].leader_epoch()), (6, 3));
+    // Not at the log end: refused, nothing written.
+    assert!(h.log().append_stamped(&unstamped, 11, 3).is_err());
+    assert_eq!(h.log().log_end_offset(), 10);
+    h.reopen();
+    assert_eq!(
+        bytes_of(&h.log().read(6, 1 << 20).unwrap()),
+        bytes_of(&[want])
+    );
+    assert_eq!(h.log().epochs(), vec![(1, 0), (3, 6)]);
+}
+
 macro_rules! run_for_both_logs {
     ($($name:ident),* $(,)?) => {
         mod memory_log {
@@ -272,4 +301,5 @@ run_for_both_logs!(
     retention_never_removes_the_newest_data,
     retention_by_age_deletes_batches_older_than_the_limit,
     retention_moves_the_first_epoch_entry_up_to_the_log_start,
+    append_stamped_stores_what_append_of_the_stamped_batch_stores,
 );

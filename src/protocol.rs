@@ -161,6 +161,11 @@ pub(crate) enum Message {
         broker_epoch: u64,
         tp: TopicPartition,
     },
+    /// The controller has considered a [`Message::ReplicaDamaged`] report: the
+    /// follower stops repeating it.
+    ReplicaDamagedAck {
+        tp: TopicPartition,
+    },
     AlterPartition {
         broker_epoch: u64,
         tp: TopicPartition,
@@ -219,6 +224,7 @@ impl Message {
             Message::Heartbeat { .. } => "Heartbeat",
             Message::AlterPartition { .. } => "AlterPartition",
             Message::ReplicaDamaged { .. } => "ReplicaDamaged",
+            Message::ReplicaDamagedAck { .. } => "ReplicaDamagedAck",
             Message::Registered { .. } => "Registered",
             Message::HeartbeatReply { .. } => "HeartbeatReply",
             Message::LeaderAndIsr { .. } => "LeaderAndIsr",

@@ -196,8 +196,9 @@ impl Broker {
     }
 
     /// Reports again every follower still missing records it cut over a bad CRC
-    /// (its first report may have been lost), and forgets those that have
-    /// refetched up to where their log ended before the cut, or are gone.
+    /// whose report the controller has not acknowledged (it may have been lost),
+    /// and forgets those that have refetched up to where their log ended before
+    /// the cut, or are gone.
     pub(super) fn report_damage(&mut self, broker_epoch: u64) {
         let mut healed = Vec::new();
         for (tp, until) in &self.damaged {

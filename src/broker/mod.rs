@@ -88,8 +88,9 @@ pub(crate) struct Broker {
     dirty: HashSet<TopicPartition>,
     lost_data: Vec<TopicPartition>,
     /// Followers that cut records over a bad CRC while running, with their log end
-    /// before the cut: reported to the controller with every heartbeat until the
-    /// replica has refetched that far (the network may lose a report).
+    /// before the cut: reported to the controller with every heartbeat (the network
+    /// may lose a report) until it acknowledges, or the replica has refetched that
+    /// far.
     damaged: BTreeMap<TopicPartition, u64>,
     /// The group coordinator for the offsets partitions this broker leads.
     coordinator: Coordinator,
@@ -569,6 +570,15 @@ impl Broker {
                     }
                     self.lost_data.clear();
                     self.config.restarted = false;
+                }
+            }
+            Message::ReplicaDamagedAck { tp } => {
+                // The controller keeps the replica ineligible in its metadata
+                // until it is back in the ISR: nothing left to report or to keep.
+                if self.damaged.remove(&tp).is_some() {
+                    if let Some(dir) = &self.config.dir {
+                        let _ = storage::loss_reported(&dir.join(replica::dir_name(&tp)));
+                    }
                 }
             }
             Message::HeartbeatReply { fenced } => {

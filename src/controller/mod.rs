@@ -475,7 +475,12 @@ impl Controller {
                 if let Some(p) = self.image.partition(&tp).cloned().filter(|_| current) {
                     self.replica_damaged(&p, from, &mut changes);
                 }
-                self.finish(&changes, None)
+                // Acknowledged either way. From a stale epoch the report is moot:
+                // the broker was fenced, so it left every ISR and rejoins one only
+                // after catching up, i.e. after refetching what it cut.
+                let mut out = self.finish(&changes, None);
+                out.messages.push((from, Message::ReplicaDamagedAck { tp }));
+                out
             }
             // Controller-to-broker and broker-to-broker messages: not ours to act on.
             Message::Registered { .. }
@@ -484,7 +489,8 @@ impl Controller {
             | Message::StopReplica { .. }
             | Message::AlterPartitionReply { .. }
             | Message::Fetch { .. }
-            | Message::FetchReply { .. } => ControllerOutput::default(),
+            | Message::FetchReply { .. }
+            | Message::ReplicaDamagedAck { .. } => ControllerOutput::default(),
         }
     }
 

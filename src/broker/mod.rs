@@ -604,13 +604,13 @@ impl Broker {
                 );
                 match result {
                     Ok(st) => self.apply_partition_state(st, now),
-                    Err(_) => {
+                    Err(e) => {
                         if let Some(Replica {
                             role: Role::Leader(l),
                             ..
                         }) = self.replicas.get_mut(&tp)
                         {
-                            l.alter_refused();
+                            l.alter_refused(e);
                         }
                     }
                 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::ids::BrokerId;
-use crate::protocol::PartitionState;
+use crate::protocol::{AlterPartitionError, PartitionState};
 
 /// What a follower has shown the leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -382,6 +382,11 @@ impl Leader {
         if state.leader_epoch != self.leader_epoch || state.partition_epoch < self.partition_epoch {
             return ready;
         }
+        if state.partition_epoch == self.partition_epoch && self.pending_isr.is_some() {
+            // The state the pending proposal was made on, again (a duplicate, a
+            // resend): it says nothing of whether the proposal was applied.
+            return ready;
+        }
         // A follower the controller removed (dead, fenced) must fetch again before
         // it can be proposed back.
         for (b, p) in self.followers.iter_mut() {
@@ -401,10 +406,25 @@ impl Leader {
         ready
     }
 
-    /// The controller refused the proposal: forget it; the next fetch or tick proposes
-    /// again from the current facts.
-    pub(crate) fn alter_refused(&mut self) {
-        self.pending_isr = None;
+    /// The controller refused the proposal. A refusal that proves nothing of it was
+    /// applied (the controller checked the partition epoch before it found a member
+    /// ineligible) drops it: the next fetch or tick proposes again from the current
+    /// facts. After the others (a stale broker, leader or partition epoch) an
+    /// earlier copy may have been applied with its answer lost, as KIP-497's leader
+    /// allows for: the proposal stays pending, its members keep bounding the HW, and
+    /// it is sent again until an answer or the controller's next state settles it
+    /// (a copy of an applied proposal is answered with the current state). Dropping
+    /// it would let the HW pass a follower the controller may already count in the
+    /// ISR.
+    pub(crate) fn alter_refused(&mut self, error: AlterPartitionError) {
+        match error {
+            AlterPartitionError::IneligibleReplica
+            | AlterPartitionError::StaleMemberEpoch
+            | AlterPartitionError::UnknownTopicOrPartition => self.pending_isr = None,
+            AlterPartitionError::StaleBrokerEpoch
+            | AlterPartitionError::FencedLeaderEpoch
+            | AlterPartitionError::InvalidUpdateVersion => {}
+        }
     }
 
     /// Leadership is gone: every waiter ends with `NotLeader`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::config::TopicConfig;
 use crate::ids::{BrokerId, TopicPartition};
-use crate::protocol::PartitionState;
+use crate::protocol::{AlterPartitionError, PartitionState};
 
 const LAG: Duration = Duration::from_millis(100);
 
@@ -393,8 +393,82 @@ fn unanswered_alter_partition_is_resent() {
     // No answer: the same proposal goes out again after the retry interval.
     assert_eq!(leader.tick(ms(600)).alter_isr, None);
     assert_eq!(leader.tick(ms(800)).alter_isr, Some(vec![b(0)]));
-    leader.alter_refused();
+    leader.alter_refused(AlterPartitionError::IneligibleReplica);
     assert!(!leader.has_pending_isr());
+}
+
+/// Rule 2 with KIP-497: a proposal refused for a stale broker, leader or
+/// partition epoch may have been applied by an earlier copy whose answer was lost
+/// (found by the simulation, seed 241230445146179 with a 60 s fault phase: the
+/// leader dropped its expansion on such a refusal, raised the HW past the joining
+/// follower, which the controller already counted in the ISR and then elected).
+/// It stays pending: its members keep bounding the HW, and it is sent again until
+/// an answer or the controller's next state settles it.
+#[test]
+fn rule2_a_refusal_that_leaves_the_proposal_in_doubt_keeps_its_members_in_the_hw() {
+    for error in [
+        AlterPartitionError::StaleBrokerEpoch,
+        AlterPartitionError::FencedLeaderEpoch,
+        AlterPartitionError::InvalidUpdateVersion,
+    ] {
+        let st = state(&[0], 1);
+        let mut leader = Leader::new(b(0), &st, 0, 0, LAG, ms(0));
+        leader.appended(10, None, ms(0));
+        assert_eq!(leader.hw(), 10, "alone in the ISR");
+        // Follower 2 reaches the HW: proposed, and from now on it bounds the HW.
+        let r = leader.fetched(b(2), 1, 10, ms(1));
+        assert_eq!(r.alter_isr, Some(vec![b(0), b(2)]));
+        leader.appended(20, None, ms(2));
+        assert_eq!(leader.hw(), 10, "{error:?}: pending member at 10");
+        leader.alter_refused(error);
+        assert!(leader.has_pending_isr(), "{error:?}");
+        leader.appended(30, None, ms(3));
+        assert_eq!(
+            leader.hw(),
+            10,
+            "{error:?}: still bounded by the pending member"
+        );
+        assert_eq!(
+            leader.tick(ms(1_000)).alter_isr,
+            Some(vec![b(0), b(2)]),
+            "{error:?}: sent again"
+        );
+        // The same state again (a duplicate) settles nothing.
+        leader.isr_updated(&st, ms(4));
+        assert!(leader.has_pending_isr(), "{error:?}");
+        assert_eq!(leader.hw(), 10);
+        // The controller's next state settles it: here, the follower was added.
+        let mut next = st.clone();
+        next.partition_epoch = 2;
+        next.isr = vec![b(0), b(2)];
+        leader.isr_updated(&next, ms(5));
+        assert!(!leader.has_pending_isr());
+        assert_eq!(leader.hw(), 10, "{error:?}: the follower holds 10");
+        leader.fetched(b(2), 1, 30, ms(6));
+        assert_eq!(leader.hw(), 30);
+    }
+}
+
+/// The other side: a refusal that proves the proposal was not applied (the
+/// controller checked the partition epoch first) drops it, and the HW follows the
+/// committed ISR again.
+#[test]
+fn rule2_a_refusal_that_proves_nothing_was_applied_drops_the_proposal() {
+    for error in [
+        AlterPartitionError::IneligibleReplica,
+        AlterPartitionError::StaleMemberEpoch,
+    ] {
+        let st = state(&[0], 1);
+        let mut leader = Leader::new(b(0), &st, 0, 0, LAG, ms(0));
+        leader.appended(10, None, ms(0));
+        leader.fetched(b(2), 1, 10, ms(1));
+        leader.appended(20, None, ms(2));
+        assert_eq!(leader.hw(), 10);
+        leader.alter_refused(error);
+        assert!(!leader.has_pending_isr(), "{error:?}");
+        leader.appended(30, None, ms(3));
+        assert_eq!(leader.hw(), 30, "{error:?}: alone in the ISR again");
+    }
 }
 
 #[test]
@@ -531,7 +605,7 @@ fn a_follower_that_stopped_fetching_is_not_proposed_back() {
         leader.fetched(b(2), 1, 0, ms(1)).alter_isr,
         Some(vec![b(0), b(1), b(2)])
     );
-    leader.alter_refused();
+    leader.alter_refused(AlterPartitionError::IneligibleReplica);
     assert_eq!(leader.fetched(b(1), 1, 0, ms(500)).alter_isr, None);
 }
 
@@ -548,7 +622,7 @@ fn kip903_a_restarted_follower_starts_over_and_late_fetches_of_its_old_self_are_
     // Restarted empty (epoch 2): its progress starts over from 0.
     assert!(leader.incarnation(b(2), 2));
     assert_eq!(leader.member_epochs(&[b(2)]), vec![(b(2), 2)]);
-    leader.alter_refused();
+    leader.alter_refused(AlterPartitionError::StaleMemberEpoch);
     // The old incarnation's fetch at 10, delivered late, is not progress.
     assert!(!leader.incarnation(b(2), 1));
     assert_eq!(leader.fetched(b(2), 1, 10, ms(2)).alter_isr, None);

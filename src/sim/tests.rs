@@ -127,6 +127,26 @@ fn sim_the_schedule_never_kills_the_last_holder_of_committed_records() {
     ));
 }
 
+/// Found by a soak with a 60 s fault phase: a leader whose ISR expansion was
+/// applied, but whose answer was lost and whose retry was refused once it had been
+/// fenced, dropped the expansion and raised its HW past the new member, which the
+/// controller then elected (rule 2, KIP-497).
+#[cfg(feature = "sim")]
+#[test]
+fn sim_a_refused_retry_of_an_applied_expansion_keeps_the_hw_bounded() {
+    let options = SimOptions {
+        fault_phase: Duration::from_secs(60),
+        flip_any_segment: true,
+        ..SimOptions::default()
+    };
+    assert_all_pass(&super::run_many(
+        &[241_230_445_146_179],
+        &options,
+        1,
+        &|_| {},
+    ));
+}
+
 /// Runs CI's seeds with `rule` broken until one fails; returns that outcome.
 #[cfg(feature = "sim")]
 fn first_caught(rule: BrokenRule) -> Option<SimOutcome> {

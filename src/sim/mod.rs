@@ -158,6 +158,8 @@ pub struct SimOutcome {
     pub broken: BrokenRule,
     /// Whether bytes were flipped in any segment, not only the active one.
     pub flip_any_segment: bool,
+    /// The fault phase the seed ran with.
+    pub fault_phase: Duration,
     /// Every breach of an invariant (empty: the seed passed).
     pub violations: Vec<String>,
     /// Faults injected, by kind.
@@ -191,8 +193,14 @@ impl SimOutcome {
         } else {
             ""
         };
+        // Only when not the default, so that most replays stay short.
+        let phase = if self.fault_phase == SimOptions::default().fault_phase {
+            String::new()
+        } else {
+            format!(" --fault-phase {}", self.fault_phase.as_secs())
+        };
         format!(
-            "cargo run --release --features sim --example sim -- --seed {}{broken}{flip} --trace",
+            "cargo run --release --features sim --example sim -- --seed {}{broken}{flip}{phase} --trace",
             self.seed
         )
     }
@@ -374,6 +382,7 @@ struct Sim {
     seed: u64,
     trace: bool,
     flip_any_segment: bool,
+    fault_phase: Duration,
     clock: Clock,
     now: Duration,
     queue: BinaryHeap<Queued>,
@@ -487,6 +496,7 @@ impl Sim {
             seed,
             trace: options.trace,
             flip_any_segment: options.flip_any_segment,
+            fault_phase: options.fault_phase,
             clock,
             now: Duration::ZERO,
             queue: BinaryHeap::new(),
@@ -1197,6 +1207,7 @@ impl Sim {
             seed: self.seed,
             broken: broken_rule(),
             flip_any_segment: self.flip_any_segment,
+            fault_phase: self.fault_phase,
             violations: self.checker.violations().to_vec(),
             faults: self.faults.clone(),
             trace_hash: self.hash.0,

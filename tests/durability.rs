@@ -295,6 +295,26 @@ fn a_leader_that_finds_a_bad_crc_gives_up_leadership_and_corrupt_bytes_are_never
     replicas_agree_below_hw(&c, "t");
 }
 
+/// `n` records to partition 0 of `t` in batches of about 512 bytes (many per
+/// 4 KiB segment), every one acknowledged.
+fn produce_in_small_batches(c: &Cluster, n: usize) {
+    let prod = c.producer(ProducerConfig::new().batch_size(512)).unwrap();
+    let ds: Vec<_> = (0..n)
+        .map(|i| prod.send_to("t", 0, Record::new(format!("t-0-{i:06}"))))
+        .collect();
+    for d in ds {
+        d.wait().unwrap();
+    }
+}
+
+/// The replicas on `a` and `b` hold the same `n` records.
+fn assert_replicas_equal(p: &Partition, a: BrokerId, b: BrokerId, n: usize) {
+    let ra = p.replica(a).unwrap().read(0, 1000).unwrap();
+    let rb = p.replica(b).unwrap().read(0, 1000).unwrap();
+    assert_eq!(ra.len(), n);
+    assert_eq!(ra, rb);
+}
+
 #[test]
 fn a_follower_that_finds_rot_below_its_hw_leaves_the_isr_until_it_has_refetched() {
     // Rot in an old (inactive) segment is not scanned at open: it is found when the
@@ -303,13 +323,7 @@ fn a_follower_that_finds_rot_below_its_hw_leaves_the_isr_until_it_has_refetched(
     let dir = tempfile::tempdir().unwrap();
     let (c, p) = disk_cluster(dir.path(), |t| t.segment_bytes(4096));
     // Small batches, so segments of 4 KiB roll many times whatever the timing.
-    let prod = c.producer(ProducerConfig::new().batch_size(512)).unwrap();
-    let ds: Vec<_> = (0..300)
-        .map(|i| prod.send_to("t", 0, Record::new(format!("t-0-{i:06}"))))
-        .collect();
-    for d in ds {
-        d.wait().unwrap();
-    }
+    produce_in_small_batches(&c, 300);
     let f = p.replicas()[2];
     wait_until("the follower to hold everything", || {
         p.replica(f).unwrap().log_end_offset() == Some(300)
@@ -329,10 +343,7 @@ fn a_follower_that_finds_rot_below_its_hw_leaves_the_isr_until_it_has_refetched(
         p.isr().contains(&f)
     });
     let leader = p.leader().unwrap();
-    let a = p.replica(leader).unwrap().read(0, 1000).unwrap();
-    let b = p.replica(f).unwrap().read(0, 1000).unwrap();
-    assert_eq!(a.len(), 300);
-    assert_eq!(a, b);
+    assert_replicas_equal(&p, leader, f, 300);
 }
 
 /// A transport that drops every `ReplicaDamaged` report while `dropping` is set,
@@ -387,13 +398,7 @@ fn rule9_a_lost_damage_report_is_sent_again_until_the_controller_answers() {
         )
         .unwrap();
     let p = t.partition(0).unwrap();
-    let prod = c.producer(ProducerConfig::new().batch_size(512)).unwrap();
-    let ds: Vec<_> = (0..300)
-        .map(|i| prod.send_to("t", 0, Record::new(format!("t-0-{i:06}"))))
-        .collect();
-    for d in ds {
-        d.wait().unwrap();
-    }
+    produce_in_small_batches(&c, 300);
     let (leader, f) = (p.leader().unwrap(), p.replicas()[2]);
     assert_ne!(leader, f);
     wait_until("the follower to hold everything", || {
@@ -433,10 +438,7 @@ fn rule9_a_lost_damage_report_is_sent_again_until_the_controller_answers() {
     wait_until("the follower to refetch and rejoin", || {
         p.isr().contains(&f)
     });
-    let a = p.replica(leader).unwrap().read(0, 1000).unwrap();
-    let b = p.replica(f).unwrap().read(0, 1000).unwrap();
-    assert_eq!(a.len(), 300);
-    assert_eq!(a, b);
+    assert_replicas_equal(&p, leader, f, 300);
 }
 
 /// Files under `dir` this process still holds open after they were unlinked.

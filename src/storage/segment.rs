@@ -194,9 +194,9 @@ impl Segment {
         Ok(start + want == self.size && *total < max_bytes)
     }
 
-    /// Writes the frame at the end of the file and notes it in the index.
-    /// Appends `batch` stamped with `base_offset` and `leader_epoch`: the stamped
-    /// header and the rest in one vectored write, so the batch is not copied.
+    /// Writes the frame of `batch`, stamped with `base_offset` and `leader_epoch`, at
+    /// the end of the file and notes it in the index: the stamped header and the rest
+    /// in one vectored write, so the batch is not copied.
     fn append(
         &mut self,
         batch: &Batch,

@@ -14,7 +14,7 @@ use crate::replication::SequenceCheck;
 use crate::storage;
 use crate::{Error, Result};
 
-use super::replica::{self, Role};
+use super::replica::Role;
 use super::{diverging, AckTarget, Broker, ParkedReplicaFetch, PendingAck, RESIGN_RETRY};
 
 impl Broker {
@@ -170,8 +170,8 @@ impl Broker {
             // It may have cut committed records: not electable until it has
             // refetched them and is back in the ISR. Kept on disk until then, so
             // that a restart reports it too (the cut log looks whole).
-            if let Some(dir) = &self.config.dir {
-                let _ = storage::mark_loss(&dir.join(replica::dir_name(tp)), self.config.fsync);
+            if let Some(path) = self.partition_dir(tp) {
+                let _ = storage::mark_loss(&path, self.config.fsync);
             }
             let until = self.damaged.entry(tp.clone()).or_insert(0);
             *until = (*until).max(end);
@@ -216,8 +216,9 @@ impl Broker {
         }
         for (tp, hosted) in healed {
             self.damaged.remove(&tp);
-            if let Some(dir) = self.config.dir.as_ref().filter(|_| hosted) {
-                let _ = storage::loss_reported(&dir.join(replica::dir_name(&tp)));
+            // A replica stopped without deleting keeps its marker for its next start.
+            if hosted {
+                self.clear_loss_marker(&tp);
             }
         }
     }

@@ -561,14 +561,9 @@ impl Broker {
                     // What was lost is reported once; after that the controller knows
                     // (and keeps it in its metadata). A later registration (after a
                     // fence) must not claim the logs it has since rebuilt are gone.
-                    // A marker left by a failed removal only makes a later start
-                    // report the loss again: ineligible for longer, never unsafe.
-                    if let Some(dir) = &self.config.dir {
-                        for tp in &self.lost_data {
-                            let _ = storage::loss_reported(&dir.join(replica::dir_name(tp)));
-                        }
+                    for tp in std::mem::take(&mut self.lost_data) {
+                        self.clear_loss_marker(&tp);
                     }
-                    self.lost_data.clear();
                     self.config.restarted = false;
                 }
             }
@@ -576,9 +571,7 @@ impl Broker {
                 // The controller keeps the replica ineligible in its metadata
                 // until it is back in the ISR: nothing left to report or to keep.
                 if self.damaged.remove(&tp).is_some() {
-                    if let Some(dir) = &self.config.dir {
-                        let _ = storage::loss_reported(&dir.join(replica::dir_name(&tp)));
-                    }
+                    self.clear_loss_marker(&tp);
                 }
             }
             Message::HeartbeatReply { fenced } => {
@@ -708,12 +701,29 @@ impl Broker {
         self.shared.changed();
     }
 
+    /// Where the replica of `tp` keeps its files, when this broker has a data dir.
+    pub(super) fn partition_dir(&self, tp: &TopicPartition) -> Option<PathBuf> {
+        self.config
+            .dir
+            .as_ref()
+            .map(|d| d.join(replica::dir_name(tp)))
+    }
+
+    /// The loss the replica of `tp` reported needs reporting no more (the
+    /// controller heard it, or the replica holds the records again): its marker
+    /// goes. A marker left by a failed removal only makes a later start report the
+    /// loss again: ineligible for longer, never unsafe.
+    pub(super) fn clear_loss_marker(&self, tp: &TopicPartition) {
+        if let Some(path) = self.partition_dir(tp) {
+            let _ = storage::loss_reported(&path);
+        }
+    }
+
     fn create_replica(&mut self, tp: &TopicPartition) -> Result<Replica> {
         let status = self.shared.status(tp);
-        match &self.config.dir {
+        match self.partition_dir(tp) {
             None => Ok(Replica::memory(tp.clone(), status)),
-            Some(dir) => {
-                let path = dir.join(replica::dir_name(tp));
+            Some(path) => {
                 let (r, _) = Replica::open_disk(tp.clone(), &path, self.config.fsync, status)?;
                 Ok(r)
             }
@@ -737,11 +747,10 @@ impl Broker {
             self.shared.remove(tp);
             self.fetchers.refresh(&self.replicas);
             if delete {
-                if let Some(dir) = &self.config.dir {
+                if let Some(path) = self.partition_dir(tp) {
                     // The log goes with its directory: its files' last close may
                     // take long (see `Deleter`).
-                    self.deleter
-                        .delete(&dir.join(replica::dir_name(tp)), Some(r.log));
+                    self.deleter.delete(&path, Some(r.log));
                 }
             }
         }

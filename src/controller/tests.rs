@@ -1481,21 +1481,20 @@ fn rule9_a_repeated_damage_report_is_acknowledged_each_time_and_changes_nothing_
         broker_epoch: h.epoch_of(damaged),
         tp: tp.clone(),
     };
+    let acked = |out: &ControllerOutput| {
+        out.messages
+            .iter()
+            .any(|(b, m)| *b == damaged && matches!(m, Message::ReplicaDamagedAck { .. }))
+    };
     let out = h.c.handle(damaged, report(&h), Duration::from_millis(1));
-    assert!(out
-        .messages
-        .iter()
-        .any(|(b, m)| *b == damaged && matches!(m, Message::ReplicaDamagedAck { .. })));
+    assert!(acked(&out));
     h.take(out);
     let after_first = h.state(&tp);
     assert_eq!(after_first.isr, vec![r[0], r[2]]);
     // The ack was lost: the same report again.
     let out = h.c.handle(damaged, report(&h), Duration::from_millis(2));
     assert!(out.records.is_empty(), "{:?}", out.records);
-    assert!(out
-        .messages
-        .iter()
-        .any(|(b, m)| *b == damaged && matches!(m, Message::ReplicaDamagedAck { .. })));
+    assert!(acked(&out));
     h.take(out);
     assert_eq!(h.state(&tp), after_first);
     assert!(h.c.image().ineligible[&tp].contains(&damaged));

@@ -102,6 +102,9 @@ pub(crate) struct FetchPartitionResponse {
 #[derive(Clone, Debug)]
 pub(crate) struct FetchData {
     pub high_watermark: u64,
+    /// The leader's log start offset: a follower deletes what lies below it, up to
+    /// its own high watermark (as Kafka's fetch response carries `log_start_offset`).
+    pub log_start: u64,
     pub leader_epoch: u32,
     /// Set when the follower's log diverges: truncate to the smaller of `end_offset`
     /// and the own end offset of `epoch`, then fetch again (OffsetForLeaderEpoch).

@@ -369,6 +369,85 @@ fn committed_offsets_survive_reopening_the_data_dir() {
     assert_eq!(offsets, vec![7, 8, 9]);
 }
 
+/// Rule 10 over time: however often a group commits, its offsets partition stays
+/// small on every replica (compacted to one record per live offset), and a
+/// coordinator that takes over from the compacted log answers the last commit of
+/// each partition.
+fn compacts_committed_offsets(data_dir: Option<&std::path::Path>) {
+    let mut b = Cluster::builder()
+        .brokers(3)
+        .offsets_topic_partitions(5)
+        .offsets_topic_segment_bytes(4096);
+    if let Some(dir) = data_dir {
+        b = b.data_dir(dir);
+    }
+    let c = b.build().unwrap();
+    topic(&c, "t", 3);
+    let consumer = c.consumer(config("g")).unwrap();
+    let tps: Vec<TopicPartition> = all_partitions("t", 3).into_iter().collect();
+    consumer.assign(&tps).unwrap();
+    // About 100 bytes of log per commit: dozens of compactions' worth.
+    const COMMITS: u64 = 1500;
+    for i in 1..=COMMITS {
+        let offsets: Vec<(TopicPartition, u64)> = tps
+            .iter()
+            .map(|tp| (tp.clone(), i * 10 + u64::from(tp.partition)))
+            .collect();
+        consumer.commit_offsets(&offsets).unwrap();
+    }
+    let offsets = c.topic(OFFSETS_TOPIC).unwrap();
+    let group_partition = offsets
+        .partitions()
+        .into_iter()
+        .max_by_key(Partition::high_watermark)
+        .unwrap();
+    assert!(group_partition.high_watermark() >= COMMITS * 3);
+    // Every replica, followers too, holds only a tail: one segment's worth or so
+    // (4096 bytes: tens of records) and the latest snapshot, not 4500 records.
+    wait_until(
+        "every replica of the group's offsets partition to be compacted",
+        || {
+            group_partition.replicas().iter().all(|&broker| {
+                let r = group_partition.replica(broker).unwrap();
+                match (r.log_start_offset(), r.log_end_offset()) {
+                    (Some(start), Some(end)) => start > 0 && end - start < 200,
+                    _ => false,
+                }
+            })
+        },
+    );
+    let last = |tp: &TopicPartition| COMMITS * 10 + u64::from(tp.partition);
+    for tp in &tps {
+        assert_eq!(consumer.committed(tp).unwrap(), Some(last(tp)));
+    }
+    // A new coordinator rebuilds its offsets from the compacted log alone.
+    let coordinator = group_partition.leader().unwrap();
+    c.kill_broker(coordinator).unwrap();
+    wait_until("a new coordinator", || {
+        group_partition.leader().is_some_and(|l| l != coordinator)
+    });
+    for tp in &tps {
+        assert_eq!(
+            consumer.committed(tp).unwrap(),
+            Some(last(tp)),
+            "{tp} after the coordinator moved"
+        );
+    }
+    consumer.commit_offsets(&[(tps[0].clone(), 1)]).unwrap();
+    assert_eq!(consumer.committed(&tps[0]).unwrap(), Some(1));
+}
+
+#[test]
+fn committed_offsets_are_compacted_in_memory_and_a_new_coordinator_reads_the_last_of_each() {
+    compacts_committed_offsets(None);
+}
+
+#[test]
+fn committed_offsets_are_compacted_on_disk_and_a_new_coordinator_reads_the_last_of_each() {
+    let dir = tempfile::tempdir().unwrap();
+    compacts_committed_offsets(Some(dir.path()));
+}
+
 #[test]
 fn a_cooperative_rebalance_revokes_only_the_partitions_that_move() {
     let c = cluster();

@@ -39,6 +39,7 @@ impl Broker {
                 } else {
                     let _ = r.append_fetched(&data.batches);
                     r.set_follower_hw(data.high_watermark);
+                    let _ = r.follow_log_start(data.log_start);
                 }
             }
             Err(FetchError::OffsetOutOfRange { log_start }) => {

@@ -13,7 +13,10 @@ use crate::record::{BatchBuilder, Record};
 use crate::{Error, Result};
 
 use super::replica::Role;
-use super::{AckTarget, Broker, PendingAck};
+use super::{AckTarget, Broker, OffsetsCompaction, PendingAck};
+
+/// Bytes of offset records per batch of a snapshot (far below `max.message.bytes`).
+const SNAPSHOT_BATCH_BYTES: usize = 64 * 1024;
 
 impl Broker {
     /// Loads or unloads an offsets partition as this broker gains or loses its
@@ -54,6 +57,7 @@ impl Broker {
             self.loaded_offsets.insert(tp.partition);
         } else if !leads && loaded {
             self.loaded_offsets.remove(&tp.partition);
+            self.offsets_compactions.remove(&tp.partition);
             self.coordinator.unload(tp.partition);
         }
     }
@@ -221,5 +225,116 @@ impl Broker {
         let ready = leader.appended(leo, Some((id, deadline)), now);
         self.dirty.insert(tp.clone());
         self.apply_ready(&tp, ready);
+    }
+
+    /// Compacts the offsets partitions this broker leads, as Kafka's log cleaner
+    /// compacts `__consumer_offsets`: once a partition's log holds `segment.bytes`
+    /// and twice its last snapshot, the coordinator writes one record per live
+    /// offset (a snapshot) at the log end, in a new segment; once the snapshot is
+    /// committed, every segment before it is deleted, here and, through the log
+    /// start offset in fetch answers, on the followers. A coordinator that takes
+    /// over replays from the log start: the snapshot, then what came after it.
+    ///
+    /// The snapshot is written in one step of this thread, so no commit falls
+    /// between its records, and it states the values of commits written but not
+    /// yet acknowledged, which lie before it in the log.
+    pub(super) fn compact_offsets(&mut self, now: Duration) {
+        let mut partitions: Vec<u32> = self.loaded_offsets.iter().copied().collect();
+        partitions.sort_unstable();
+        self.offsets_compactions
+            .retain(|p, _| partitions.binary_search(p).is_ok());
+        for p in partitions {
+            let tp = TopicPartition::new(OFFSETS_TOPIC, p);
+            let Some(r) = self.replicas.get_mut(&tp) else {
+                continue;
+            };
+            let Role::Leader(leader) = &r.role else {
+                continue;
+            };
+            if let Some(c) = self.offsets_compactions.get(&p).copied() {
+                if leader.leader_epoch() != c.epoch || r.log.log_end_offset() < c.end {
+                    // Leadership moved since (and came back): the snapshot may have
+                    // been truncated and its offsets reused. Start over later.
+                    self.offsets_compactions.remove(&p);
+                } else if leader.hw() >= c.end {
+                    if r.log.delete_below(c.base).is_ok() {
+                        r.publish();
+                    }
+                    self.offsets_snapshot_bytes.insert(p, c.bytes);
+                    self.offsets_compactions.remove(&p);
+                }
+                continue;
+            }
+            let segment_bytes = r
+                .state
+                .as_ref()
+                .map_or(crate::config::DEFAULT_SEGMENT_BYTES, |st| {
+                    st.config.segment_bytes
+                });
+            let last = self.offsets_snapshot_bytes.get(&p).copied().unwrap_or(0);
+            if r.log.size_bytes() < segment_bytes.max(2 * last) {
+                continue;
+            }
+            if let Some(c) = self.write_offsets_snapshot(&tp, now) {
+                self.offsets_compactions.insert(p, c);
+            }
+        }
+    }
+
+    /// Writes the snapshot of offsets partition `tp` at its log end, in a new
+    /// segment; `None` if this broker does not lead it or the log refused.
+    fn write_offsets_snapshot(
+        &mut self,
+        tp: &TopicPartition,
+        now: Duration,
+    ) -> Option<OffsetsCompaction> {
+        let mut pending: Vec<(u64, &[OffsetRecord])> = self
+            .pending_acks
+            .values()
+            .filter(|a| &a.tp == tp)
+            .filter_map(|a| match &a.target {
+                AckTarget::Commit { records, .. } => Some((a.base_offset, records.as_slice())),
+                AckTarget::Producer(_) => None,
+            })
+            .collect();
+        pending.sort_unstable_by_key(|(base, _)| *base);
+        let records = self
+            .coordinator
+            .snapshot(tp.partition, pending.iter().flat_map(|(_, r)| r.iter()));
+        let r = self.replicas.get_mut(tp)?;
+        let Role::Leader(leader) = &mut r.role else {
+            return None;
+        };
+        let epoch = leader.leader_epoch();
+        r.log.roll_segment().ok()?;
+        let base = r.log.log_end_offset();
+        let ts = crate::wall_clock::now_ms();
+        let mut bytes = 0;
+        let mut builder: Option<BatchBuilder> = None;
+        for (i, rec) in records.iter().enumerate() {
+            let (key, value) = rec.encode();
+            let record = Record::new(value).key(key);
+            let b = builder.get_or_insert_with(|| BatchBuilder::new(None, SNAPSHOT_BATCH_BYTES));
+            b.push(&record, ts);
+            if b.len_bytes() >= SNAPSHOT_BATCH_BYTES || i + 1 == records.len() {
+                let batch = builder.take()?.finish(None);
+                bytes += batch.len() as u64;
+                let at = r.log.log_end_offset();
+                r.append_stamped(&batch, at, epoch).ok()?;
+            }
+        }
+        let end = r.log.log_end_offset();
+        let Role::Leader(leader) = &mut r.role else {
+            unreachable!("role checked above")
+        };
+        let ready = leader.appended(end, None, now);
+        self.dirty.insert(tp.clone());
+        self.apply_ready(tp, ready);
+        Some(OffsetsCompaction {
+            base,
+            end,
+            epoch,
+            bytes,
+        })
     }
 }

@@ -90,6 +90,7 @@ impl Broker {
                         {
                             Ok(FetchData {
                                 high_watermark: l.hw(),
+                                log_start: r.log.log_start_offset(),
                                 leader_epoch: l.leader_epoch(),
                                 diverging: Some(d),
                                 batches: Vec::new(),
@@ -114,6 +115,7 @@ impl Broker {
                             budget = budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
                             Ok(FetchData {
                                 high_watermark: l.hw(),
+                                log_start: r.log.log_start_offset(),
                                 leader_epoch: l.leader_epoch(),
                                 diverging: None,
                                 batches,

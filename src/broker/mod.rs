@@ -96,6 +96,13 @@ pub(crate) struct Broker {
     coordinator: Coordinator,
     /// Offsets partitions whose records have been replayed into the coordinator.
     loaded_offsets: HashSet<u32>,
+    /// Compactions of the offsets partitions this broker leads, by partition: the
+    /// snapshot is written and waits to be committed before what lies below it is
+    /// deleted.
+    offsets_compactions: BTreeMap<u32, OffsetsCompaction>,
+    /// Bytes of each offsets partition's last snapshot: the next compaction waits
+    /// until the log holds twice that (and at least its `segment.bytes`).
+    offsets_snapshot_bytes: BTreeMap<u32, u64>,
     /// The cluster metadata, for the partition counts the coordinator assigns from.
     metadata: Arc<MetadataCell>,
     seen_image: Option<Arc<MetadataImage>>,
@@ -114,6 +121,16 @@ impl std::fmt::Debug for Broker {
             .field("replicas", &self.replicas.len())
             .finish()
     }
+}
+
+/// A snapshot of an offsets partition's live offsets, written at `base..end` in
+/// leader epoch `epoch`.
+#[derive(Clone, Copy, Debug)]
+struct OffsetsCompaction {
+    base: u64,
+    end: u64,
+    epoch: u32,
+    bytes: u64,
 }
 
 #[derive(Debug)]
@@ -195,6 +212,8 @@ impl Broker {
                 offsets_partitions,
             ),
             loaded_offsets: HashSet::new(),
+            offsets_compactions: BTreeMap::new(),
+            offsets_snapshot_bytes: BTreeMap::new(),
             metadata,
             seen_image: None,
             deleter: Deleter::new(format!("replog-deleter-{}", config.id.0)),
@@ -411,6 +430,7 @@ impl Broker {
         if now >= self.next_retention {
             self.next_retention = now + RETENTION_CHECK;
             self.apply_retention();
+            self.compact_offsets(now);
         }
         self.tick_coordinator(now);
         self.serve_parked(now);

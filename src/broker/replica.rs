@@ -278,6 +278,23 @@ impl Replica {
         self.publish();
     }
 
+    /// Follows the leader's log start, as Kafka's follower does with each fetch
+    /// answer: whole segments below it are deleted, but never past this replica's
+    /// own high watermark, so a follower that has not yet fetched what replaced them
+    /// (a compacted log's snapshot) keeps them.
+    ///
+    /// # Errors
+    ///
+    /// As [`Log::delete_below`](crate::storage::Log::delete_below).
+    pub(crate) fn follow_log_start(&mut self, leader_log_start: u64) -> Result<()> {
+        let upto = leader_log_start.min(self.hw);
+        if upto > self.log.log_start_offset() {
+            self.log.delete_below(upto)?;
+            self.publish();
+        }
+        Ok(())
+    }
+
     /// Where to cut our log given the leader's answer to OffsetForLeaderEpoch: the
     /// smaller of the leader's end for that epoch and ours (KIP-279).
     pub(crate) fn divergence_point(&self, d: EpochEndOffset) -> u64 {

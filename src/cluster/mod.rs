@@ -33,6 +33,9 @@ use notify::Notify;
 /// How long cluster operations wait for the controller or a broker before
 /// `Error::Timeout`.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `offsets.topic.segment.bytes` (see
+/// [`ClusterBuilder::offsets_topic_segment_bytes`]).
+const DEFAULT_OFFSETS_SEGMENT_BYTES: u64 = 1 << 20;
 
 /// A snapshot of cluster health, as Kafka's JMX metrics of the same names.
 ///
@@ -91,6 +94,7 @@ pub struct ClusterBuilder {
     leader_imbalance_check_interval: Duration,
     replica_fetch_wait_max: Duration,
     offsets_topic_partitions: u32,
+    offsets_topic_segment_bytes: u64,
 }
 
 impl std::fmt::Debug for ClusterBuilder {
@@ -120,6 +124,7 @@ impl Default for ClusterBuilder {
             leader_imbalance_check_interval: Duration::from_secs(1),
             replica_fetch_wait_max: Duration::from_millis(500),
             offsets_topic_partitions: 50,
+            offsets_topic_segment_bytes: DEFAULT_OFFSETS_SEGMENT_BYTES,
         }
     }
 }
@@ -207,7 +212,39 @@ impl ClusterBuilder {
         self
     }
 
+    /// `offsets.topic.segment.bytes` of `__consumer_offsets`: a segment of an
+    /// offsets partition rolls at this size, and the partition is compacted once its
+    /// log holds this much (and twice its last compaction's live offsets). The
+    /// coordinator then writes one record per live committed offset and deletes
+    /// everything before them once they are committed, so the log stays bounded
+    /// however often a group commits. Default 1 MiB; Kafka's is 100 MiB, but here
+    /// the log may live in memory. At least 1024.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cluster = replog::Cluster::builder()
+    ///     .brokers(1)
+    ///     .offsets_topic_segment_bytes(64 * 1024)
+    ///     .build()?;
+    /// # cluster.shutdown()?;
+    /// # Ok::<(), replog::Error>(())
+    /// ```
+    pub fn offsets_topic_segment_bytes(mut self, bytes: u64) -> Self {
+        self.offsets_topic_segment_bytes = bytes;
+        self
+    }
+
     fn validate(&self) -> Result<()> {
+        if self.offsets_topic_segment_bytes < 1024 {
+            return Err(Error::InvalidConfig {
+                name: "offsets.topic.segment.bytes",
+                reason: format!(
+                    "{} is below the minimum of 1024",
+                    self.offsets_topic_segment_bytes
+                ),
+            });
+        }
         if self.brokers == 0 {
             return Err(Error::InvalidConfig {
                 name: "brokers",
@@ -316,6 +353,7 @@ impl ClusterBuilder {
                 fsync: self.fsync,
                 replica_fetch_wait_max: self.replica_fetch_wait_max,
                 offsets_topic_partitions: self.offsets_topic_partitions,
+                offsets_topic_segment_bytes: self.offsets_topic_segment_bytes,
                 data_dir: self.data_dir.clone(),
             },
             clock,
@@ -371,6 +409,7 @@ pub(crate) struct Settings {
     pub(crate) fsync: FsyncPolicy,
     pub(crate) replica_fetch_wait_max: Duration,
     pub(crate) offsets_topic_partitions: u32,
+    pub(crate) offsets_topic_segment_bytes: u64,
     pub(crate) data_dir: Option<PathBuf>,
 }
 
@@ -598,6 +637,7 @@ impl ClusterInner {
             }
             let config = TopicConfig::new(self.builder.offsets_topic_partitions, rf)
                 .min_insync_replicas(rf.min(2))
+                .segment_bytes(self.builder.offsets_topic_segment_bytes)
                 .retention(None);
             let created = self.ask_controller(|reply| ClientRequest::CreateTopic {
                 name: OFFSETS_TOPIC.to_string(),

@@ -560,6 +560,47 @@ impl Coordinator {
         }
     }
 
+    /// One record per live committed offset of the groups that `offsets_partition`
+    /// holds, sorted: what compacting that partition keeps (a tombstoned offset has
+    /// no record). `pending` are the records of commits already written but not yet
+    /// applied, in log order: they lie before the snapshot in the log, so the
+    /// snapshot states their values, not the older ones applied here.
+    pub(crate) fn snapshot<'a>(
+        &self,
+        offsets_partition: u32,
+        pending: impl IntoIterator<Item = &'a OffsetRecord>,
+    ) -> Vec<OffsetRecord> {
+        let n = self.offsets_partitions;
+        let mut live: BTreeMap<(String, TopicPartition), u64> = self
+            .groups
+            .iter()
+            .filter(|(g, _)| partition_for(g, n) == offsets_partition)
+            .flat_map(|(g, group)| {
+                group
+                    .offsets
+                    .iter()
+                    .map(move |(tp, &o)| ((g.clone(), tp.clone()), o))
+            })
+            .collect();
+        for r in pending {
+            if partition_for(&r.group, n) != offsets_partition {
+                continue;
+            }
+            let key = (r.group.clone(), r.tp.clone());
+            match r.offset {
+                Some(o) => live.insert(key, o),
+                None => live.remove(&key),
+            };
+        }
+        live.into_iter()
+            .map(|((group, tp), o)| OffsetRecord {
+                group,
+                tp,
+                offset: Some(o),
+            })
+            .collect()
+    }
+
     /// Applies one record read from `__consumer_offsets`, rebuilding the committed
     /// offsets when this broker becomes a group's coordinator. Replay every record
     /// of the partition, in log order, before answering for its groups.

@@ -5,7 +5,7 @@
 //!
 //! All integers big-endian, as Kafka's. Strings are UTF-8 with a `u16` length.
 //!
-//! Key (what log compaction would key on: one live value per group and partition):
+//! Key (what compaction keeps one live value of: a group and partition):
 //!
 //! | bytes | field |
 //! | --- | --- |

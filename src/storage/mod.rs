@@ -91,6 +91,20 @@ pub(crate) trait Log: Send + fmt::Debug {
         now_ms: u64,
     ) -> Result<u64>;
 
+    /// Deletes whole old segments (never the active one) whose records all lie below
+    /// `offset`, oldest first, as retention does: the log start offset moves up to
+    /// the first segment kept. What the compaction of `__consumer_offsets` frees
+    /// once the snapshot written at `offset` is committed, and what a follower
+    /// frees when its leader's log start moved. Returns the new log start offset.
+    fn delete_below(&mut self, offset: u64) -> Result<u64>;
+
+    /// Starts a new segment at the log end unless the active one is empty, so that
+    /// everything before what is appended next can be deleted as whole segments.
+    /// The memory log keeps each batch apart already.
+    fn roll_segment(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// The still open files of segments that retention, truncation or a reset
     /// removed. Their names are gone already (a crash leaves nothing of them), but
     /// closing the last handle of an unlinked file frees its pages and first waits

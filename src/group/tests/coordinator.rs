@@ -460,6 +460,63 @@ fn offsets_replayed_from_records_rebuild_committed() {
 }
 
 #[test]
+fn snapshot_keeps_the_last_value_of_each_live_offset_of_the_partition_with_pending_commits_over_it()
+{
+    let mut c = Coordinator::new("b0e1", 3);
+    // Two groups that `__consumer_offsets` partition 0 holds, one that another does.
+    let groups: Vec<String> = (0..40).map(|i| format!("g{i}")).collect();
+    let on = |p: u32| -> Vec<&String> {
+        groups
+            .iter()
+            .filter(|g| crate::group::partition_for(g, 3) == p)
+            .take(2)
+            .collect()
+    };
+    let (here, there) = (on(0), on(1));
+    let (a, b, other) = (here[0].as_str(), here[1].as_str(), there[0].as_str());
+    for (group, p, offset) in [(a, 0, 5), (a, 1, 7), (a, 0, 9), (b, 2, 4), (other, 0, 1)] {
+        let records = c
+            .commit(group, Committer::Standalone, &[(tp(p), offset)], ms(0))
+            .expect("commit");
+        c.commit_applied(&records);
+    }
+    let tombstones = c.delete_group(b).expect("no members");
+    c.commit_applied(&tombstones);
+    let rec = |group: &str, p: u32, offset: Option<u64>| OffsetRecord {
+        group: group.to_string(),
+        tp: tp(p),
+        offset,
+    };
+    assert_eq!(
+        c.snapshot(0, []),
+        vec![rec(a, 0, Some(9)), rec(a, 1, Some(7))],
+        "last values only, the deleted group gone, the other partition's group apart"
+    );
+    // Written but not yet applied, in log order: a newer value, a deletion, a new
+    // offset, and one of a group another partition holds.
+    let pending = [
+        rec(a, 0, Some(11)),
+        rec(a, 0, Some(12)),
+        rec(a, 1, None),
+        rec(b, 3, Some(2)),
+        rec(other, 5, Some(8)),
+    ];
+    assert_eq!(
+        c.snapshot(0, &pending),
+        vec![rec(a, 0, Some(12)), rec(b, 3, Some(2))]
+    );
+    // Replaying the snapshot alone rebuilds what replaying everything would.
+    let mut fresh = Coordinator::new("b1e1", 3);
+    for r in c.snapshot(0, []) {
+        fresh.replay(&r);
+    }
+    assert_eq!(fresh.committed(a, &tp(0)), Some(9));
+    assert_eq!(fresh.committed(a, &tp(1)), Some(7));
+    assert_eq!(fresh.committed(b, &tp(2)), None);
+    assert_eq!(fresh.committed(other, &tp(0)), None);
+}
+
+#[test]
 fn topic_growth_rebalances_subscribed_groups_only() {
     let mut c = coordinator();
     let mut a = Sim::join(&mut c, request("a", AssignorKind::default(), None), ms(0));

@@ -243,6 +243,27 @@ fn retention_moves_the_first_epoch_entry_up_to_the_log_start(h: &mut dyn Harness
     assert_eq!(h.log().epochs(), vec![(2, 6)]);
 }
 
+fn delete_below_removes_only_whole_batches_below_the_offset_and_never_the_newest(
+    h: &mut dyn Harness,
+) {
+    let written = append_batches(h.log(), 5, 2, 40, 1);
+    // 5 holds records 4 and 5: the batch at 4 stays, the two before it go.
+    assert_eq!(h.log().delete_below(5).unwrap(), 4);
+    assert_eq!(read_all(h.log()), written[2..]);
+    assert_eq!(h.log().epochs(), vec![(1, 4)]);
+    assert!(matches!(
+        h.log().read(3, 10),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    // Past the end: everything but the newest batch.
+    assert_eq!(h.log().delete_below(100).unwrap(), 8);
+    assert_eq!(read_all(h.log()), written[4..]);
+    assert_eq!(h.log().size_bytes(), written[4].len() as u64);
+    h.reopen();
+    assert_eq!(h.log().log_start_offset(), 8);
+    assert_eq!(h.log().log_end_offset(), 10);
+}
+
 fn append_stamped_stores_what_append_of_the_stamped_batch_stores(h: &mut dyn Harness) {
     // A leader's append: the producer's batch (offset 0, epoch 0), stamped on the
     // way in. The segment log writes the stamped header beside the unchanged rest.
@@ -301,5 +322,6 @@ run_for_both_logs!(
     retention_never_removes_the_newest_data,
     retention_by_age_deletes_batches_older_than_the_limit,
     retention_moves_the_first_epoch_entry_up_to_the_log_start,
+    delete_below_removes_only_whole_batches_below_the_offset_and_never_the_newest,
     append_stamped_stores_what_append_of_the_stamped_batch_stores,
 );

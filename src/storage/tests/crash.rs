@@ -308,6 +308,27 @@ fn retention_by_size_deletes_only_whole_inactive_segments_and_advances_the_log_s
 }
 
 #[test]
+fn delete_below_keeps_a_segment_holding_older_records_until_a_roll_starts_one_at_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = SegmentLog::open(dir.path(), config(100_000, 4096)).unwrap();
+    append_batches(&mut log, 4, 2, 100, 0);
+    assert_eq!(log.segment_count(), 1);
+    // One segment holding 0..8: nothing lies wholly below 8.
+    assert_eq!(log.delete_below(8).unwrap(), 0);
+    log.roll_segment().unwrap();
+    log.roll_segment().unwrap(); // the new active segment is empty: no second roll
+    assert_eq!(log.segment_bases(), vec![0, 8]);
+    let kept = append_batches(&mut log, 2, 2, 100, 0);
+    assert_eq!(log.delete_below(8).unwrap(), 8);
+    assert!(!log_path(dir.path(), 0).exists());
+    assert_eq!(read_all(&log), kept);
+    drop(log);
+    let (log, report) = SegmentLog::open(dir.path(), config(100_000, 4096)).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (8, 12));
+}
+
+#[test]
 fn retention_by_age_deletes_only_whole_inactive_segments_older_than_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) = SegmentLog::open(dir.path(), config(900, 4096)).unwrap();

@@ -790,6 +790,17 @@ const MIN_TICK: Duration = Duration::from_millis(5);
 /// last batch has `last_epoch` and which ends at `fetch_offset`, diverges from ours
 /// when our log has no such epoch or ends that epoch earlier.
 fn diverging(r: &Replica, last_epoch: u32, fetch_offset: u64) -> Option<EpochEndOffset> {
+    if r.log.log_start_offset() > 0 && r.log.earliest_epoch().is_some_and(|e| last_epoch < e) {
+        // Older than every epoch this log still knows, and records were deleted
+        // below its start (retention, compaction, a reset): the first epoch's entry
+        // was moved up to the log start, so where the follower's epoch really ended
+        // went with them, and none of its records can be vouched for. It cuts them
+        // all and starts again at this log's start (they lie below it anyway).
+        return Some(EpochEndOffset {
+            epoch: last_epoch,
+            end_offset: 0,
+        });
+    }
     match r.log.end_offset_for_epoch(last_epoch) {
         Some((epoch, end)) if epoch == last_epoch && end >= fetch_offset => None,
         Some((epoch, end)) => Some(EpochEndOffset {

@@ -384,25 +384,66 @@ mod tests {
         assert_eq!(to, 9);
     }
 
-    /// Rule 6 on the leader's side: a follower whose log ends exactly where the
-    /// leader's begins (older records gone by retention), last written in an epoch
-    /// older than any the leader holds, has nothing that overlaps: it is not told
-    /// to diverge, or it would cut nothing and ask again forever. One that reaches
-    /// past the leader's start is told where the leader's log starts.
+    /// Rule 6 on the leader's side: a follower whose last epoch is older than every
+    /// epoch a leader still knows, on a leader whose older records were deleted
+    /// (here a reset, as after falling behind another leader's log start) cannot be
+    /// told where that epoch ended, so it is told to cut everything: it then starts
+    /// again at the leader's log start. Whether its log ends exactly there or past
+    /// it, it gets an answer that makes it cut, never one that cuts nothing and
+    /// comes again forever.
     #[test]
-    fn rule6_a_follower_ending_where_the_leaders_log_starts_is_not_told_to_diverge() {
+    fn rule6_a_follower_older_than_every_epoch_a_truncated_leader_knows_cuts_everything() {
         let mut leader = replica_with(&[]);
         leader.log.reset(10).unwrap();
         append_batches(leader.log.as_mut(), 2, 3, 10, 2);
         assert_eq!(leader.log.epochs(), vec![(2, 10)]);
-        assert_eq!(super::super::diverging(&leader, 1, 10), None);
+        // Ending just below the leader's start, and past it (batches of 3 records).
+        for (fetch_offset, batches) in [(9, 3), (12, 4)] {
+            let answer = super::super::diverging(&leader, 1, fetch_offset);
+            assert_eq!(
+                answer,
+                Some(EpochEndOffset {
+                    epoch: 1,
+                    end_offset: 0
+                })
+            );
+            let mut follower = replica_with(&[(batches, 1)]);
+            let to = follower.divergence_point(answer.unwrap());
+            assert_eq!(to, 0);
+            follower.truncate_to(to).unwrap();
+            assert_eq!(follower.log.log_end_offset(), 0);
+        }
+        // The same log from 0 knows where epoch 1 ended: before its first record.
+        let mut whole = replica_with(&[]);
+        append_batches(whole.log.as_mut(), 2, 3, 10, 2);
+        assert_eq!(super::super::diverging(&whole, 1, 0), None);
         assert_eq!(
-            super::super::diverging(&leader, 1, 12),
+            super::super::diverging(&whole, 1, 2),
             Some(EpochEndOffset {
                 epoch: 1,
-                end_offset: 10
+                end_offset: 0
             })
         );
+    }
+
+    /// Rule 6 after compaction: the leader deleted the segments below its log start,
+    /// which moved the first epoch entry up to it. A follower that wrote in an older
+    /// epoch up to exactly that start holds records the leader's deleted ones
+    /// replaced; they must not survive.
+    #[test]
+    fn rule6_a_follower_of_a_compacted_leader_does_not_keep_an_older_epochs_records() {
+        let mut leader = replica_with(&[(3, 3), (2, 4)]);
+        assert_eq!(leader.log.epochs(), vec![(3, 0), (4, 9)]);
+        leader.log.delete_below(12).unwrap();
+        assert_eq!(leader.log.log_start_offset(), 12);
+        assert_eq!(leader.log.epochs(), vec![(4, 12)]);
+        // The follower's epoch 3 ran to 12, past the leader's end of it (9).
+        let answer = super::super::diverging(&leader, 3, 12).expect("told to cut");
+        let mut follower = replica_with(&[(4, 3)]);
+        follower
+            .truncate_to(follower.divergence_point(answer))
+            .unwrap();
+        assert_eq!(follower.log.log_end_offset(), 0);
     }
 
     fn open(path: &Path) -> (Replica, bool) {

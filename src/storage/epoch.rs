@@ -37,6 +37,11 @@ impl EpochCache {
         self.entries.last().map(|&(epoch, _)| epoch)
     }
 
+    /// The oldest epoch still in the cache.
+    pub(crate) fn earliest(&self) -> Option<u32> {
+        self.entries.first().map(|&(epoch, _)| epoch)
+    }
+
     /// Records that `epoch` starts at `start`, if it is newer than the latest epoch.
     /// As Kafka's `assign`, entries starting at or after `start` are dropped first, so
     /// start offsets stay strictly increasing. Returns whether anything changed.

@@ -167,6 +167,10 @@ impl Log for MemoryLog {
         self.epochs.latest()
     }
 
+    fn earliest_epoch(&self) -> Option<u32> {
+        self.epochs.earliest()
+    }
+
     fn end_offset_for_epoch(&self, epoch: u32) -> Option<(u32, u64)> {
         self.epochs.end_offset_for(epoch, self.end)
     }

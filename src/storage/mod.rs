@@ -121,6 +121,9 @@ pub(crate) trait Log: Send + fmt::Debug {
     /// The newest epoch in the cache.
     fn latest_epoch(&self) -> Option<u32>;
 
+    /// The oldest epoch in the cache.
+    fn earliest_epoch(&self) -> Option<u32>;
+
     /// OffsetForLeaderEpoch (KIP-101, KIP-279): the largest epoch `<= epoch` in the
     /// cache and its end offset (the start of the next epoch, or the log end for the
     /// latest). `None` when every cached epoch is larger (or the cache is empty).

@@ -6,9 +6,10 @@
 //! cargo run --release --features sim --example sim -- --seeds 1000 --from 0   # soak: seeds 0..1000
 //! ```
 //!
-//! Options: `--threads N` (default: available cores), `--broken hw|election` (break
+//! Options: `--threads N` (default: available cores), `--broken hw|election|compaction` (break
 //! a rule on purpose), `--fault-phase SECS` (virtual seconds of faults per seed),
-//! `--flip-any-segment` (flip bytes in inactive segments too).
+//! `--flip-any-segment` (flip bytes in inactive segments too), `--groups` (a group
+//! commits offsets throughout, to a compacted `__consumer_offsets`).
 //! Exits with status 1 when a seed fails, after printing its replay command.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +45,7 @@ fn main() {
             }
             "--trace" => options.trace = true,
             "--flip-any-segment" => options.flip_any_segment = true,
+            "--groups" => options.groups = true,
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -105,7 +107,7 @@ fn usage(problem: &str) -> ! {
         eprintln!("error: {problem}");
     }
     eprintln!(
-        "usage: sim --seed N [--trace] | --seeds N [--from S] [--threads T]; [--broken hw|election] [--fault-phase SECS] [--flip-any-segment]"
+        "usage: sim --seed N [--trace] | --seeds N [--from S] [--threads T]; [--broken hw|election|compaction] [--fault-phase SECS] [--flip-any-segment] [--groups]"
     );
     std::process::exit(2);
 }

@@ -298,6 +298,11 @@ impl Broker {
             })
             .collect();
         pending.sort_unstable_by_key(|(base, _)| *base);
+        // The simulation's checker must catch a broken rule: pending commits left out.
+        #[cfg(any(test, feature = "sim"))]
+        if crate::sim::broken_rule() == crate::sim::BrokenRule::SnapshotWithoutPending {
+            pending.clear();
+        }
         let records = self
             .coordinator
             .snapshot(tp.partition, pending.iter().flat_map(|(_, r)| r.iter()));

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use crate::broker::Broker;
 use crate::config::Acks;
 use crate::controller::MetadataImage;
+use crate::group::{OffsetRecord, OFFSETS_TOPIC};
 use crate::ids::{BrokerId, TopicPartition};
 use crate::storage::Log;
 
@@ -50,6 +51,10 @@ pub struct Tally {
     /// Partitions left offline as rule 5 requires (every in-sync replica lost its
     /// data); their committed records were found on another replica.
     pub offline_by_rule5: u64,
+    /// Offset commits acknowledged (with `--groups`).
+    pub commits_acked: u64,
+    /// Seeds whose offsets partition ended compacted: its log no longer started at 0.
+    pub offsets_compacted: u64,
 }
 
 /// The checker's ledger and findings.
@@ -61,6 +66,9 @@ pub(crate) struct Checker {
     hw_seen: BTreeMap<(TopicPartition, BrokerId, u32), u64>,
     /// Per replica, the offset below which its log was compared with the truth.
     verified: BTreeMap<(BrokerId, TopicPartition), u64>,
+    /// Per partition of the sim's topic, the highest offset commit acknowledged.
+    commits_acked: BTreeMap<TopicPartition, u64>,
+    commits_acked_count: u64,
     acked_all: Vec<(TopicPartition, u64, Bytes)>,
     acked_one: Vec<(TopicPartition, u64, Bytes)>,
     sent_zero: Vec<(TopicPartition, Bytes)>,
@@ -319,15 +327,23 @@ impl Checker {
     /// Whether `log` holds every record known to be committed to `tp`, each at its
     /// offset: the committed log seen so far and every acknowledged `acks=all`
     /// record (one may be acknowledged before a check has seen its HW).
+    /// A compacted offsets partition needs to hold only what follows its log start:
+    /// what lay below is restated by the snapshot there.
     pub(crate) fn holds_committed(&self, tp: &TopicPartition, log: &dyn Log) -> bool {
         let Ok(values) = read_values(log, 0, log.log_end_offset()) else {
             return false;
         };
         let at: BTreeMap<u64, Bytes> = values.into_iter().collect();
         let truth = self.truth.get(tp).map_or(&[][..], |t| &t[..]);
+        let from = if tp.topic == OFFSETS_TOPIC {
+            log.log_start_offset()
+        } else {
+            0
+        };
         truth
             .iter()
             .enumerate()
+            .skip(from as usize)
             .all(|(o, v)| at.get(&(o as u64)) == Some(v))
             && self
                 .acked_all
@@ -346,7 +362,13 @@ impl Checker {
         broker: impl Fn(BrokerId) -> Option<&'a Broker>,
     ) -> Tally {
         let mut finals: BTreeMap<TopicPartition, Vec<Bytes>> = BTreeMap::new();
-        for p in image.topics.values().flat_map(|t| t.partitions.iter()) {
+        let offsets_compacted = self.finish_offsets(now, image, &broker);
+        let records = image
+            .topics
+            .iter()
+            .filter(|(name, _)| name.as_str() != OFFSETS_TOPIC)
+            .flat_map(|(_, t)| t.partitions.iter());
+        for p in records {
             let tp = &p.tp;
             if image.offline_by_rule5(p) {
                 // Unavailable by design; durability is still owed: a running replica
@@ -541,6 +563,92 @@ impl Checker {
             consumed: self.consumed_count,
             committed: finals.values().map(|l| l.len() as u64).sum(),
             offline_by_rule5: self.offline_by_rule5,
+            commits_acked: self.commits_acked_count,
+            offsets_compacted: u64::from(offsets_compacted),
         }
+    }
+
+    /// An offset commit of `offset` for `tp` was acknowledged.
+    pub(crate) fn commit_acknowledged(&mut self, tp: &TopicPartition, offset: u64) {
+        self.commits_acked_count += 1;
+        let acked = self.commits_acked.entry(tp.clone()).or_insert(offset);
+        *acked = (*acked).max(offset);
+    }
+
+    /// Rule 10 across compaction: what a new coordinator would rebuild from each
+    /// offsets partition's leader (its records from the log start, replayed) holds,
+    /// for every partition, an offset at least the highest acknowledged commit (a
+    /// later commit that timed out unacknowledged may have landed too). True when
+    /// some offsets partition's log no longer starts at 0 (it was compacted).
+    fn finish_offsets<'a>(
+        &mut self,
+        now: Duration,
+        image: &MetadataImage,
+        broker: &impl Fn(BrokerId) -> Option<&'a Broker>,
+    ) -> bool {
+        let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
+            return false;
+        };
+        let mut rebuilt: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+        let mut compacted = false;
+        for p in &topic.partitions {
+            if image.offline_by_rule5(p) {
+                // Durability of its records is checked as it went (`observe`); no
+                // coordinator can load it now.
+                continue;
+            }
+            let Some(view) = p
+                .leader
+                .and_then(broker)
+                .and_then(|b| b.replica_view(&p.tp))
+            else {
+                self.violation(now, format!("{}: no running leader after settling", p.tp));
+                continue;
+            };
+            let log = view.log;
+            compacted |= log.log_start_offset() > 0;
+            let mut at = log.log_start_offset();
+            while at < log.log_end_offset() {
+                let batches = match log.read(at, 64 * 1024) {
+                    Ok(b) if !b.is_empty() => b,
+                    other => {
+                        self.violation(now, format!("{}: cannot read from {at}: {other:?}", p.tp));
+                        break;
+                    }
+                };
+                for b in &batches {
+                    for r in b.records() {
+                        let key = r.key.as_deref().unwrap_or_default();
+                        match OffsetRecord::decode(key, &r.value) {
+                            Ok(o) => match o.offset {
+                                Some(x) => {
+                                    rebuilt.insert(o.tp, x);
+                                }
+                                None => {
+                                    rebuilt.remove(&o.tp);
+                                }
+                            },
+                            Err(e) => self.violation(
+                                now,
+                                format!("{} offset {}: not an offset record: {e}", p.tp, r.offset),
+                            ),
+                        }
+                    }
+                    at = at.max(b.next_offset());
+                }
+            }
+        }
+        for (tp, acked) in self.commits_acked.clone() {
+            match rebuilt.get(&tp) {
+                Some(&x) if x >= acked => {}
+                got => self.violation(
+                    now,
+                    format!(
+                        "{tp}: a commit of offset {acked} was acknowledged, a new coordinator would read {got:?}"
+                    ),
+                ),
+            }
+        }
+        compacted
     }
 }

@@ -12,10 +12,11 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::Acks;
 use crate::controller::MetadataImage;
+use crate::group::OFFSETS_TOPIC;
 use crate::ids::{BrokerId, TopicPartition};
 use crate::protocol::{
-    ClientFetch, ClientFetchResponse, ClientRequest, ProduceReply, ProduceRequest, ProduceResponse,
-    ReadLimit, ReplyTo,
+    ClientFetch, ClientFetchResponse, ClientRequest, GroupOp, GroupReply, GroupRequest,
+    ProduceReply, ProduceRequest, ProduceResponse, ReadLimit, ReplyTo,
 };
 use crate::record::{Batch, BatchBuilder, Record};
 use crate::Error;
@@ -441,6 +442,130 @@ impl SimConsumer {
                     Err(_) => {}
                 }
             }
+        }
+    }
+}
+
+/// A standalone committer (`Consumer::commit_offsets` without a subscription) of one
+/// group: commits a rising offset for every partition of the topic to the group's
+/// coordinator, the leader the metadata names for the group's offsets partition, one
+/// commit in flight. Offsets rise with every attempt, so whatever a coordinator
+/// rebuilds must be at least the highest acknowledged one.
+#[derive(Debug)]
+pub(crate) struct SimCommitter {
+    group: String,
+    offsets_tp: TopicPartition,
+    partitions: Vec<TopicPartition>,
+    next_offset: u64,
+    /// (answer channel, offset sent, give up at).
+    in_flight: Option<(Receiver<crate::Result<GroupReply>>, u64, Duration)>,
+    next_commit: Duration,
+    interval_ms: (u64, u64),
+    stopped: bool,
+}
+
+impl SimCommitter {
+    /// A committer of `group` whose offsets partition is `offsets_partition`, for the
+    /// `partitions` partitions of `topic`.
+    pub(crate) fn new(
+        group: &str,
+        offsets_partition: u32,
+        topic: &str,
+        partitions: u32,
+        interval_ms: (u64, u64),
+        start: Duration,
+    ) -> Self {
+        SimCommitter {
+            group: group.to_string(),
+            offsets_tp: TopicPartition::new(OFFSETS_TOPIC, offsets_partition),
+            partitions: (0..partitions)
+                .map(|p| TopicPartition::new(topic, p))
+                .collect(),
+            next_offset: 1,
+            in_flight: None,
+            next_commit: start,
+            interval_ms,
+            stopped: false,
+        }
+    }
+
+    /// Starts no more commits (the one in flight runs out).
+    pub(crate) fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// Whether a commit waits for its answer.
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Duration> {
+        match &self.in_flight {
+            Some((_, _, give_up)) => Some(*give_up),
+            None => (!self.stopped).then_some(self.next_commit),
+        }
+    }
+
+    /// Gives up a commit with no answer in time; sends the next one when due.
+    pub(crate) fn wake(
+        &mut self,
+        now: Duration,
+        view: &ClientView<'_>,
+        rng: &mut Rng,
+        out: &mut Outgoing,
+    ) {
+        if self.in_flight.as_ref().is_some_and(|(_, _, at)| now >= *at) {
+            self.in_flight = None;
+        }
+        if self.in_flight.is_some() || self.stopped || now < self.next_commit {
+            return;
+        }
+        let Some(coordinator) = view.leader(&self.offsets_tp) else {
+            self.next_commit = now + RETRY_BACKOFF;
+            return;
+        };
+        self.next_commit = now + rng.millis(self.interval_ms.0, self.interval_ms.1);
+        let offset = self.next_offset;
+        self.next_offset += 1;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        out.push((
+            coordinator,
+            ClientRequest::Group(GroupRequest {
+                group: self.group.clone(),
+                op: GroupOp::Commit {
+                    member: None,
+                    offsets: self
+                        .partitions
+                        .iter()
+                        .map(|tp| (tp.clone(), offset))
+                        .collect(),
+                    timeout: REQUEST_TIMEOUT,
+                },
+                reply: tx,
+            }),
+        ));
+        self.in_flight = Some((rx, offset, now + REQUEST_TIMEOUT + REQUEST_SLACK));
+    }
+
+    /// Takes the answer, if one came: an acknowledged offset is the checker's to
+    /// hold the coordinators to; a refusal or a lost request is tried again.
+    pub(crate) fn poll(&mut self, now: Duration, checker: &mut Checker) {
+        let Some((rx, offset, _)) = &self.in_flight else {
+            return;
+        };
+        let offset = *offset;
+        match rx.try_recv() {
+            Ok(Ok(_)) => {
+                for tp in &self.partitions {
+                    checker.commit_acknowledged(tp, offset);
+                }
+                self.in_flight = None;
+            }
+            Ok(Err(_)) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                self.in_flight = None;
+                self.next_commit = self.next_commit.min(now + RETRY_BACKOFF);
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
         }
     }
 }

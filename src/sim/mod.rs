@@ -55,8 +55,9 @@ pub use checker::Tally;
 pub use faults::{FaultCounts, FaultKind};
 pub use net::NetConfig;
 
+use crate::group::OFFSETS_TOPIC;
 use checker::Checker;
-use client::{ClientView, Outgoing, SimConsumer, SimProducer};
+use client::{ClientView, Outgoing, SimCommitter, SimConsumer, SimProducer};
 use faults::{Action, Damage};
 use net::{Network, SimTransport};
 use rng::Rng;
@@ -72,15 +73,20 @@ pub enum BrokenRule {
     HwFromLeaderLeo,
     /// The controller elects the first live replica, in the ISR or not.
     ElectAnyLive,
+    /// A compaction's snapshot of `__consumer_offsets` leaves out the commits
+    /// written but not yet acknowledged (it states the older, applied values after
+    /// them). Caught only with `groups`.
+    SnapshotWithoutPending,
 }
 
 impl BrokenRule {
-    /// Parses `none`, `hw` or `election`.
+    /// Parses `none`, `hw`, `election` or `compaction`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "none" => Some(BrokenRule::None),
             "hw" => Some(BrokenRule::HwFromLeaderLeo),
             "election" => Some(BrokenRule::ElectAnyLive),
+            "compaction" => Some(BrokenRule::SnapshotWithoutPending),
             _ => None,
         }
     }
@@ -91,6 +97,7 @@ impl BrokenRule {
             BrokenRule::None => "none",
             BrokenRule::HwFromLeaderLeo => "hw",
             BrokenRule::ElectAnyLive => "election",
+            BrokenRule::SnapshotWithoutPending => "compaction",
         }
     }
 }
@@ -135,6 +142,11 @@ pub struct SimOptions {
     /// (rot in an inactive segment is found by the full read that rebuilds the
     /// producer table when a broker opens its logs).
     pub flip_any_segment: bool,
+    /// Also commit a consumer group's offsets throughout, to a `__consumer_offsets`
+    /// of one partition that compacts at every KiB: checks that no acknowledged
+    /// commit is lost across compactions, failovers and truncations. Off by default,
+    /// so that a seed replays as it always did; CI runs a share of its seeds with it.
+    pub groups: bool,
 }
 
 impl Default for SimOptions {
@@ -145,6 +157,7 @@ impl Default for SimOptions {
             fault_phase: Duration::from_secs(12),
             settle: Duration::from_secs(30),
             flip_any_segment: false,
+            groups: false,
         }
     }
 }
@@ -160,6 +173,8 @@ pub struct SimOutcome {
     pub flip_any_segment: bool,
     /// The fault phase the seed ran with.
     pub fault_phase: Duration,
+    /// Whether a group committed offsets.
+    pub groups: bool,
     /// Every breach of an invariant (empty: the seed passed).
     pub violations: Vec<String>,
     /// Faults injected, by kind.
@@ -199,8 +214,9 @@ impl SimOutcome {
         } else {
             format!(" --fault-phase {}", self.fault_phase.as_secs())
         };
+        let groups = if self.groups { " --groups" } else { "" };
         format!(
-            "cargo run --release --features sim --example sim -- --seed {}{broken}{flip}{phase} --trace",
+            "cargo run --release --features sim --example sim -- --seed {}{broken}{flip}{groups}{phase} --trace",
             self.seed
         )
     }
@@ -224,6 +240,14 @@ impl SimOutcome {
             t.lost_zero,
             t.consumed,
         );
+        if self.groups {
+            let _ = writeln!(
+                s,
+                "  offset commits: {} acknowledged, offsets log compacted: {}",
+                t.commits_acked,
+                t.offsets_compacted > 0
+            );
+        }
         for v in &self.violations {
             let _ = writeln!(s, "  VIOLATION {v}");
         }
@@ -399,6 +423,11 @@ struct Sim {
     fault_rng: Rng,
     producers: Vec<SimProducer>,
     consumers: Vec<SimConsumer>,
+    committers: Vec<SimCommitter>,
+    /// Draws for the committers only, so that seeds without them replay as before.
+    commit_rng: Rng,
+    groups: bool,
+    offsets_created: bool,
     checker: Checker,
     faults: FaultCounts,
     hash: TraceHash,
@@ -512,6 +541,10 @@ impl Sim {
             fault_rng,
             producers: Vec::new(),
             consumers: Vec::new(),
+            committers: Vec::new(),
+            commit_rng: Rng::new(seed, 5),
+            groups: options.groups,
+            offsets_created: false,
             checker: Checker::default(),
             faults: FaultCounts::default(),
             hash: TraceHash(0xcbf2_9ce4_8422_2325),
@@ -551,6 +584,12 @@ impl Sim {
                 .push(SimConsumer::new(TOPIC, partitions, interval, start));
         }
 
+        if options.groups {
+            let interval = (sim.commit_rng.range(5, 20), sim.commit_rng.range(30, 80));
+            sim.committers.push(SimCommitter::new(
+                "g", 0, TOPIC, partitions, interval, start,
+            ));
+        }
         for id in broker_ids {
             sim.start_broker(id, false);
         }
@@ -640,6 +679,11 @@ impl Sim {
                     self.hash.add_u64(i as u64);
                     self.wake_consumer(i);
                 }
+                Step::Committer(i) => {
+                    self.hash.add(b"K");
+                    self.hash.add_u64(i as u64);
+                    self.wake_committer(i);
+                }
             }
             self.after_step();
         }
@@ -688,6 +732,11 @@ impl Sim {
             for (i, c) in self.consumers.iter().enumerate() {
                 consider(c.next_deadline(), Step::Consumer(i));
             }
+            for (i, c) in self.committers.iter().enumerate() {
+                if let Some(d) = c.next_deadline() {
+                    consider(d, Step::Committer(i));
+                }
+            }
         }
         best
     }
@@ -706,6 +755,9 @@ impl Sim {
             p.poll(now, &mut self.checker);
         }
         for c in &mut self.consumers {
+            c.poll(now, &mut self.checker);
+        }
+        for c in &mut self.committers {
             c.poll(now, &mut self.checker);
         }
     }
@@ -809,6 +861,29 @@ impl Sim {
     }
 
     fn create_topic(&mut self) {
+        if self.groups && !self.offsets_created {
+            // One partition, so the group's coordinator is its leader; segments of
+            // 1 KiB, so it compacts every dozen commits or so.
+            let config = TopicConfig::new(1, 3)
+                .min_insync_replicas(2)
+                .unclean_leader_election(false)
+                .segment_bytes(1024)
+                .retention(None);
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            self.controller
+                .step(Inbound::Client(ClientRequest::CreateTopic {
+                    name: OFFSETS_TOPIC.to_string(),
+                    config,
+                    reply: tx,
+                }));
+            if let Ok(Ok(())) = rx.try_recv() {
+                self.log(|| "offsets topic created".into());
+                self.offsets_created = true;
+            } else {
+                self.push(self.now + Duration::from_millis(100), Event::CreateTopic);
+                return;
+            }
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.controller
             .step(Inbound::Client(ClientRequest::CreateTopic {
@@ -844,6 +919,19 @@ impl Sim {
             &mut self.checker,
             &mut out,
         );
+        self.send_client(out);
+    }
+
+    fn wake_committer(&mut self, i: usize) {
+        let image = self.metadata.get();
+        let nodes = &self.nodes;
+        let running = |b: BrokerId| nodes.get(&b).is_some_and(|n| n.broker.is_some());
+        let view = ClientView {
+            image: &image,
+            running: &running,
+        };
+        let mut out = Outgoing::new();
+        self.committers[i].wake(self.now, &view, &mut self.commit_rng, &mut out);
         self.send_client(out);
     }
 
@@ -1096,6 +1184,9 @@ impl Sim {
         for p in &mut self.producers {
             p.stop();
         }
+        for c in &mut self.committers {
+            c.stop();
+        }
         self.push(self.now + CONVERGE_CHECK, Event::CheckConverged);
     }
 
@@ -1129,6 +1220,9 @@ impl Sim {
         }
         if !self.topic_created {
             s.push_str("topic never created; ");
+        }
+        if self.committers.iter().any(SimCommitter::busy) {
+            s.push_str("an offset commit unanswered; ");
         }
         for p in image.topics.values().flat_map(|t| t.partitions.iter()) {
             if offline.contains(&p.tp.partition) {
@@ -1165,7 +1259,7 @@ impl Sim {
                 }
             }
             for (i, c) in self.consumers.iter().enumerate() {
-                if c.position(p.tp.partition) != hw {
+                if p.tp.topic == TOPIC && c.position(p.tp.partition) != hw {
                     let _ = write!(
                         s,
                         "{} consumer {i} at {} of {hw}; ",
@@ -1208,6 +1302,7 @@ impl Sim {
             broken: broken_rule(),
             flip_any_segment: self.flip_any_segment,
             fault_phase: self.fault_phase,
+            groups: self.groups,
             violations: self.checker.violations().to_vec(),
             faults: self.faults.clone(),
             trace_hash: self.hash.0,
@@ -1227,6 +1322,7 @@ enum Step {
     Broker(BrokerId),
     Producer(usize),
     Consumer(usize),
+    Committer(usize),
 }
 
 /// A short description of an envelope for the trace (fetches without their bytes).
@@ -1340,13 +1436,15 @@ impl Summary {
         t.consumed += u.consumed;
         t.committed += u.committed;
         t.offline_by_rule5 += u.offline_by_rule5;
+        t.commits_acked += u.commits_acked;
+        t.offsets_compacted += u.offsets_compacted;
     }
 
     /// The summary as printed by the soak runner.
     pub fn report(&self, elapsed: Duration) -> String {
         let t = &self.tally;
         format!(
-            "{} seeds, {} failed{}, in {:.1}s wall ({:.0}s virtual, {} events)\nfaults injected: {} total: {}\nrecords: acks=all {} acknowledged, 0 lost allowed; acks=1 {} acknowledged, {} lost; acks=0 {} sent, {} lost; {} consumed; {} partitions left offline as rule 5 requires (data kept on an out-of-sync replica)",
+            "{} seeds, {} failed{}, in {:.1}s wall ({:.0}s virtual, {} events)\nfaults injected: {} total: {}\nrecords: acks=all {} acknowledged, 0 lost allowed; acks=1 {} acknowledged, {} lost; acks=0 {} sent, {} lost; {} consumed; {} partitions left offline as rule 5 requires (data kept on an out-of-sync replica){}",
             self.seeds,
             self.failed.len(),
             if self.failed.is_empty() {
@@ -1369,6 +1467,14 @@ impl Summary {
             t.lost_zero,
             t.consumed,
             t.offline_by_rule5,
+            if t.commits_acked > 0 {
+                format!(
+                    "\noffset commits: {} acknowledged, 0 lost allowed; offsets log compacted in {} seeds",
+                    t.commits_acked, t.offsets_compacted
+                )
+            } else {
+                String::new()
+            },
         )
     }
 }

@@ -109,6 +109,39 @@ fn sim_ci_seeds_with_rot_in_any_segment() {
     assert_all_pass(&super::run_many(&seeds, &options, 1, &|_| {}));
 }
 
+/// A quarter of CI's seeds again with a group committing offsets throughout to a
+/// `__consumer_offsets` that compacts at every KiB (rule 10: no acknowledged commit
+/// lost across compactions, failovers and truncations), and seeds that once failed
+/// with it: a follower that wrote in an epoch older than any its compacted leader
+/// still knew was told nothing diverged and kept records the leader's deleted ones
+/// had replaced (rule 6).
+#[cfg(feature = "sim")]
+#[test]
+fn sim_ci_seeds_with_a_group_committing_to_a_compacted_offsets_log() {
+    let options = SimOptions {
+        groups: true,
+        ..SimOptions::default()
+    };
+    let mut seeds: Vec<u64> = (0..CI_SEEDS / 4).collect();
+    seeds.extend([
+        10_261_701_974_756,
+        10_261_701_974_768,
+        10_261_701_974_788,
+        10_261_701_974_927,
+        10_261_701_975_184,
+    ]);
+    let outcomes = super::run_many(&seeds, &options, 1, &|_| {});
+    assert!(
+        outcomes
+            .iter()
+            .filter(|o| o.tally.offsets_compacted > 0)
+            .count()
+            > seeds.len() / 2,
+        "most seeds compact their offsets log"
+    );
+    assert_all_pass(&outcomes);
+}
+
 /// Seeds that once failed because the schedule itself destroyed the last copy of
 /// committed records: it killed the one replica holding them while the only other
 /// in-sync replica had restarted without its data (memory storage).
@@ -163,6 +196,26 @@ fn first_caught(rule: BrokenRule) -> Option<SimOutcome> {
 #[test]
 fn sim_checker_catches_hw_taken_from_the_leader_alone() {
     let o = first_caught(BrokenRule::HwFromLeaderLeo).expect("CI's seeds catch a broken HW rule");
+    eprintln!("caught by seed {}:\n{}", o.seed, o.report());
+}
+
+#[cfg(feature = "sim")]
+#[test]
+fn sim_checker_catches_a_compaction_that_forgets_pending_commits() {
+    let options = SimOptions {
+        broken: BrokenRule::SnapshotWithoutPending,
+        groups: true,
+        ..SimOptions::default()
+    };
+    let o = (0..CI_SEEDS)
+        .map(|s| run(s, &options))
+        .find(|o| !o.passed())
+        .expect("CI's seeds catch a compaction that loses acknowledged commits");
+    assert!(
+        o.violations.iter().any(|v| v.contains("was acknowledged")),
+        "{}",
+        o.report()
+    );
     eprintln!("caught by seed {}:\n{}", o.seed, o.report());
 }
 

@@ -102,14 +102,16 @@ impl TopicConfig {
     }
 
     /// `retention.bytes`: per partition, old segments are deleted while the log is
-    /// larger than this. `None` keeps everything (Kafka's -1).
+    /// larger than this. `None` keeps everything (Kafka's -1). As in Kafka, only
+    /// inactive segments wholly below the high watermark are ever deleted.
     pub fn retention_bytes(mut self, bytes: Option<u64>) -> Self {
         self.retention_bytes = bytes;
         self
     }
 
-    /// `retention.ms`: segments whose newest record is older than this are deleted.
-    /// `None` keeps them forever. Default 7 days, as Kafka.
+    /// `retention.ms`: segments whose newest record is older than this are deleted
+    /// (inactive ones wholly below the high watermark). `None` keeps them forever.
+    /// Default 7 days, as Kafka.
     pub fn retention(mut self, age: Option<Duration>) -> Self {
         self.retention = age;
         self

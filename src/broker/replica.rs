@@ -270,6 +270,11 @@ impl Replica {
     }
 
     /// A follower learns the leader's HW (never past its own log end).
+    /// The high watermark as a follower last heard it (a leader's is its core's).
+    pub(crate) fn hw(&self) -> u64 {
+        self.hw
+    }
+
     pub(crate) fn set_follower_hw(&mut self, hw: u64) {
         let hw = hw.min(self.log.log_end_offset());
         if hw > self.hw {

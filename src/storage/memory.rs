@@ -121,20 +121,23 @@ impl Log for MemoryLog {
         retention_bytes: Option<u64>,
         retention: Option<Duration>,
         now_ms: u64,
+        below: u64,
     ) -> Result<u64> {
         let mut size = self.size;
         let mut drop = 0;
         // Never the last batch: it plays the active segment.
         while drop + 1 < self.batches.len() {
             let b = &self.batches[drop];
-            if !retention_deletes(
-                size,
-                b.len() as u64,
-                b.max_timestamp(),
-                retention_bytes,
-                retention,
-                now_ms,
-            ) {
+            if b.next_offset() > below
+                || !retention_deletes(
+                    size,
+                    b.len() as u64,
+                    b.max_timestamp(),
+                    retention_bytes,
+                    retention,
+                    now_ms,
+                )
+            {
                 break;
             }
             size -= b.len() as u64;

@@ -82,13 +82,15 @@ pub(crate) trait Log: Send + fmt::Debug {
     /// of retention), or its newest record is more than `retention` older than
     /// `now_ms` (ms since the Unix epoch; Kafka's `retention.ms`). Advances the log
     /// start offset and moves the epoch cache's first entry up to it. Returns the new
-    /// log start offset. The memory log treats each batch as a segment and its last
-    /// batch as the active one.
+    /// log start offset. Only segments wholly below `below` go (the high watermark,
+    /// as Kafka's: records not yet committed are never deleted). The memory log
+    /// treats each batch as a segment and its last batch as the active one.
     fn apply_retention(
         &mut self,
         retention_bytes: Option<u64>,
         retention: Option<Duration>,
         now_ms: u64,
+        below: u64,
     ) -> Result<u64>;
 
     /// Deletes whole old segments (never the active one) whose records all lie below

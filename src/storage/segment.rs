@@ -527,19 +527,22 @@ impl Log for SegmentLog {
         retention_bytes: Option<u64>,
         retention: Option<Duration>,
         now_ms: u64,
+        below: u64,
     ) -> Result<u64> {
         let mut size = self.size;
         let mut drop = 0;
         while drop + 1 < self.segments.len() {
             let s = &self.segments[drop];
-            if !retention_deletes(
-                size,
-                s.size,
-                s.max_timestamp,
-                retention_bytes,
-                retention,
-                now_ms,
-            ) {
+            if self.segments[drop + 1].base > below
+                || !retention_deletes(
+                    size,
+                    s.size,
+                    s.max_timestamp,
+                    retention_bytes,
+                    retention,
+                    now_ms,
+                )
+            {
                 break;
             }
             size -= s.size;

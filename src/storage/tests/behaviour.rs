@@ -195,7 +195,10 @@ fn retention_by_size_keeps_at_least_the_limit_and_advances_the_log_start(h: &mut
     let written = append_batches(h.log(), 5, 2, 40, 0);
     let one = written[0].len() as u64;
     // Room for 2.5 batches: the log keeps 3 (never below the limit), drops 2.
-    let start = h.log().apply_retention(Some(one * 5 / 2), None, 0).unwrap();
+    let start = h
+        .log()
+        .apply_retention(Some(one * 5 / 2), None, 0, u64::MAX)
+        .unwrap();
     assert_eq!(start, 4);
     assert_eq!(h.log().log_start_offset(), 4);
     assert_eq!(h.log().size_bytes(), one * 3);
@@ -212,7 +215,7 @@ fn retention_never_removes_the_newest_data(h: &mut dyn Harness) {
     let written = append_batches(h.log(), 3, 2, 40, 0);
     let start = h
         .log()
-        .apply_retention(Some(0), Some(Duration::ZERO), u64::MAX)
+        .apply_retention(Some(0), Some(Duration::ZERO), u64::MAX, u64::MAX)
         .unwrap();
     assert_eq!(start, 4);
     assert_eq!(read_all(h.log()), written[2..]);
@@ -227,16 +230,30 @@ fn retention_by_age_deletes_batches_older_than_the_limit(h: &mut dyn Harness) {
     // At 350 with 100 ms retention: 100 and 200 are older than 250, 300 is not.
     let start = h
         .log()
-        .apply_retention(None, Some(Duration::from_millis(100)), 350)
+        .apply_retention(None, Some(Duration::from_millis(100)), 350, u64::MAX)
         .unwrap();
     assert_eq!(start, 4);
-    assert_eq!(h.log().apply_retention(None, None, u64::MAX).unwrap(), 4);
+    assert_eq!(
+        h.log()
+            .apply_retention(None, None, u64::MAX, u64::MAX)
+            .unwrap(),
+        4
+    );
+}
+
+fn retention_never_deletes_records_at_or_above_the_bound(h: &mut dyn Harness) {
+    let written = append_batches(h.log(), 5, 2, 40, 0);
+    // Everything is due, but only what lies wholly below offset 5 (the HW) goes.
+    let start = h.log().apply_retention(Some(0), None, 0, 5).unwrap();
+    assert_eq!(start, 4);
+    assert_eq!(read_all(h.log()), written[2..]);
+    assert_eq!(h.log().apply_retention(Some(0), None, 0, 3).unwrap(), 4);
 }
 
 fn retention_moves_the_first_epoch_entry_up_to_the_log_start(h: &mut dyn Harness) {
     append_batches(h.log(), 2, 2, 10, 1);
     append_batches(h.log(), 2, 2, 10, 2);
-    h.log().apply_retention(Some(0), None, 0).unwrap();
+    h.log().apply_retention(Some(0), None, 0, u64::MAX).unwrap();
     assert_eq!(h.log().log_start_offset(), 6);
     assert_eq!(h.log().epochs(), vec![(2, 6)]);
     h.reopen();
@@ -322,6 +339,7 @@ run_for_both_logs!(
     retention_never_removes_the_newest_data,
     retention_by_age_deletes_batches_older_than_the_limit,
     retention_moves_the_first_epoch_entry_up_to_the_log_start,
+    retention_never_deletes_records_at_or_above_the_bound,
     delete_below_removes_only_whole_batches_below_the_offset_and_never_the_newest,
     append_stamped_stores_what_append_of_the_stamped_batch_stores,
 );

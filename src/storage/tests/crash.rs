@@ -292,13 +292,13 @@ fn retention_by_size_deletes_only_whole_inactive_segments_and_advances_the_log_s
     let first_len = fs::metadata(log_path(dir.path(), bases[0])).unwrap().len();
     // Exactly one segment's worth too large: only the oldest segment goes.
     let start = log
-        .apply_retention(Some(log.size_bytes() - first_len), None, 0)
+        .apply_retention(Some(log.size_bytes() - first_len), None, 0, u64::MAX)
         .unwrap();
     assert_eq!(start, bases[1]);
     assert!(!log_path(dir.path(), bases[0]).exists() && !index_path(dir.path(), bases[0]).exists());
     assert_eq!(read_all(&log), batches[(bases[1] / 2) as usize..]);
     // Limit 0: every inactive segment goes, the active one stays whole.
-    let start = log.apply_retention(Some(0), None, 0).unwrap();
+    let start = log.apply_retention(Some(0), None, 0, u64::MAX).unwrap();
     assert_eq!(start, *bases.last().unwrap());
     assert_eq!(log.segment_count(), 1);
     assert_eq!(log.log_end_offset(), 20);
@@ -340,13 +340,13 @@ fn retention_by_age_deletes_only_whole_inactive_segments_older_than_the_limit() 
     assert_eq!(log.segment_bases(), vec![0, 6, 12]);
     // At 650 with 300 ms: segment 0 (newest 300) is 350 old, segment 1 (600) is 50.
     assert_eq!(
-        log.apply_retention(None, Some(Duration::from_millis(300)), 650)
+        log.apply_retention(None, Some(Duration::from_millis(300)), 650, u64::MAX)
             .unwrap(),
         6
     );
     // Far future: everything is old, but the active segment stays.
     assert_eq!(
-        log.apply_retention(None, Some(Duration::from_millis(1)), 1_000_000)
+        log.apply_retention(None, Some(Duration::from_millis(1)), 1_000_000, u64::MAX)
             .unwrap(),
         12
     );
@@ -537,7 +537,7 @@ fn removed_segments_leave_the_directory_at_once_and_their_files_are_handed_over(
     assert!(log.take_retired().is_empty(), "nothing removed yet");
 
     // Retention: the oldest segments' names go now, their open files are handed over.
-    log.apply_retention(Some(1), None, 0).unwrap();
+    log.apply_retention(Some(1), None, 0, u64::MAX).unwrap();
     assert_eq!(segment_files(dir.path()).len(), 1);
     assert_eq!(log.take_retired().len(), before - 1);
     assert!(log.take_retired().is_empty(), "handed over once");

@@ -435,6 +435,27 @@ fn compacts_committed_offsets(data_dir: Option<&std::path::Path>) {
     }
     consumer.commit_offsets(&[(tps[0].clone(), 1)]).unwrap();
     assert_eq!(consumer.committed(&tps[0]).unwrap(), Some(1));
+    let Some(dir) = data_dir else {
+        return;
+    };
+    // Reopened, the compacted segments on disk rebuild the same offsets.
+    drop(consumer);
+    c.shutdown().unwrap();
+    let c = Cluster::builder()
+        .brokers(3)
+        .offsets_topic_partitions(5)
+        .data_dir(dir)
+        .build()
+        .unwrap();
+    let consumer = c.consumer(config("g")).unwrap();
+    assert_eq!(consumer.committed(&tps[0]).unwrap(), Some(1));
+    for tp in &tps[1..] {
+        assert_eq!(
+            consumer.committed(tp).unwrap(),
+            Some(last(tp)),
+            "{tp} reopened"
+        );
+    }
 }
 
 #[test]

@@ -672,17 +672,17 @@ impl Sim {
                 Step::Producer(i) => {
                     self.hash.add(b"P");
                     self.hash.add_u64(i as u64);
-                    self.wake_producer(i);
+                    self.wake_client(Step::Producer(i));
                 }
                 Step::Consumer(i) => {
                     self.hash.add(b"Q");
                     self.hash.add_u64(i as u64);
-                    self.wake_consumer(i);
+                    self.wake_client(Step::Consumer(i));
                 }
                 Step::Committer(i) => {
                     self.hash.add(b"K");
                     self.hash.add_u64(i as u64);
-                    self.wake_committer(i);
+                    self.wake_client(Step::Committer(i));
                 }
             }
             self.after_step();
@@ -903,7 +903,9 @@ impl Sim {
         }
     }
 
-    fn wake_producer(&mut self, i: usize) {
+    /// Wakes producer, consumer or committer `step` with the clients' view of the
+    /// cluster, and sends what it wants sent.
+    fn wake_client(&mut self, step: Step) {
         let image = self.metadata.get();
         let nodes = &self.nodes;
         let running = |b: BrokerId| nodes.get(&b).is_some_and(|n| n.broker.is_some());
@@ -911,40 +913,25 @@ impl Sim {
             image: &image,
             running: &running,
         };
-        let mut out = Outgoing::new();
-        self.producers[i].wake(
-            self.now,
-            &view,
-            &mut self.client_rng,
-            &mut self.checker,
-            &mut out,
-        );
-        self.send_client(out);
-    }
-
-    fn wake_committer(&mut self, i: usize) {
-        let image = self.metadata.get();
-        let nodes = &self.nodes;
-        let running = |b: BrokerId| nodes.get(&b).is_some_and(|n| n.broker.is_some());
-        let view = ClientView {
-            image: &image,
-            running: &running,
-        };
-        let mut out = Outgoing::new();
-        self.committers[i].wake(self.now, &view, &mut self.commit_rng, &mut out);
-        self.send_client(out);
-    }
-
-    fn wake_consumer(&mut self, i: usize) {
-        let image = self.metadata.get();
-        let nodes = &self.nodes;
-        let running = |b: BrokerId| nodes.get(&b).is_some_and(|n| n.broker.is_some());
-        let view = ClientView {
-            image: &image,
-            running: &running,
-        };
-        let mut out = Outgoing::new();
-        self.consumers[i].wake(self.now, &view, &mut self.client_rng, &mut out);
+        let (now, mut out) = (self.now, Outgoing::new());
+        match step {
+            Step::Producer(i) => self.producers[i].wake(
+                now,
+                &view,
+                &mut self.client_rng,
+                &mut self.checker,
+                &mut out,
+            ),
+            Step::Consumer(i) => {
+                self.consumers[i].wake(now, &view, &mut self.client_rng, &mut out);
+            }
+            Step::Committer(i) => {
+                self.committers[i].wake(now, &view, &mut self.commit_rng, &mut out);
+            }
+            Step::Event | Step::Controller | Step::Broker(_) => {
+                unreachable!("{step:?} is not a client")
+            }
+        }
         self.send_client(out);
     }
 

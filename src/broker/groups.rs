@@ -315,6 +315,7 @@ impl Broker {
         let base = r.log.log_end_offset();
         let ts = crate::wall_clock::now_ms();
         let mut bytes = 0;
+        let mut written = true;
         let mut builder: Option<BatchBuilder> = None;
         for (i, rec) in records.iter().enumerate() {
             let (key, value) = rec.encode();
@@ -322,10 +323,15 @@ impl Broker {
             let b = builder.get_or_insert_with(|| BatchBuilder::new(None, SNAPSHOT_BATCH_BYTES));
             b.push(&record, ts);
             if b.len_bytes() >= SNAPSHOT_BATCH_BYTES || i + 1 == records.len() {
-                let batch = builder.take()?.finish(None);
+                let batch = builder.take().expect("just filled").finish(None);
                 bytes += batch.len() as u64;
                 let at = r.log.log_end_offset();
-                r.append_stamped(&batch, at, epoch).ok()?;
+                if r.append_stamped(&batch, at, epoch).is_err() {
+                    // What was written restates current values: harmless, but not a
+                    // snapshot that may replace what lies below it.
+                    written = false;
+                    break;
+                }
             }
         }
         let end = r.log.log_end_offset();
@@ -335,7 +341,7 @@ impl Broker {
         let ready = leader.appended(end, None, now);
         self.dirty.insert(tp.clone());
         self.apply_ready(tp, ready);
-        Some(OffsetsCompaction {
+        written.then_some(OffsetsCompaction {
             base,
             end,
             epoch,

@@ -150,17 +150,6 @@ impl Log for MemoryLog {
         Ok(self.start)
     }
 
-    fn delete_below(&mut self, offset: u64) -> Result<u64> {
-        // Never the last batch: it plays the active segment.
-        let last = self.batches.len().saturating_sub(1);
-        let drop = self.batches[..last].partition_point(|b| b.next_offset() <= offset);
-        if drop > 0 {
-            self.drop_front(drop);
-            self.epochs.truncate_from_start(self.start);
-        }
-        Ok(self.start)
-    }
-
     fn assign_epoch(&mut self, epoch: u32, start_offset: u64) -> Result<()> {
         self.epochs.assign(epoch, start_offset);
         Ok(())

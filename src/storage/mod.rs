@@ -94,11 +94,14 @@ pub(crate) trait Log: Send + fmt::Debug {
     ) -> Result<u64>;
 
     /// Deletes whole old segments (never the active one) whose records all lie below
-    /// `offset`, oldest first, as retention does: the log start offset moves up to
-    /// the first segment kept. What the compaction of `__consumer_offsets` frees
-    /// once the snapshot written at `offset` is committed, and what a follower
-    /// frees when its leader's log start moved. Returns the new log start offset.
-    fn delete_below(&mut self, offset: u64) -> Result<u64>;
+    /// `offset`, oldest first: retention with every segment due, bounded by
+    /// `offset`. What the compaction of `__consumer_offsets` frees once the snapshot
+    /// written at `offset` is committed, and what a follower frees when its
+    /// leader's log start moved. Returns the new log start offset.
+    fn delete_below(&mut self, offset: u64) -> Result<u64> {
+        // A size limit of 0 makes every segment due.
+        self.apply_retention(Some(0), None, 0, offset)
+    }
 
     /// Starts a new segment at the log end unless the active one is empty, so that
     /// everything before what is appended next can be deleted as whole segments.

@@ -562,28 +562,6 @@ impl Log for SegmentLog {
         Ok(self.log_start_offset())
     }
 
-    fn delete_below(&mut self, offset: u64) -> Result<u64> {
-        // A segment lies wholly below `offset` when the next one starts at or below
-        // it; the active segment has no next one and stays.
-        let drop = self
-            .segments
-            .windows(2)
-            .take_while(|w| w[1].base <= offset)
-            .count();
-        if drop > 0 {
-            let removed: Vec<Segment> = self.segments.drain(..drop).collect();
-            self.size -= removed.iter().map(|s| s.size).sum::<u64>();
-            self.delete_segment_files(removed, Unlink::OldestFirst)?;
-            if self.syncs() {
-                sync_dir(&self.dir)?;
-            }
-            if self.epochs.truncate_from_start(self.log_start_offset()) {
-                self.save_epochs()?;
-            }
-        }
-        Ok(self.log_start_offset())
-    }
-
     fn roll_segment(&mut self) -> Result<()> {
         if self.active().size > 0 {
             self.roll()?;

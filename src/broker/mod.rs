@@ -449,12 +449,8 @@ impl Broker {
                 .map(|st| (st.config.retention_bytes, st.config.retention));
             if let Some((bytes, age)) = limits.filter(|(b, a)| b.is_some() || a.is_some()) {
                 let before = r.log.log_start_offset();
-                let hw = match &r.role {
-                    Role::Leader(l) => l.hw(),
-                    _ => r.hw(),
-                };
                 if r.log
-                    .apply_retention(bytes, age, now_ms, hw)
+                    .apply_retention(bytes, age, now_ms, r.high_watermark())
                     .is_ok_and(|s| s != before)
                 {
                     r.publish();

@@ -269,12 +269,15 @@ impl Replica {
         Ok(())
     }
 
-    /// A follower learns the leader's HW (never past its own log end).
-    /// The high watermark as a follower last heard it (a leader's is its core's).
-    pub(crate) fn hw(&self) -> u64 {
-        self.hw
+    /// The high watermark: a leader's own, a follower's as it last heard it.
+    pub(crate) fn high_watermark(&self) -> u64 {
+        match &self.role {
+            Role::Leader(l) => l.hw(),
+            _ => self.hw,
+        }
     }
 
+    /// A follower learns the leader's HW (never past its own log end).
     pub(crate) fn set_follower_hw(&mut self, hw: u64) {
         let hw = hw.min(self.log.log_end_offset());
         if hw > self.hw {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::group::{Committer, OffsetRecord, OFFSETS_TOPIC};
+use crate::group::{read_offsets_log, Committer, OffsetRecord, OFFSETS_TOPIC};
 use crate::ids::TopicPartition;
 use crate::protocol::{GroupOp, GroupReply, GroupRequest};
 use crate::record::{BatchBuilder, Record};
@@ -36,24 +36,14 @@ impl Broker {
             let Some(r) = self.replicas.get(tp) else {
                 return;
             };
-            let mut offset = r.log.log_start_offset();
-            while offset < r.log.log_end_offset() {
-                let Ok(batches) = r.log.read(offset, 1 << 20) else {
-                    break;
-                };
-                let Some(last) = batches.last() else {
-                    break;
-                };
-                offset = last.next_offset();
-                for b in &batches {
-                    for rec in b.records() {
-                        let key = rec.key.as_deref().unwrap_or_default();
-                        if let Ok(o) = OffsetRecord::decode(key, &rec.value) {
-                            self.coordinator.replay(&o);
-                        }
-                    }
+            // A record that does not decode, or a read that fails, ends nothing
+            // else: what could be read is what this coordinator knows.
+            let coordinator = &mut self.coordinator;
+            let _ = read_offsets_log(r.log.as_ref(), |_, o| {
+                if let Ok(o) = o {
+                    coordinator.replay(&o);
                 }
-            }
+            });
             self.loaded_offsets.insert(tp.partition);
         } else if !leads && loaded {
             self.loaded_offsets.remove(&tp.partition);

@@ -78,7 +78,7 @@ pub(crate) use assignor::AssignorKind;
 
 /// The internal topic committed offsets live in.
 pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
-pub(crate) use offsets::{partition_for, OffsetRecord};
+pub(crate) use offsets::{partition_for, read_log as read_offsets_log, OffsetRecord};
 
 use state::{Group, Member};
 

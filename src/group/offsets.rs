@@ -28,7 +28,38 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::ids::TopicPartition;
+use crate::storage::Log;
 use crate::{Error, Result};
+
+/// Reads the records of an offsets partition's `log` from its start, in log
+/// order, as a coordinator that takes over replays them: `visit` gets each
+/// record's offset and what it decodes to (`Error::Corrupt` for one that is not an
+/// offset record).
+///
+/// # Errors
+///
+/// The first read that fails, as [`Log::read`]; the records before it were
+/// visited.
+pub(crate) fn read_log(
+    log: &dyn Log,
+    mut visit: impl FnMut(u64, Result<OffsetRecord>),
+) -> Result<()> {
+    let mut at = log.log_start_offset();
+    while at < log.log_end_offset() {
+        let batches = log.read(at, 1 << 20)?;
+        let Some(last) = batches.last() else {
+            break;
+        };
+        at = last.next_offset();
+        for b in &batches {
+            for rec in b.records() {
+                let key = rec.key.as_deref().unwrap_or_default();
+                visit(rec.offset, OffsetRecord::decode(key, &rec.value));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Key version of an offset commit record.
 const KEY_VERSION_OFFSET: u16 = 1;

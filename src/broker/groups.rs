@@ -304,26 +304,27 @@ impl Broker {
         r.log.roll_segment().ok()?;
         let base = r.log.log_end_offset();
         let ts = crate::wall_clock::now_ms();
-        let mut bytes = 0;
-        let mut written = true;
-        let mut builder: Option<BatchBuilder> = None;
-        for (i, rec) in records.iter().enumerate() {
+        let mut batches = Vec::new();
+        let mut builder = BatchBuilder::new(None, SNAPSHOT_BATCH_BYTES);
+        for rec in &records {
             let (key, value) = rec.encode();
-            let record = Record::new(value).key(key);
-            let b = builder.get_or_insert_with(|| BatchBuilder::new(None, SNAPSHOT_BATCH_BYTES));
-            b.push(&record, ts);
-            if b.len_bytes() >= SNAPSHOT_BATCH_BYTES || i + 1 == records.len() {
-                let batch = builder.take().expect("just filled").finish(None);
-                bytes += batch.len() as u64;
-                let at = r.log.log_end_offset();
-                if r.append_stamped(&batch, at, epoch).is_err() {
-                    // What was written restates current values: harmless, but not a
-                    // snapshot that may replace what lies below it.
-                    written = false;
-                    break;
-                }
+            builder.push(&Record::new(value).key(key), ts);
+            if builder.len_bytes() >= SNAPSHOT_BATCH_BYTES {
+                let full =
+                    std::mem::replace(&mut builder, BatchBuilder::new(None, SNAPSHOT_BATCH_BYTES));
+                batches.push(full.finish(None));
             }
         }
+        if builder.record_count() > 0 {
+            batches.push(builder.finish(None));
+        }
+        let bytes = batches.iter().map(|b| b.len() as u64).sum();
+        // A write error leaves what was written: it restates current values, which
+        // is harmless, but it is no snapshot that may replace what lies below it.
+        let written = batches.iter().all(|batch| {
+            let at = r.log.log_end_offset();
+            r.append_stamped(batch, at, epoch).is_ok()
+        });
         let end = r.log.log_end_offset();
         let Role::Leader(leader) = &mut r.role else {
             unreachable!("role checked above")

@@ -336,6 +336,20 @@ impl Batch {
         }
     }
 
+    /// As [`stamped`](Self::stamped), into the buffer `copy` makes of the stamped
+    /// head and the rest of the batch (laid end to end).
+    pub(crate) fn stamped_with(
+        &self,
+        base_offset: u64,
+        leader_epoch: u32,
+        copy: impl FnOnce(&[&[u8]]) -> Bytes,
+    ) -> Batch {
+        let (head, rest) = self.stamped_parts(base_offset, leader_epoch);
+        let bytes = copy(&[&head, rest]);
+        debug_assert_eq!(bytes.len(), self.bytes.len());
+        Batch { bytes }
+    }
+
     /// The same records under another producer id and base sequence (an idempotent
     /// producer that lost its sequence state on the broker starts over, as Kafka's
     /// KIP-360 epoch bump). These fields are covered by the CRC, so it is recomputed.

@@ -109,6 +109,8 @@ pub(crate) struct Broker {
     /// Removes deleted partitions' directories, and closes removed segments' files,
     /// off this thread.
     deleter: Deleter,
+    /// The memory this broker's memory logs copy the batches they stamp into.
+    chunks: storage::Chunks,
 }
 
 /// Distinguishes coordinator incarnations (member ids must never repeat).
@@ -217,6 +219,7 @@ impl Broker {
             metadata,
             seen_image: None,
             deleter: Deleter::new(format!("replog-deleter-{}", config.id.0)),
+            chunks: storage::Chunks::default(),
             fetchers: Fetchers::new(config.replica_fetch_wait_max),
             config,
             clock,
@@ -431,6 +434,7 @@ impl Broker {
             self.next_retention = now + RETENTION_CHECK;
             self.apply_retention();
             self.compact_offsets(now);
+            self.chunks.tick();
         }
         self.tick_coordinator(now);
         self.serve_parked(now);
@@ -742,7 +746,7 @@ impl Broker {
     fn create_replica(&mut self, tp: &TopicPartition) -> Result<Replica> {
         let status = self.shared.status(tp);
         match self.partition_dir(tp) {
-            None => Ok(Replica::memory(tp.clone(), status)),
+            None => Ok(Replica::memory(tp.clone(), status, self.chunks.clone())),
             Some(path) => {
                 let (r, _) = Replica::open_disk(tp.clone(), &path, self.config.fsync, status)?;
                 Ok(r)
@@ -766,6 +770,8 @@ impl Broker {
             }
             self.shared.remove(tp);
             self.fetchers.refresh(&self.replicas);
+            // A memory log's batches are gone with it: their chunks can be reused.
+            self.chunks.released();
             if delete {
                 if let Some(path) = self.partition_dir(tp) {
                     // The log goes with its directory: its files' last close may

@@ -108,9 +108,14 @@ impl Replica {
         r
     }
 
-    /// A replica in memory: empty, as after every (re)start.
-    pub(crate) fn memory(_tp: TopicPartition, status: Arc<ReplicaStatus>) -> Self {
-        Self::with_log(storage::memory_log(), status)
+    /// A replica in memory: empty, as after every (re)start. What it stamps as
+    /// leader is copied into its broker's `chunks`.
+    pub(crate) fn memory(
+        _tp: TopicPartition,
+        status: Arc<ReplicaStatus>,
+        chunks: storage::Chunks,
+    ) -> Self {
+        Self::with_log(storage::memory_log(chunks), status)
     }
 
     /// A replica on disk, recovered from `path`; `true` when recovery cut data.
@@ -344,7 +349,11 @@ mod tests {
 
     fn replica_with(batches: &[(usize, u32)]) -> Replica {
         let status = Arc::new(ReplicaStatus::default());
-        let mut r = Replica::memory(TopicPartition::new("t", 0), status);
+        let mut r = Replica::memory(
+            TopicPartition::new("t", 0),
+            status,
+            storage::Chunks::default(),
+        );
         for &(n, epoch) in batches {
             append_batches(r.log.as_mut(), n, 3, 10, epoch);
         }

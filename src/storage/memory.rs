@@ -1,8 +1,10 @@
 //! The memory log: the same batches as on disk, in a `Vec`, gone with the process
-//! (as redb's `InMemoryBackend` beside its file backend).
+//! (as redb's `InMemoryBackend` beside its file backend). The batches a leader
+//! stamps are copied into its broker's [`Chunks`].
 
 use std::time::Duration;
 
+use super::chunks::Chunks;
 use super::epoch::EpochCache;
 use super::{append_offset_error, out_of_range, retention_deletes, Log};
 use crate::record::Batch;
@@ -22,12 +24,22 @@ pub(crate) struct MemoryLog {
     end: u64,
     size: u64,
     epochs: EpochCache,
+    /// Where the batches this log stamps are copied to (see [`Chunks`]).
+    chunks: Chunks,
 }
 
 impl MemoryLog {
-    /// An empty log starting at offset 0.
+    /// An empty log starting at offset 0, with chunks of its own.
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty log starting at offset 0 that copies into `chunks` (its broker's).
+    pub(crate) fn with_chunks(chunks: Chunks) -> Self {
+        MemoryLog {
+            chunks,
+            ..MemoryLog::default()
+        }
     }
 
     /// Index of the batch holding `offset` (which must be below the end).
@@ -58,6 +70,20 @@ impl Log for MemoryLog {
         self.size += batch.len() as u64;
         self.batches.push(batch.clone());
         Ok(())
+    }
+
+    fn append_stamped(&mut self, batch: &Batch, base_offset: u64, leader_epoch: u32) -> Result<()> {
+        // Checked before the copy: a refused append leaves nothing in a chunk.
+        if base_offset != self.end {
+            return Err(append_offset_error(
+                "memory log".into(),
+                base_offset,
+                self.end,
+            ));
+        }
+        let chunks = &self.chunks;
+        let stamped = batch.stamped_with(base_offset, leader_epoch, |parts| chunks.copy(parts));
+        self.append(&stamped)
     }
 
     fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<Batch>> {
@@ -95,7 +121,7 @@ impl Log for MemoryLog {
         *self = MemoryLog {
             start: offset,
             end: offset,
-            ..MemoryLog::default()
+            ..MemoryLog::with_chunks(self.chunks.clone())
         };
         Ok(())
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::record::Batch;
 use crate::{Error, Result};
 
+mod chunks;
 mod deleter;
 mod epoch;
 mod files;
@@ -19,6 +20,7 @@ mod segment;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub(crate) use chunks::Chunks;
 pub(crate) use deleter::Deleter;
 #[allow(unused_imports)] // Taken by the cluster builder for each data_dir.
 pub(crate) use lock::DirLock;
@@ -40,12 +42,10 @@ pub(crate) trait Log: Send + fmt::Debug {
     fn append(&mut self, batch: &Batch) -> Result<()>;
 
     /// Appends `batch` as [`Batch::stamped`] with `base_offset` and `leader_epoch`
-    /// would make it, as [`append`](Log::append) does. A log that keeps batches in
-    /// memory stamps a copy (the default); one that writes them to a file writes the
-    /// stamped header and the rest of the batch without copying it.
-    fn append_stamped(&mut self, batch: &Batch, base_offset: u64, leader_epoch: u32) -> Result<()> {
-        self.append(&batch.clone().stamped(base_offset, leader_epoch))
-    }
+    /// would make it, as [`append`](Log::append) does. The memory log stamps a copy
+    /// (into its broker's chunks); the segment log writes the stamped header and the
+    /// rest of the batch to its file without copying it.
+    fn append_stamped(&mut self, batch: &Batch, base_offset: u64, leader_epoch: u32) -> Result<()>;
 
     /// Whole batches starting with the one that holds `from`, up to about `max_bytes`
     /// (always at least one batch when one exists at `from`). `from == log_end_offset`
@@ -144,9 +144,9 @@ pub(crate) trait Log: Send + fmt::Debug {
     }
 }
 
-/// A new, empty memory log.
-pub(crate) fn memory_log() -> Box<dyn Log> {
-    Box::new(MemoryLog::new())
+/// A new, empty memory log copying into its broker's `chunks`.
+pub(crate) fn memory_log(chunks: Chunks) -> Box<dyn Log> {
+    Box::new(MemoryLog::with_chunks(chunks))
 }
 
 /// Opens (recovering) a segment log; `true` when recovery cut data from it.

@@ -31,7 +31,9 @@
 //!
 //! Memory storage keeps every record and the broker applies no retention to it, so
 //! the topic is deleted and created again every 500,000 records, outside the timed
-//! part, to keep the footprint bounded.
+//! part, to keep the footprint bounded (as the ceiling's replica threads reuse
+//! their `Vec`s). A sample of more records is timed in parts that each end with
+//! `flush` and their deliveries checked, with a fresh topic between them.
 //!
 //! The cases are the workloads of the peer comparison (`benches/peers/workloads.rs`):
 //! `Pipelined` here, `Fanout` for the ceiling, `Writers` for the latency group.

@@ -293,11 +293,23 @@ impl Topics {
         }
     }
 
-    /// Untimed: a fresh topic when the current one holds enough.
-    fn maybe_rotate(&mut self) {
-        if self.written >= self.rotate_after {
-            self.new_topic();
+    /// Runs `timed` for `records` records in all, in parts that each fit in the
+    /// current topic: between parts, untimed, a fresh topic replaces one that holds
+    /// enough. `timed` gets the topic's name and the part's record count, and
+    /// returns the part's time; the sum is returned.
+    fn in_parts(&mut self, records: u64, mut timed: impl FnMut(&str, u64) -> Duration) -> Duration {
+        let mut elapsed = Duration::ZERO;
+        let mut left = records;
+        while left > 0 {
+            if self.written >= self.rotate_after {
+                self.new_topic();
+            }
+            let part = left.min(self.rotate_after - self.written);
+            elapsed += timed(&self.name, part);
+            self.written += part;
+            left -= part;
         }
+        elapsed
     }
 }
 
@@ -362,27 +374,26 @@ impl Pipelined {
 
 impl Case for Pipelined {
     fn run(&mut self, records: u64) -> Duration {
-        self.topics.maybe_rotate();
         let check = self.acks != Acks::None;
-        if check {
-            self.deliveries.reserve(records as usize);
-        }
-        let topic = self.topics.name.clone();
-        let start = Instant::now();
-        for _ in 0..records {
-            let d = self.producer.send(&topic, Record::new(self.value.clone()));
+        // Closures borrow only the fields they use: `topics` apart from the rest.
+        self.topics.in_parts(records, |topic, records| {
             if check {
-                self.deliveries.push(d);
+                self.deliveries.reserve(records as usize);
             }
-        }
-        self.producer.flush().expect("flush");
-        for d in self.deliveries.drain(..) {
-            let meta = d.wait().expect("an acknowledged record");
-            assert!(meta.offset.is_some(), "acks 1/all report an offset");
-        }
-        let elapsed = start.elapsed();
-        self.topics.written += records;
-        elapsed
+            let start = Instant::now();
+            for _ in 0..records {
+                let d = self.producer.send(topic, Record::new(self.value.clone()));
+                if check {
+                    self.deliveries.push(d);
+                }
+            }
+            self.producer.flush().expect("flush");
+            for d in self.deliveries.drain(..) {
+                let meta = d.wait().expect("an acknowledged record");
+                assert!(meta.offset.is_some(), "acks 1/all report an offset");
+            }
+            start.elapsed()
+        })
     }
 }
 
@@ -418,27 +429,26 @@ impl Writers {
 
 impl Case for Writers {
     fn run(&mut self, records: u64) -> Duration {
-        self.topics.maybe_rotate();
-        let tickets = AtomicU64::new(records);
-        let topic = self.topics.name.as_str();
-        let start = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..self.writers {
-                s.spawn(|| {
-                    while take_ticket(&tickets) {
-                        let meta = self
-                            .producer
-                            .send(topic, Record::new(self.value.clone()))
-                            .wait()
-                            .expect("an acknowledged record");
-                        debug_assert!(meta.offset.is_some());
-                    }
-                });
-            }
-        });
-        let elapsed = start.elapsed();
-        self.topics.written += records;
-        elapsed
+        // Closures borrow only the fields they use: `topics` apart from the rest.
+        self.topics.in_parts(records, |topic, records| {
+            let tickets = AtomicU64::new(records);
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..self.writers {
+                    s.spawn(|| {
+                        while take_ticket(&tickets) {
+                            let meta = self
+                                .producer
+                                .send(topic, Record::new(self.value.clone()))
+                                .wait()
+                                .expect("an acknowledged record");
+                            debug_assert!(meta.offset.is_some());
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
     }
 }
 
@@ -478,34 +488,33 @@ impl TaskWriters {
 
 impl Case for TaskWriters {
     fn run(&mut self, records: u64) -> Duration {
-        self.topics.maybe_rotate();
-        let tickets = Arc::new(AtomicU64::new(records));
-        let topic: Arc<str> = self.topics.name.as_str().into();
-        let start = Instant::now();
-        self.rt.block_on(async {
-            let mut tasks = Vec::with_capacity(self.writers);
-            for _ in 0..self.writers {
-                let tickets = tickets.clone();
-                let producer = self.producer.clone();
-                let topic = topic.clone();
-                let value = self.value.clone();
-                tasks.push(tokio::spawn(async move {
-                    while take_ticket(&tickets) {
-                        let meta = producer
-                            .send(&topic, Record::new(value.clone()))
-                            .await
-                            .expect("an acknowledged record");
-                        debug_assert!(meta.offset.is_some());
-                    }
-                }));
-            }
-            for t in tasks {
-                t.await.expect("writer task");
-            }
-        });
-        let elapsed = start.elapsed();
-        self.topics.written += records;
-        elapsed
+        self.topics.in_parts(records, |topic, records| {
+            let tickets = Arc::new(AtomicU64::new(records));
+            let topic: Arc<str> = topic.into();
+            let start = Instant::now();
+            self.rt.block_on(async {
+                let mut tasks = Vec::with_capacity(self.writers);
+                for _ in 0..self.writers {
+                    let tickets = tickets.clone();
+                    let producer = self.producer.clone();
+                    let topic = topic.clone();
+                    let value = self.value.clone();
+                    tasks.push(tokio::spawn(async move {
+                        while take_ticket(&tickets) {
+                            let meta = producer
+                                .send(&topic, Record::new(value.clone()))
+                                .await
+                                .expect("an acknowledged record");
+                            debug_assert!(meta.offset.is_some());
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.expect("writer task");
+                }
+            });
+            start.elapsed()
+        })
     }
 }
 
@@ -725,7 +734,8 @@ pub struct CommitLogAppend {
     dir: tempfile::TempDir,
     log: Option<commitlog::CommitLog>,
     generation: u32,
-    written_bytes: u64,
+    /// Records in the current log.
+    written: u64,
     value: Bytes,
 }
 
@@ -736,7 +746,7 @@ impl CommitLogAppend {
             dir: tempfile::tempdir().expect("tempdir"),
             log: None,
             generation: 0,
-            written_bytes: 0,
+            written: 0,
             value: value(),
         };
         c.new_log();
@@ -752,7 +762,7 @@ impl CommitLogAppend {
         let path = self.dir.path().join(format!("log-{}", self.generation));
         let opts = commitlog::LogOptions::new(path);
         self.log = Some(commitlog::CommitLog::new(opts).expect("commitlog"));
-        self.written_bytes = 0;
+        self.written = 0;
     }
 }
 
@@ -764,24 +774,32 @@ impl Default for CommitLogAppend {
 
 impl Case for CommitLogAppend {
     fn run(&mut self, records: u64) -> Duration {
-        if self.written_bytes >= ROTATE_DISK_BYTES {
-            self.new_log();
-        }
-        let log = self.log.as_mut().expect("open log");
-        let mut buf = commitlog::message::MessageBuf::default();
+        // In parts that each fit in the current log, as replog's topics rotate.
+        let per_log = ROTATE_DISK_BYTES / VALUE_LEN as u64;
+        let mut elapsed = Duration::ZERO;
         let mut left = records;
-        let start = Instant::now();
         while left > 0 {
-            let n = left.min(RECORDS_PER_BATCH as u64);
-            buf.clear();
-            for _ in 0..n {
-                buf.push(&self.value).expect("push");
+            if self.written >= per_log {
+                self.new_log();
             }
-            log.append(&mut buf).expect("append");
-            left -= n;
+            let part = left.min(per_log - self.written);
+            let log = self.log.as_mut().expect("open log");
+            let mut buf = commitlog::message::MessageBuf::default();
+            let mut todo = part;
+            let start = Instant::now();
+            while todo > 0 {
+                let n = todo.min(RECORDS_PER_BATCH as u64);
+                buf.clear();
+                for _ in 0..n {
+                    buf.push(&self.value).expect("push");
+                }
+                log.append(&mut buf).expect("append");
+                todo -= n;
+            }
+            elapsed += start.elapsed();
+            self.written += part;
+            left -= part;
         }
-        let elapsed = start.elapsed();
-        self.written_bytes += records * VALUE_LEN as u64;
         elapsed
     }
 }

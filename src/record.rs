@@ -56,6 +56,13 @@ impl Record {
 
 /// A record as a consumer (or [`Replica::read`](crate::Replica::read)) sees it.
 ///
+/// # Memory
+///
+/// `key`, `value` and header values are views of the stored batch, not copies: a
+/// record kept keeps that memory allocated after the log drops it (with memory
+/// storage, the leader's 1 MiB chunk the batch lies in). To keep a value for
+/// long after the log moved on, copy it (`Bytes::copy_from_slice(&r.value)`).
+///
 /// # Examples
 ///
 /// ```

@@ -66,8 +66,9 @@ pub(crate) struct Checker {
     hw_seen: BTreeMap<(TopicPartition, BrokerId, u32), u64>,
     /// Per replica, the offset below which its log was compared with the truth.
     verified: BTreeMap<(BrokerId, TopicPartition), u64>,
-    /// Per partition of the sim's topic, the highest offset commit acknowledged.
-    commits_acked: BTreeMap<TopicPartition, u64>,
+    /// Per partition of the sim's topic and the offsets partition its group's
+    /// commits go to, the highest offset commit acknowledged.
+    commits_acked: BTreeMap<(TopicPartition, TopicPartition), u64>,
     commits_acked_count: u64,
     acked_all: Vec<(TopicPartition, u64, Bytes)>,
     acked_one: Vec<(TopicPartition, u64, Bytes)>,
@@ -568,10 +569,19 @@ impl Checker {
         }
     }
 
-    /// An offset commit of `offset` for `tp` was acknowledged.
-    pub(crate) fn commit_acknowledged(&mut self, tp: &TopicPartition, offset: u64) {
+    /// An offset commit of `offset` for `tp`, written to `offsets_tp`, was
+    /// acknowledged.
+    pub(crate) fn commit_acknowledged(
+        &mut self,
+        offsets_tp: &TopicPartition,
+        tp: &TopicPartition,
+        offset: u64,
+    ) {
         self.commits_acked_count += 1;
-        let acked = self.commits_acked.entry(tp.clone()).or_insert(offset);
+        let acked = self
+            .commits_acked
+            .entry((offsets_tp.clone(), tp.clone()))
+            .or_insert(offset);
         *acked = (*acked).max(offset);
     }
 
@@ -591,10 +601,12 @@ impl Checker {
         };
         let mut rebuilt: BTreeMap<TopicPartition, u64> = BTreeMap::new();
         let mut compacted = false;
+        let mut offline = Vec::new();
         for p in &topic.partitions {
             if image.offline_by_rule5(p) {
                 // Durability of its records is checked as it went (`observe`); no
-                // coordinator can load it now.
+                // coordinator can load it now, so its commits are not rebuilt.
+                offline.push(p.tp.clone());
                 continue;
             }
             let Some(view) = p
@@ -629,7 +641,10 @@ impl Checker {
                 self.violation(now, what);
             }
         }
-        for (tp, acked) in self.commits_acked.clone() {
+        for ((offsets_tp, tp), acked) in self.commits_acked.clone() {
+            if offline.contains(&offsets_tp) {
+                continue;
+            }
             match rebuilt.get(&tp) {
                 Some(&x) if x >= acked => {}
                 got => self.violation(

@@ -557,7 +557,7 @@ impl SimCommitter {
         match rx.try_recv() {
             Ok(Ok(_)) => {
                 for tp in &self.partitions {
-                    checker.commit_acknowledged(tp, offset);
+                    checker.commit_acknowledged(&self.offsets_tp, tp, offset);
                 }
                 self.in_flight = None;
             }

@@ -46,7 +46,7 @@ use crate::cluster::notify::Notify;
 use crate::cluster::{ControllerThread, MetadataCell};
 use crate::config::{Acks, FsyncPolicy, TopicConfig};
 use crate::controller::{Controller, ControllerConfig, MetadataImage};
-use crate::ids::{BrokerId, NodeId};
+use crate::ids::{BrokerId, NodeId, TopicPartition};
 use crate::inbox::InboxSender;
 use crate::protocol::{ClientRequest, Envelope, Inbound};
 use crate::transport::Transport;
@@ -1190,17 +1190,23 @@ impl Sim {
         let image = self.metadata.get();
         // Offline as rule 5 requires (every in-sync replica lost its data): not
         // expected to settle; the checker demands durability of it instead.
-        let offline: Vec<u32> = image
+        let offline: Vec<&TopicPartition> = image
             .topics
             .values()
             .flat_map(|t| t.partitions.iter())
             .filter(|p| image.offline_by_rule5(p))
-            .map(|p| p.tp.partition)
+            .map(|p| &p.tp)
+            .collect();
+        // Producers write the sim's topic only.
+        let offline_produced: Vec<u32> = offline
+            .iter()
+            .filter(|tp| tp.topic == TOPIC)
+            .map(|tp| tp.partition)
             .collect();
         let pending: usize = self
             .producers
             .iter()
-            .map(|p| p.pending_except(&offline))
+            .map(|p| p.pending_except(&offline_produced))
             .sum();
         if pending > 0 {
             let _ = write!(s, "{pending} producer batches unacknowledged; ");
@@ -1212,7 +1218,7 @@ impl Sim {
             s.push_str("an offset commit unanswered; ");
         }
         for p in image.topics.values().flat_map(|t| t.partitions.iter()) {
-            if offline.contains(&p.tp.partition) {
+            if offline.contains(&&p.tp) {
                 continue;
             }
             let Some(l) = p.leader else {

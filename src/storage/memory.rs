@@ -47,6 +47,27 @@ impl MemoryLog {
         self.batches.partition_point(|b| b.next_offset() <= offset)
     }
 
+    /// An append must start at the log end; nothing is written otherwise.
+    fn check_at_end(&self, base_offset: u64) -> Result<()> {
+        if base_offset != self.end {
+            return Err(append_offset_error(
+                "memory log".into(),
+                base_offset,
+                self.end,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Appends `batch`, which starts at the log end.
+    fn push(&mut self, batch: Batch) {
+        self.epochs
+            .assign(batch.leader_epoch(), batch.base_offset());
+        self.end = batch.next_offset();
+        self.size += batch.len() as u64;
+        self.batches.push(batch);
+    }
+
     fn drop_front(&mut self, count: usize) {
         for b in self.batches.drain(..count) {
             self.size -= b.len() as u64;
@@ -57,33 +78,18 @@ impl MemoryLog {
 
 impl Log for MemoryLog {
     fn append(&mut self, batch: &Batch) -> Result<()> {
-        if batch.base_offset() != self.end {
-            return Err(append_offset_error(
-                "memory log".into(),
-                batch.base_offset(),
-                self.end,
-            ));
-        }
-        self.epochs
-            .assign(batch.leader_epoch(), batch.base_offset());
-        self.end = batch.next_offset();
-        self.size += batch.len() as u64;
-        self.batches.push(batch.clone());
+        self.check_at_end(batch.base_offset())?;
+        self.push(batch.clone());
         Ok(())
     }
 
     fn append_stamped(&mut self, batch: &Batch, base_offset: u64, leader_epoch: u32) -> Result<()> {
         // Checked before the copy: a refused append leaves nothing in a chunk.
-        if base_offset != self.end {
-            return Err(append_offset_error(
-                "memory log".into(),
-                base_offset,
-                self.end,
-            ));
-        }
+        self.check_at_end(base_offset)?;
         let chunks = &self.chunks;
         let stamped = batch.stamped_with(base_offset, leader_epoch, |parts| chunks.copy(parts));
-        self.append(&stamped)
+        self.push(stamped);
+        Ok(())
     }
 
     fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<Batch>> {

@@ -13,7 +13,7 @@ use crate::record::{BatchBuilder, Record};
 use crate::{Error, Result};
 
 use super::replica::Role;
-use super::{AckTarget, Broker, OffsetsCompaction, PendingAck};
+use super::{mark_dirty, AckTarget, Broker, OffsetsCompaction, PendingAck};
 
 /// Bytes of offset records per batch of a snapshot (far below `max.message.bytes`).
 const SNAPSHOT_BATCH_BYTES: usize = 64 * 1024;
@@ -213,7 +213,7 @@ impl Broker {
             },
         );
         let ready = leader.appended(leo, Some((id, deadline)), now);
-        self.dirty.insert(tp.clone());
+        mark_dirty(&mut self.dirty, &tp);
         self.apply_ready(&tp, ready);
     }
 
@@ -330,7 +330,7 @@ impl Broker {
             unreachable!("role checked above")
         };
         let ready = leader.appended(end, None, now);
-        self.dirty.insert(tp.clone());
+        mark_dirty(&mut self.dirty, tp);
         self.apply_ready(tp, ready);
         written.then_some(OffsetsCompaction {
             base,

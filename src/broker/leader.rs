@@ -15,7 +15,9 @@ use crate::storage;
 use crate::{Error, Result};
 
 use super::replica::Role;
-use super::{diverging, AckTarget, Broker, ParkedReplicaFetch, PendingAck, RESIGN_RETRY};
+use super::{
+    diverging, mark_dirty, AckTarget, Broker, ParkedReplicaFetch, PendingAck, RESIGN_RETRY,
+};
 
 impl Broker {
     pub(super) fn handle_replica_fetch(
@@ -328,7 +330,7 @@ impl Broker {
             }
             ready
         };
-        self.dirty.insert(req.tp.clone());
+        mark_dirty(&mut self.dirty, &req.tp);
         self.apply_ready(&req.tp, ready);
     }
 }

@@ -12,7 +12,7 @@ mod replica;
 mod sim;
 mod status;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use crate::cluster::MetadataCell;
 use crate::config::FsyncPolicy;
 use crate::controller::MetadataImage;
 use crate::group::{Coordinator, OffsetRecord, OFFSETS_TOPIC};
+use crate::hash::{FxHashMap, FxHashSet};
 use crate::ids::{BrokerId, NodeId, TopicPartition};
 use crate::inbox::InboxReceiver;
 use crate::protocol::{
@@ -80,12 +81,12 @@ pub(crate) struct Broker {
     replicas: BTreeMap<TopicPartition, Replica>,
     fetchers: Fetchers,
     /// acks=all produce requests waiting for the HW, by waiter id.
-    pending_acks: HashMap<u64, PendingAck>,
+    pending_acks: FxHashMap<u64, PendingAck>,
     next_waiter: u64,
     parked_replica_fetches: Vec<ParkedReplicaFetch>,
     parked_client_fetches: Vec<ParkedClientFetch>,
     /// Partitions whose log or HW changed since parked fetches were last looked at.
-    dirty: HashSet<TopicPartition>,
+    dirty: FxHashSet<TopicPartition>,
     lost_data: Vec<TopicPartition>,
     /// Followers that cut records over a bad CRC while running, with their log end
     /// before the cut: reported to the controller with every heartbeat (the network
@@ -235,11 +236,11 @@ impl Broker {
             next_retention: RETENTION_CHECK,
             next_alter_id: 0,
             replicas: BTreeMap::new(),
-            pending_acks: HashMap::new(),
+            pending_acks: FxHashMap::default(),
             next_waiter: 0,
             parked_replica_fetches: Vec::new(),
             parked_client_fetches: Vec::new(),
-            dirty: HashSet::new(),
+            dirty: FxHashSet::default(),
             lost_data: Vec::new(),
             damaged: BTreeMap::new(),
         };
@@ -515,7 +516,7 @@ impl Broker {
         };
         if let Some(hw) = ready.hw {
             r.status.set_hw(hw);
-            self.dirty.insert(tp.clone());
+            mark_dirty(&mut self.dirty, tp);
         }
         let isr_len = l.isr().len();
         let min_isr = l.min_insync();
@@ -715,7 +716,7 @@ impl Broker {
                 p.answer(Err(e), &mut self.coordinator);
             }
         }
-        self.dirty.insert(tp.clone());
+        mark_dirty(&mut self.dirty, &tp);
         // A new ISR may let the HW move right away (e.g. a dead follower removed).
         self.apply_ready(&tp, isr_ready);
         if tp.topic == OFFSETS_TOPIC {
@@ -780,6 +781,15 @@ impl Broker {
                 }
             }
         }
+    }
+}
+
+/// Marks `tp` in `dirty` for the parked fetches to look at. Looked up first: on
+/// the produce path the partition is mostly marked already, and its name is then
+/// not copied.
+fn mark_dirty(dirty: &mut FxHashSet<TopicPartition>, tp: &TopicPartition) {
+    if !dirty.contains(tp) {
+        dirty.insert(tp.clone());
     }
 }
 

@@ -336,7 +336,9 @@ impl Producer {
         let image = shared.cluster.metadata.get();
         let mut d = dispatch::Dispatch::new(shared, &image, Instant::now());
         d.send_queue(topic, partition, q, in_flight, next_request);
-        let left = q.ready.is_empty();
+        // Held back only by `max.in.flight`: `send_queue` asked for the answers, and
+        // the first one wakes the sender thread, which could do nothing before it.
+        let left = q.ready.is_empty() || q.in_flight >= shared.config.max_in_flight;
         d.finish(state);
         left
     }
@@ -431,6 +433,37 @@ mod check_tests {
             "{:?} for 200 records",
             start.elapsed()
         );
+    }
+
+    /// Full batches held back by `max.in.flight` go out on the answers to the
+    /// batches ahead of them, with nobody sending any more and the linger far off:
+    /// the `send` that could not dispatch them leaves that to the first answer,
+    /// which must wake the sender thread.
+    #[test]
+    fn full_batches_held_back_by_max_in_flight_go_out_on_answers() {
+        let cluster = cluster();
+        let record = |round: u8| Record::new(vec![round; 100]);
+        // Exactly 8 records to a batch: the 8th fills it, and it is sealed at once.
+        let size = crate::record::BatchBuilder::encoded_len(&record(0));
+        let producer = cluster
+            .producer(
+                ProducerConfig::new()
+                    .linger(Duration::from_secs(30))
+                    .batch_size(8 * size)
+                    .max_in_flight(1),
+            )
+            .unwrap();
+        for round in 0..5u8 {
+            let start = Instant::now();
+            // 4 full batches: the first goes out from this thread, the other three
+            // wait for an answer each.
+            let deliveries: Vec<_> = (0..32).map(|_| producer.send("t", record(round))).collect();
+            for d in deliveries {
+                d.wait().unwrap();
+            }
+            let took = start.elapsed();
+            assert!(took < PROMPTLY, "round {round}: {took:?}");
+        }
     }
 
     /// A `send` blocked on `buffer.memory` goes on as soon as answers free it.

@@ -166,12 +166,29 @@ impl BatchBuilder {
     /// If `producer_id` does not fit in an `i64` (ids are allocated by the crate and
     /// stay far below that: a broken invariant).
     pub(crate) fn new(producer_id: Option<u64>, capacity: usize) -> Self {
+        Self::reusing(None, producer_id, capacity)
+    }
+
+    /// As [`BatchBuilder::new`], writing into `spare` (an earlier batch's buffer,
+    /// see [`Batch::into_spare`]) when there is one, instead of a new allocation.
+    pub(crate) fn reusing(
+        spare: Option<BytesMut>,
+        producer_id: Option<u64>,
+        capacity: usize,
+    ) -> Self {
         let producer_id = match producer_id {
             Some(id) => i64::try_from(id).expect("producer id above i64::MAX"),
             None => -1,
         };
         let capacity = capacity.max(BATCH_HEADER_LEN);
-        let mut buf = BytesMut::with_capacity(capacity);
+        let mut buf = match spare {
+            Some(mut b) => {
+                b.clear();
+                b.reserve(capacity);
+                b
+            }
+            None => BytesMut::with_capacity(capacity),
+        };
         // Touched once, in one sweep: the records are then written into memory this
         // core already owns. Fresh memory was last read by the broker that copied
         // an earlier batch out of it, so each record's first writes would otherwise
@@ -369,6 +386,18 @@ impl Batch {
         Batch {
             bytes: buf.freeze(),
         }
+    }
+
+    /// The batch's buffer, emptied, for a next batch to be written into: `None`
+    /// while anything else still shares it (a log, a request), or when its
+    /// capacity is above `max_capacity` (not worth keeping).
+    pub(crate) fn into_spare(self, max_capacity: usize) -> Option<BytesMut> {
+        let mut b = self.bytes.try_into_mut().ok()?;
+        if b.capacity() > max_capacity {
+            return None;
+        }
+        b.clear();
+        Some(b)
     }
 
     /// The whole encoded batch.

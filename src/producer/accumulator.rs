@@ -5,6 +5,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+
 use crate::hash::FxHashMap;
 use crate::ids::BrokerId;
 use crate::record::{Batch, BatchBuilder, Record, BATCH_HEADER_LEN};
@@ -276,7 +278,14 @@ pub(crate) struct State {
     pub(crate) answers: Vec<crate::protocol::ProduceResponse>,
     /// The producer's waiting `Delivery` futures, shared with every batch's slot.
     waiters: Arc<Waiters>,
+    /// Buffers of answered batches, for new batches to be written into: a batch
+    /// then costs no allocation and free of its 16 KiB (see [`State::recycle`]).
+    spare: Vec<BytesMut>,
 }
+
+/// How many answered batches' buffers [`State`] keeps for reuse: about what
+/// is answered between two batches being opened under a steady load.
+const SPARE_BUFFERS: usize = 8;
 
 impl State {
     /// Adds one record to `partition` of `topic` (`None`: the topic's sticky
@@ -356,7 +365,8 @@ impl State {
             // Sized for what is likely to come: the size of the partition's last
             // batch (whole batches under load, so no growing by reallocation and
             // copying), a few records otherwise, not batch.size for a lone record.
-            builder: BatchBuilder::new(
+            builder: BatchBuilder::reusing(
+                self.spare.pop(),
                 limits.producer_id,
                 (size * 8).max(last).min(limit) + BATCH_HEADER_LEN,
             ),
@@ -449,6 +459,22 @@ impl State {
             .get_mut(topic)?
             .partitions
             .get_mut(partition as usize)
+    }
+
+    /// Keeps the buffer of `batch`, which was answered, for a new batch, if
+    /// nothing else holds it any more and it is at most `max_capacity` bytes.
+    pub(crate) fn recycle(&mut self, batch: Batch, max_capacity: usize) {
+        if self.spare.len() < SPARE_BUFFERS {
+            if let Some(b) = batch.into_spare(max_capacity) {
+                self.spare.push(b);
+            }
+        }
+    }
+
+    /// How many buffers are kept for reuse.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn spare_buffers(&self) -> usize {
+        self.spare.len()
     }
 
     /// Bookkeeping once a batch is finished, either way.

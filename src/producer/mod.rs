@@ -466,6 +466,35 @@ mod check_tests {
         }
     }
 
+    /// Answered batches' buffers are kept and written into again.
+    #[test]
+    fn answered_batches_buffers_are_reused() {
+        let cluster = cluster();
+        // A linger far off: the last record's batch stays open until the flush.
+        let producer = cluster
+            .producer(
+                ProducerConfig::new()
+                    .batch_size(1000)
+                    .linger(Duration::from_secs(30)),
+            )
+            .unwrap();
+        let spare = || producer.shared().handoff.lock().spare_buffers();
+        // 20 batches of 8 records; `flush` returns once every answer is taken.
+        let sent: Vec<_> = (0..160)
+            .map(|_| producer.send("t", Record::new(vec![1u8; 100])))
+            .collect();
+        producer.flush().unwrap();
+        let kept = spare();
+        assert!(kept > 0, "no buffer kept");
+        // The next batch is written into one of them.
+        let next = producer.send("t", Record::new(vec![2u8; 100]));
+        assert_eq!(spare(), kept - 1);
+        producer.flush().unwrap();
+        for (i, d) in sent.into_iter().chain([next]).enumerate() {
+            assert_eq!(d.wait().unwrap().offset, Some(i as u64));
+        }
+    }
+
     /// A `send` blocked on `buffer.memory` goes on as soon as answers free it.
     #[test]
     fn a_send_blocked_on_buffer_memory_goes_on_once_answers_free_it() {

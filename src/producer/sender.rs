@@ -261,4 +261,6 @@ fn finish(shared: &Shared, state: &mut State, f: InFlight, result: Result<u64>) 
     shared
         .handoff
         .finished(state, sealed.bytes, sealed.count as usize);
+    // Twice batch.size: a batch of one record above it is not kept.
+    state.recycle(sealed.batch, 2 * shared.config.batch_size);
 }

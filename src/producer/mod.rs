@@ -304,8 +304,9 @@ impl Producer {
     /// batch first when `seal_open` and nothing of the partition is in flight),
     /// under the accumulator lock, up to `max.in.flight`; with `acks=0` their
     /// deliveries complete at hand-off. Not while a retry is being sequenced, nor
-    /// while a flush or close runs. True when nothing ready is left for the sender
-    /// thread.
+    /// while a flush or close runs. True when the sender thread has nothing to do
+    /// now: nothing ready is left, or what is left waits for an answer, which
+    /// wakes it.
     fn dispatch_now(
         &self,
         state: &mut accumulator::State,

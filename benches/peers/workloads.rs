@@ -58,6 +58,8 @@ const CEILING_VEC_BYTES: usize = 64 << 20;
 const ROTATE_RECORDS: u64 = 500_000;
 /// A log on disk is replaced after this many bytes (untimed), to bound the footprint.
 const ROTATE_DISK_BYTES: u64 = 512 << 20;
+/// [`ROTATE_DISK_BYTES`] in records (of [`VALUE_LEN`]-byte values).
+const ROTATE_DISK_RECORDS: u64 = ROTATE_DISK_BYTES / VALUE_LEN as u64;
 /// `linger.ms` of the pipelined producer (Kafka 4.0's default).
 pub const LINGER: Duration = Duration::from_millis(5);
 
@@ -223,7 +225,7 @@ impl Topics {
         let rotate_after = match data_dir {
             Some(dir) => {
                 b = b.data_dir(dir);
-                ROTATE_DISK_BYTES / VALUE_LEN as u64
+                ROTATE_DISK_RECORDS
             }
             None => ROTATE_RECORDS,
         };
@@ -293,24 +295,59 @@ impl Topics {
         }
     }
 
-    /// Runs `timed` for `records` records in all, in parts that each fit in the
-    /// current topic: between parts, untimed, a fresh topic replaces one that holds
-    /// enough. `timed` gets the topic's name and the part's record count, and
-    /// returns the part's time; the sum is returned.
+    /// [`in_parts`] for the topic: `timed` gets the topic's name and the part's
+    /// record count.
     fn in_parts(&mut self, records: u64, mut timed: impl FnMut(&str, u64) -> Duration) -> Duration {
-        let mut elapsed = Duration::ZERO;
-        let mut left = records;
-        while left > 0 {
-            if self.written >= self.rotate_after {
-                self.new_topic();
-            }
-            let part = left.min(self.rotate_after - self.written);
-            elapsed += timed(&self.name, part);
-            self.written += part;
-            left -= part;
-        }
-        elapsed
+        in_parts(self, records, |t, part| timed(&t.name, part))
     }
+}
+
+impl Rotates for Topics {
+    fn capacity(&self) -> u64 {
+        self.rotate_after
+    }
+
+    fn written(&mut self) -> &mut u64 {
+        &mut self.written
+    }
+
+    fn rotate(&mut self) {
+        self.new_topic();
+    }
+}
+
+/// A log or topic that is replaced by an empty one (untimed) once it holds
+/// [`capacity`](Rotates::capacity) records, to bound the footprint.
+trait Rotates {
+    /// Records the current one holds before it is replaced.
+    fn capacity(&self) -> u64;
+    /// Records written to the current one.
+    fn written(&mut self) -> &mut u64;
+    /// Replaces the current one with an empty one (`written` back to 0).
+    fn rotate(&mut self);
+}
+
+/// Runs `timed` for `records` records in all, in parts that each fit in `r`'s
+/// current log or topic: between parts, untimed, a fresh one replaces one that
+/// holds enough. `timed` gets the part's record count and returns the part's time;
+/// the sum is returned.
+fn in_parts<R: Rotates>(
+    r: &mut R,
+    records: u64,
+    mut timed: impl FnMut(&mut R, u64) -> Duration,
+) -> Duration {
+    let mut elapsed = Duration::ZERO;
+    let mut left = records;
+    while left > 0 {
+        if *r.written() >= r.capacity() {
+            r.rotate();
+        }
+        let part = left.min(r.capacity() - *r.written());
+        elapsed += timed(r, part);
+        *r.written() += part;
+        left -= part;
+    }
+    elapsed
 }
 
 impl Drop for Topics {
@@ -772,18 +809,25 @@ impl Default for CommitLogAppend {
     }
 }
 
+impl Rotates for CommitLogAppend {
+    fn capacity(&self) -> u64 {
+        ROTATE_DISK_RECORDS
+    }
+
+    fn written(&mut self) -> &mut u64 {
+        &mut self.written
+    }
+
+    fn rotate(&mut self) {
+        self.new_log();
+    }
+}
+
 impl Case for CommitLogAppend {
     fn run(&mut self, records: u64) -> Duration {
         // In parts that each fit in the current log, as replog's topics rotate.
-        let per_log = ROTATE_DISK_BYTES / VALUE_LEN as u64;
-        let mut elapsed = Duration::ZERO;
-        let mut left = records;
-        while left > 0 {
-            if self.written >= per_log {
-                self.new_log();
-            }
-            let part = left.min(per_log - self.written);
-            let log = self.log.as_mut().expect("open log");
+        in_parts(self, records, |c, part| {
+            let log = c.log.as_mut().expect("open log");
             let mut buf = commitlog::message::MessageBuf::default();
             let mut todo = part;
             let start = Instant::now();
@@ -791,16 +835,13 @@ impl Case for CommitLogAppend {
                 let n = todo.min(RECORDS_PER_BATCH as u64);
                 buf.clear();
                 for _ in 0..n {
-                    buf.push(&self.value).expect("push");
+                    buf.push(&c.value).expect("push");
                 }
                 log.append(&mut buf).expect("append");
                 todo -= n;
             }
-            elapsed += start.elapsed();
-            self.written += part;
-            left -= part;
-        }
-        elapsed
+            start.elapsed()
+        })
     }
 }
 

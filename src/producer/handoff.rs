@@ -96,18 +96,11 @@ impl<W: Wake> Handoff<W> {
             return Err(Refused::Closed);
         }
         let checked = check(&mut state).map_err(Refused::Rejected)?;
-        // The clock is read only when the buffer is full: not on the hot path.
-        let mut until = None;
-        while state.buffered > 0 && state.buffered + size > buffer_memory {
-            // Counted, so the sender thread asks for every answer while this waits.
-            state.waiting += 1;
-            self.wake_sender();
-            let until = *until.get_or_insert_with(&deadline);
-            let timed_out = self.progress.wait_until(&mut state, until).timed_out();
-            state.waiting -= 1;
-            if timed_out {
-                return Err(Refused::BufferFull);
-            }
+        if self
+            .admit(&mut state, size, buffer_memory, &mut None, &deadline)
+            .is_err()
+        {
+            return Err(Refused::BufferFull);
         }
         let now = append(&mut state, checked);
         // A flush in progress ignores linger: the sender must see this record now,
@@ -118,6 +111,102 @@ impl<W: Wake> Handoff<W> {
             self.wake_sender();
         }
         Ok(())
+    }
+
+    /// `send_all`'s half: as [`send`](Self::send) for each item in turn, in order,
+    /// with the lock taken once for up to `per_lock` items rather than once for
+    /// each. `begin` runs whenever the lock is taken (and again after a wait for
+    /// buffer memory) and makes what `check` and `append` share while it is held;
+    /// `size` gives an item's bytes, `check` and `append` are `send`'s with the item
+    /// and its size, and `refused` gets each item appended nothing, with why. What
+    /// `append` and `refused` return is pushed onto `out`, one entry per item in
+    /// order. All items share one `deadline()` for buffer memory, read the first
+    /// time one has to wait.
+    ///
+    /// After each lock hold the sender is woken if an `append` asked for it or a
+    /// flush waits, so that it never waits for a batch longer than the hold.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_many<T, H, C, E, D>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        per_lock: usize,
+        size: impl Fn(&T) -> usize,
+        buffer_memory: usize,
+        deadline: impl Fn() -> Instant,
+        mut begin: impl FnMut(&mut State) -> H,
+        mut check: impl FnMut(&mut State, &mut H, &T, usize) -> Result<C, E>,
+        mut append: impl FnMut(&mut State, &H, T, C, usize) -> (bool, D),
+        mut refused: impl FnMut(T, Refused<E>) -> D,
+        out: &mut Vec<D>,
+    ) {
+        let per_lock = per_lock.max(1);
+        let mut items = items.into_iter().peekable();
+        let mut until = None;
+        while items.peek().is_some() {
+            let mut state = self.state.lock();
+            let mut hold = begin(&mut state);
+            let mut wake = false;
+            for item in items.by_ref().take(per_lock) {
+                let size = size(&item);
+                let d = if state.closed {
+                    refused(item, Refused::Closed)
+                } else {
+                    match check(&mut state, &mut hold, &item, size) {
+                        Err(e) => refused(item, Refused::Rejected(e)),
+                        Ok(checked) => {
+                            match self.admit(&mut state, size, buffer_memory, &mut until, &deadline)
+                            {
+                                Err(()) => refused(item, Refused::BufferFull),
+                                Ok(waited) => {
+                                    if waited {
+                                        hold = begin(&mut state);
+                                    }
+                                    let (now, d) = append(&mut state, &hold, item, checked, size);
+                                    wake |= now;
+                                    d
+                                }
+                            }
+                        }
+                    }
+                };
+                out.push(d);
+            }
+            // As `send`: a flush in progress must see these records now.
+            wake |= state.flushes > 0;
+            drop(state);
+            if wake {
+                self.wake_sender();
+            }
+        }
+    }
+
+    /// Waits (until `deadline()`, read once into `until`) while `buffer_memory`
+    /// cannot take `size` more bytes, always admitting an item into an empty
+    /// buffer. Whether it waited, or `Err` if it timed out. The clock is read only
+    /// when the buffer is full: not on the hot path.
+    #[inline]
+    fn admit(
+        &self,
+        state: &mut MutexGuard<'_, State>,
+        size: usize,
+        buffer_memory: usize,
+        until: &mut Option<Instant>,
+        deadline: &impl Fn() -> Instant,
+    ) -> Result<bool, ()> {
+        let mut waited = false;
+        while state.buffered > 0 && state.buffered + size > buffer_memory {
+            // Counted, so the sender thread asks for every answer while this waits.
+            state.waiting += 1;
+            self.wake_sender();
+            let until = *until.get_or_insert_with(deadline);
+            let timed_out = self.progress.wait_until(state, until).timed_out();
+            state.waiting -= 1;
+            if timed_out {
+                return Err(());
+            }
+            waited = true;
+        }
+        Ok(waited)
     }
 
     /// `flush`'s half: makes the sender send everything now (linger is ignored

@@ -170,63 +170,143 @@ impl Producer {
             || Instant::now() + config.delivery_timeout,
             |state| self.check(state, topic, partition, &record, size),
             |state, checked| {
-                // Answers left since the last look: a partition whose last batch
-                // was answered is idle again, and its record can go out at once.
-                if shared.answers.maybe_queued() {
-                    sender::take_answers(shared, state);
-                }
-                let limits = BatchLimits {
-                    batch_size: config.batch_size,
-                    max_message_bytes: checked.max_message_bytes,
-                    producer_id: shared.producer_id,
-                };
-                let a = state.append(
-                    checked.topic,
-                    checked.partition,
-                    checked.partitions,
-                    &record,
-                    timestamp,
-                    size,
-                    limits,
-                );
-                // Without linger a record goes out at once unless its partition has
-                // a batch in flight: then it goes once that batch is answered, and
-                // that answer must wake the sender.
-                let lone = a.idle && config.linger.is_zero();
-                if !a.idle && config.linger.is_zero() {
-                    shared.answers.want();
-                }
-                // This thread sends what is ready itself when it can: one hop less.
-                // What it cannot send wakes the sender thread.
-                let mut left = false;
-                if let Some(old) = a.sealed_elsewhere {
-                    left |= !self.dispatch_now(state, checked.topic, old, false);
-                }
-                if a.full || lone {
-                    left |= !self.dispatch_now(state, checked.topic, a.slot.partition, lone);
-                }
-                // A new batch whose linger runs out before the sender thread next
-                // looks by itself: it must look again.
-                if let Some(created) = a.opened.filter(|_| !config.linger.is_zero()) {
-                    left |= state
-                        .sender_wakes_at
-                        .is_some_and(|at| created + config.linger < at);
-                }
+                let (a, left) = self.append(state, checked, &record, timestamp, size);
                 appended = Some(a);
                 left
             },
         );
         match (sent, appended) {
             (Ok(()), Some(a)) => Delivery::new(a.slot, a.index),
-            (Err(Refused::Rejected(e)), _) => Delivery::failed(e),
-            (Err(Refused::Closed), _) | (Ok(()), None) => Delivery::failed(Error::ShuttingDown {
-                what: "the producer".into(),
-            }),
-            (Err(Refused::BufferFull), _) => Delivery::failed(Error::Timeout {
-                what: format!("buffer.memory of {} bytes to free up", config.buffer_memory),
-                after: config.delivery_timeout,
-            }),
+            (Ok(()), None) => refused(config, Refused::Closed),
+            (Err(r), _) => refused(config, r),
         }
+    }
+
+    /// Sends `records` to `topic`: the same as [`send`](Self::send) for each in
+    /// turn, in order, but cheaper per record, as librdkafka's
+    /// `rd_kafka_produce_batch`: the producer's lock is taken once for many records
+    /// rather than once for each. Returns one [`Delivery`] per record, in order.
+    ///
+    /// The records are not one unit: each is partitioned as `send` would (keyed by
+    /// the murmur2 of its key, unkeyed sticky), they go out in batches of
+    /// `batch.size` as they fill, and each succeeds or fails on its own. Records
+    /// for one partition keep their order. Blocks only while `buffer.memory` is
+    /// full; other threads' sends go on between the lock holds.
+    ///
+    /// # Errors
+    ///
+    /// Reported through each record's [`Delivery`], as for `send`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> replog::Result<()> {
+    /// use replog::{Cluster, ProducerConfig, Record, TopicConfig};
+    /// let cluster = Cluster::builder().build()?;
+    /// cluster.create_topic("t", TopicConfig::new(1, 3))?;
+    /// let producer = cluster.producer(ProducerConfig::new())?;
+    /// let deliveries = producer.send_all("t", (0..100).map(|i| Record::new(format!("{i}"))));
+    /// for (i, d) in deliveries.into_iter().enumerate() {
+    ///     assert_eq!(d.wait()?.offset, Some(i as u64));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn send_all<I>(&self, topic: &str, records: I) -> Vec<Delivery>
+    where
+        I: IntoIterator<Item = Record>,
+    {
+        let shared = self.shared();
+        let config = &shared.config;
+        let records = records.into_iter();
+        let mut out = Vec::with_capacity(records.size_hint().0);
+        shared.handoff.send_many(
+            records,
+            SEND_ALL_PER_LOCK,
+            BatchBuilder::encoded_len,
+            config.buffer_memory,
+            || Instant::now() + config.delivery_timeout,
+            // Once per lock hold: the clock (a hold lasts microseconds, timestamps
+            // have milliseconds) and the topic, checked by the first record.
+            |_| Hold {
+                timestamp: crate::wall_clock::now_ms(),
+                topic: None,
+            },
+            |state, hold, record, size| {
+                let (at, limits) = match hold.topic {
+                    Some(t) => t,
+                    None => *hold.topic.insert(self.check_topic(state, topic)?),
+                };
+                check_record(topic, at, limits, None, record, size)
+            },
+            |state, hold, record, checked, size| {
+                let timestamp = record.timestamp.unwrap_or(hold.timestamp);
+                let (a, left) = self.append(state, checked, &record, timestamp, size);
+                (left, Delivery::new(a.slot, a.index))
+            },
+            |_, r| refused(config, r),
+            &mut out,
+        );
+        out
+    }
+
+    /// Appends a checked record under the accumulator lock and sends what is ready
+    /// from this thread when it can. Returns where the record went and whether the
+    /// sender thread must be woken for what is left.
+    // Inlined into `send` and `send_all`, once per record: see `send_inner`.
+    #[inline]
+    fn append(
+        &self,
+        state: &mut accumulator::State,
+        checked: Checked,
+        record: &Record,
+        timestamp: u64,
+        size: usize,
+    ) -> (accumulator::Appended, bool) {
+        let shared = self.shared();
+        let config = &shared.config;
+        // Answers left since the last look: a partition whose last batch
+        // was answered is idle again, and its record can go out at once.
+        if shared.answers.maybe_queued() {
+            sender::take_answers(shared, state);
+        }
+        let limits = BatchLimits {
+            batch_size: config.batch_size,
+            max_message_bytes: checked.max_message_bytes,
+            producer_id: shared.producer_id,
+        };
+        let a = state.append(
+            checked.topic,
+            checked.partition,
+            checked.partitions,
+            record,
+            timestamp,
+            size,
+            limits,
+        );
+        // Without linger a record goes out at once unless its partition has
+        // a batch in flight: then it goes once that batch is answered, and
+        // that answer must wake the sender.
+        let lone = a.idle && config.linger.is_zero();
+        if !a.idle && config.linger.is_zero() {
+            shared.answers.want();
+        }
+        // This thread sends what is ready itself when it can: one hop less.
+        // What it cannot send wakes the sender thread.
+        let mut left = false;
+        if let Some(old) = a.sealed_elsewhere {
+            left |= !self.dispatch_now(state, checked.topic, old, false);
+        }
+        if a.full || lone {
+            left |= !self.dispatch_now(state, checked.topic, a.slot.partition, lone);
+        }
+        // A new batch whose linger runs out before the sender thread next
+        // looks by itself: it must look again.
+        if let Some(created) = a.opened.filter(|_| !config.linger.is_zero()) {
+            left |= state
+                .sender_wakes_at
+                .is_some_and(|at| created + config.linger < at);
+        }
+        (a, left)
     }
 
     /// Checks `record` against its topic under the accumulator lock: the topic
@@ -243,6 +323,18 @@ impl Producer {
         record: &Record,
         size: usize,
     ) -> Result<Checked> {
+        let (at, limits) = self.check_topic(state, topic)?;
+        check_record(topic, at, limits, partition, record, size)
+    }
+
+    /// The topic's half of [`check`](Self::check): the topic exists; its queues and
+    /// current limits.
+    #[inline]
+    fn check_topic(
+        &self,
+        state: &mut accumulator::State,
+        topic: &str,
+    ) -> Result<(TopicIndex, TopicLimits)> {
         let metadata = &self.shared().cluster.metadata;
         let version = metadata.version();
         let cached = state
@@ -250,54 +342,25 @@ impl Producer {
             .find(topic)
             .and_then(|at| Some((at, state.topics.limits(at)?)))
             .filter(|(_, l)| l.version == version);
-        let (at, limits) = match cached {
-            Some(c) => c,
-            None => {
-                let limits = metadata
-                    .with(|image| {
-                        image.topics.get(topic).map(|t| TopicLimits {
-                            version,
-                            partitions: t.partitions.len() as u32,
-                            max_message_bytes: t.config.max_message_bytes,
-                        })
-                    })
-                    .ok_or_else(|| Error::UnknownTopic {
-                        topic: topic.to_string(),
-                    })?;
-                // Queues only for topics that exist: a name sent to by mistake
-                // leaves nothing behind.
-                let at = state.topics.index(topic);
-                state.topics.at(at).1.limits = Some(limits);
-                (at, limits)
-            }
-        };
-        let n = limits.partitions;
-        let partition = match partition {
-            Some(p) if p >= n => {
-                return Err(Error::UnknownPartition {
-                    topic: topic.to_string(),
-                    partition: p,
-                    partitions: n,
-                })
-            }
-            Some(p) => Some(p),
-            // Keyed: Kafka's default partitioner; unkeyed: the sticky partition.
-            None => record.key.as_ref().map(|k| partition_for_key(k, n)),
-        };
-        let max = limits.max_message_bytes;
-        if size + BATCH_HEADER_LEN > max {
-            return Err(Error::RecordTooLarge {
-                topic: topic.to_string(),
-                size: size + BATCH_HEADER_LEN,
-                max,
-            });
+        if let Some(c) = cached {
+            return Ok(c);
         }
-        Ok(Checked {
-            topic: at,
-            partition,
-            partitions: n,
-            max_message_bytes: max,
-        })
+        let limits = metadata
+            .with(|image| {
+                image.topics.get(topic).map(|t| TopicLimits {
+                    version,
+                    partitions: t.partitions.len() as u32,
+                    max_message_bytes: t.config.max_message_bytes,
+                })
+            })
+            .ok_or_else(|| Error::UnknownTopic {
+                topic: topic.to_string(),
+            })?;
+        // Queues only for topics that exist: a name sent to by mistake
+        // leaves nothing behind.
+        let at = state.topics.index(topic);
+        state.topics.at(at).1.limits = Some(limits);
+        Ok((at, limits))
     }
 
     /// Sends `partition`'s sealed batches from the calling thread (sealing its open
@@ -354,6 +417,74 @@ impl Producer {
         self.shared().handoff.flush();
         Ok(())
     }
+}
+
+/// How many records `send_all` appends under one hold of the accumulator lock:
+/// about one batch of 100-byte records, a few microseconds, so the sender thread
+/// and other callers wait no longer for the lock than that.
+const SEND_ALL_PER_LOCK: usize = 128;
+
+/// The [`Delivery`] of a record that `Handoff` refused.
+fn refused(config: &ProducerConfig, r: Refused<Error>) -> Delivery {
+    match r {
+        Refused::Rejected(e) => Delivery::failed(e),
+        Refused::Closed => Delivery::failed(Error::ShuttingDown {
+            what: "the producer".into(),
+        }),
+        Refused::BufferFull => Delivery::failed(Error::Timeout {
+            what: format!("buffer.memory of {} bytes to free up", config.buffer_memory),
+            after: config.delivery_timeout,
+        }),
+    }
+}
+
+/// The record's half of [`Producer::check`], against its topic's `limits`: the
+/// partition exists, the record fits `max.message.bytes`.
+#[inline]
+fn check_record(
+    topic: &str,
+    at: TopicIndex,
+    limits: TopicLimits,
+    partition: Option<u32>,
+    record: &Record,
+    size: usize,
+) -> Result<Checked> {
+    let n = limits.partitions;
+    let partition = match partition {
+        Some(p) if p >= n => {
+            return Err(Error::UnknownPartition {
+                topic: topic.to_string(),
+                partition: p,
+                partitions: n,
+            })
+        }
+        Some(p) => Some(p),
+        // Keyed: Kafka's default partitioner; unkeyed: the sticky partition.
+        None => record.key.as_ref().map(|k| partition_for_key(k, n)),
+    };
+    let max = limits.max_message_bytes;
+    if size + BATCH_HEADER_LEN > max {
+        return Err(Error::RecordTooLarge {
+            topic: topic.to_string(),
+            size: size + BATCH_HEADER_LEN,
+            max,
+        });
+    }
+    Ok(Checked {
+        topic: at,
+        partition,
+        partitions: n,
+        max_message_bytes: max,
+    })
+}
+
+/// What `send_all`'s records share while the accumulator lock is held.
+#[derive(Debug)]
+struct Hold {
+    /// The timestamp of records without their own.
+    timestamp: u64,
+    /// The topic, once a record checked it.
+    topic: Option<(TopicIndex, TopicLimits)>,
 }
 
 /// A record that passed [`Producer::check`]: where it goes and its batch limit.

@@ -62,6 +62,40 @@ fn send(h: &Model, buffer_memory: usize, linger_zero: bool) -> Delivery {
     Delivery::new(a.slot, a.index)
 }
 
+/// `Producer::send_all` minus metadata: `n` records to partition 0 in one call,
+/// `per_lock` of them under each lock hold.
+fn send_many(
+    h: &Model,
+    n: usize,
+    per_lock: usize,
+    buffer_memory: usize,
+    linger_zero: bool,
+) -> Vec<Delivery> {
+    let limits = BatchLimits {
+        batch_size: BATCH_SIZE,
+        max_message_bytes: MAX_MESSAGE_BYTES,
+        producer_id: None,
+    };
+    let mut out = Vec::new();
+    h.send_many(
+        (0..n).map(|_| Record::new("v")),
+        per_lock,
+        BatchBuilder::encoded_len,
+        buffer_memory,
+        far,
+        |_| (),
+        |state, _, _, _| Ok::<_, ()>(state.topics.index("t")),
+        |state, _, record, t, size| {
+            let a = state.append(t, Some(0), 1, &record, 0, size, limits);
+            let now = a.full || (a.idle && linger_zero);
+            (now, Delivery::new(a.slot, a.index))
+        },
+        |_, refused| panic!("refused: {refused:?}"),
+        &mut out,
+    );
+    out
+}
+
 /// The sender thread's loop without the network: wait for a wake-up, seal what is
 /// due, take the ready batches (`send_ready`), answer them under the lock
 /// (`finish`), stop once closed and nothing is outstanding (`run`).
@@ -138,5 +172,55 @@ fn loom_handoff_backpressure_and_linger_zero() {
         drainer.join().unwrap();
         let state = h.lock();
         assert_eq!((state.outstanding, state.buffered), (0, 0));
+    });
+}
+
+/// `send_all` with `linger.ms=0` and a `buffer.memory` of one record: each record
+/// after the first waits in the middle of the call, lock released, for the one
+/// before it to be completed, then goes out; the wake-ups after each lock hold and
+/// before each wait get every record sent.
+#[test]
+fn loom_handoff_send_many_waits_for_memory_mid_call() {
+    loom::model(|| {
+        let (h, signal) = model();
+        let drainer = {
+            let h = h.clone();
+            thread::spawn(move || drain(&h, &signal, Duration::ZERO))
+        };
+        let deliveries = send_many(&h, 2, 1, record_size(), true);
+        for d in deliveries {
+            crate::sync::block_on(d).expect("completed");
+        }
+        h.close();
+        drainer.join().unwrap();
+        let state = h.lock();
+        assert_eq!((state.outstanding, state.buffered), (0, 0));
+    });
+}
+
+/// `send_all` alongside a `flush` on another thread, one record to each lock hold:
+/// a flush waiting for the first record must not wait out the linger for the
+/// second, appended after it began (the hold's end wakes the sender for it).
+#[test]
+fn loom_handoff_send_many_and_flush() {
+    loom::model(|| {
+        let (h, signal) = model();
+        let drainer = {
+            let h = h.clone();
+            thread::spawn(move || drain(&h, &signal, LONG_LINGER))
+        };
+        let flusher = {
+            let h = h.clone();
+            thread::spawn(move || h.flush())
+        };
+        let deliveries = send_many(&h, 2, 1, usize::MAX, false);
+        flusher.join().unwrap();
+        h.flush();
+        assert!(
+            deliveries.iter().all(Delivery::is_done),
+            "flush returned early"
+        );
+        h.close();
+        drainer.join().unwrap();
     });
 }

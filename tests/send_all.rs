@@ -1,0 +1,283 @@
+//! `Producer::send_all`: many records in one call behave as one `send` each, in
+//! order; each record succeeds or fails on its own.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use replog::*;
+
+fn cluster(partitions: u32) -> Cluster {
+    let c = Cluster::builder().brokers(3).build().unwrap();
+    c.create_topic("t", TopicConfig::new(partitions, 3).min_insync_replicas(2))
+        .unwrap();
+    c
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn send_all_writes_each_record_once_in_call_order() {
+    let c = cluster(1);
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    // More than one lock hold and more than one batch.
+    let before = now_ms();
+    let ds = prod.send_all("t", (0..1000).map(|i| Record::new(format!("v{i}"))));
+    assert_eq!(ds.len(), 1000);
+    for (i, d) in ds.into_iter().enumerate() {
+        let meta = d.wait().unwrap();
+        assert_eq!((meta.topic.as_str(), meta.partition), ("t", 0));
+        assert_eq!(meta.offset, Some(i as u64));
+    }
+    let after = now_ms();
+    let got = consume_n(&consumer_from_start(&c, "t"), 1000);
+    assert_eq!(got.len(), 1000);
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(
+            (r.offset, &r.value[..]),
+            (i as u64, format!("v{i}").as_bytes())
+        );
+        // Stamped when the call ran, as `send` stamps a record when it is called.
+        assert!(
+            (before..=after).contains(&r.timestamp),
+            "timestamp {} outside {before}..={after}",
+            r.timestamp
+        );
+    }
+}
+
+#[test]
+fn send_all_keeps_a_records_own_timestamp() {
+    let c = cluster(1);
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    let ds = prod.send_all(
+        "t",
+        [
+            Record::new("a").timestamp(42),
+            Record::new("b").timestamp(7),
+        ],
+    );
+    for d in ds {
+        d.wait().unwrap();
+    }
+    let got = consume_n(&consumer_from_start(&c, "t"), 2);
+    let stamps: Vec<u64> = got.iter().map(|r| r.timestamp).collect();
+    assert_eq!(stamps, [42, 7]);
+}
+
+#[test]
+fn send_all_puts_keyed_records_where_send_puts_them() {
+    let c = cluster(6);
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
+    let one_by_one: Vec<u32> = keys
+        .iter()
+        .map(|k| prod.send("t", Record::new("x").key(k.clone())))
+        .map(|d| d.wait().unwrap().partition)
+        .collect();
+    let all_at_once: Vec<u32> = prod
+        .send_all("t", keys.iter().map(|k| Record::new("y").key(k.clone())))
+        .into_iter()
+        .map(|d| d.wait().unwrap().partition)
+        .collect();
+    assert_eq!(all_at_once, one_by_one);
+    assert!(
+        one_by_one
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            > 1,
+        "200 keys all on one partition: the test proves nothing"
+    );
+}
+
+#[test]
+fn send_all_keeps_each_partitions_order_for_unkeyed_records() {
+    let c = cluster(3);
+    let prod = c.producer(ProducerConfig::new().batch_size(1024)).unwrap();
+    let ds = prod.send_all(
+        "t",
+        (0..3000u32).map(|i| Record::new(i.to_be_bytes().to_vec())),
+    );
+    let mut last = BTreeMap::<u32, u64>::new();
+    for d in ds {
+        let meta = d.wait().unwrap();
+        let offset = meta.offset.unwrap();
+        if let Some(prev) = last.insert(meta.partition, offset) {
+            assert!(
+                offset > prev,
+                "partition {}: {offset} after {prev}",
+                meta.partition
+            );
+        }
+    }
+    // Sticky: whole batches went to each of the three partitions.
+    assert_eq!(last.len(), 3, "{last:?}");
+}
+
+#[test]
+fn send_all_fails_a_record_too_large_alone() {
+    let c = Cluster::builder().brokers(3).build().unwrap();
+    c.create_topic(
+        "t",
+        TopicConfig::new(1, 3)
+            .min_insync_replicas(2)
+            .max_message_bytes(1000),
+    )
+    .unwrap();
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    let records = (0..5).map(|i| Record::new(vec![b'x'; if i == 2 { 5000 } else { 10 }]));
+    let results: Vec<_> = prod
+        .send_all("t", records)
+        .into_iter()
+        .map(|d| d.wait())
+        .collect();
+    match &results[2] {
+        Err(Error::RecordTooLarge { topic, max, .. }) => {
+            assert_eq!((topic.as_str(), *max), ("t", 1000))
+        }
+        other => panic!("expected RecordTooLarge, got {other:?}"),
+    }
+    let offsets: Vec<_> = [0, 1, 3, 4]
+        .iter()
+        .map(|&i| results[i].as_ref().unwrap().offset)
+        .collect();
+    assert_eq!(offsets, [Some(0), Some(1), Some(2), Some(3)]);
+}
+
+#[test]
+fn send_all_to_an_unknown_topic_fails_every_record() {
+    let c = cluster(1);
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    let ds = prod.send_all("nope", (0..300).map(|_| Record::new("x")));
+    assert_eq!(ds.len(), 300);
+    for d in ds {
+        let e = d.wait().unwrap_err();
+        assert!(
+            matches!(&e, Error::UnknownTopic { topic } if topic == "nope"),
+            "{e}"
+        );
+    }
+    // The producer is unharmed.
+    assert_eq!(
+        prod.send("t", Record::new("x")).wait().unwrap().offset,
+        Some(0)
+    );
+}
+
+#[test]
+fn send_all_of_nothing_returns_nothing() {
+    let c = cluster(1);
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    assert!(prod.send_all("t", std::iter::empty()).is_empty());
+    assert!(prod.send_all("nope", Vec::new()).is_empty());
+}
+
+#[test]
+fn send_all_blocked_on_buffer_memory_goes_on_as_answers_free_it() {
+    let c = cluster(1);
+    // Room for two records at a time: the call waits for answers again and again.
+    let prod = c
+        .producer(
+            ProducerConfig::new()
+                .buffer_memory(1000)
+                .linger(Duration::from_millis(1)),
+        )
+        .unwrap();
+    let ds = prod.send_all("t", (0..200).map(|_| Record::new(vec![7u8; 400])));
+    for (i, d) in ds.into_iter().enumerate() {
+        assert_eq!(d.wait().unwrap().offset, Some(i as u64));
+    }
+}
+
+#[test]
+fn send_all_records_with_a_linger_go_out_when_it_runs_out() {
+    let c = cluster(1);
+    let linger = Duration::from_millis(50);
+    let prod = c.producer(ProducerConfig::new().linger(linger)).unwrap();
+    // Ten in a row: the first few may find the sender thread awake anyway, woken
+    // by the metadata changes of a new cluster.
+    for _ in 0..10 {
+        let start = std::time::Instant::now();
+        // Far less than a batch: only the linger sends them.
+        let ds = prod.send_all("t", (0..3).map(|_| Record::new("x")));
+        for d in ds {
+            d.wait().unwrap();
+        }
+        let took = start.elapsed();
+        assert!(took >= linger, "sent before the linger ran out: {took:?}");
+        // Far below the second the sender thread sleeps when nobody wakes it.
+        assert!(took < Duration::from_millis(500), "{took:?}");
+    }
+}
+
+#[test]
+fn concurrent_send_all_calls_keep_each_callers_order() {
+    let c = cluster(1);
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    let per_thread: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let prod = prod.clone();
+                s.spawn(move || {
+                    let mut offsets = Vec::new();
+                    for call in 0..10 {
+                        let ds = prod.send_all(
+                            "t",
+                            (0..300).map(|i| Record::new(format!("{t}-{call}-{i}"))),
+                        );
+                        offsets.extend(ds.into_iter().map(|d| d.wait().unwrap().offset.unwrap()));
+                    }
+                    offsets
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut all: Vec<u64> = per_thread.iter().flatten().copied().collect();
+    for offsets in &per_thread {
+        assert!(
+            offsets.windows(2).all(|w| w[0] < w[1]),
+            "a caller's records out of order"
+        );
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..12_000).collect::<Vec<_>>(), "offsets not dense");
+}
+
+#[test]
+fn send_all_across_a_leader_change_writes_each_record_once() {
+    let c = cluster(1);
+    let p = c.topic("t").unwrap().partition(0).unwrap();
+    let prod = c
+        .producer(ProducerConfig::new().delivery_timeout(Duration::from_secs(30)))
+        .unwrap();
+    let mut ds = prod.send_all("t", (0..1000).map(|i| Record::new(format!("v{i}"))));
+    c.kill_broker(p.leader().unwrap()).unwrap();
+    ds.extend(prod.send_all("t", (1000..2000).map(|i| Record::new(format!("v{i}")))));
+    let offsets: Vec<u64> = ds
+        .into_iter()
+        .map(|d| d.wait().unwrap().offset.unwrap())
+        .collect();
+    assert!(
+        offsets.windows(2).all(|w| w[0] < w[1]),
+        "acknowledged out of order"
+    );
+    let got = consume_n(&consumer_from_start(&c, "t"), 2000);
+    let values: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
+        .collect();
+    let expect: Vec<String> = (0..2000).map(|i| format!("v{i}")).collect();
+    assert_eq!(
+        values, expect,
+        "a record lost, written twice or out of order"
+    );
+}

@@ -21,6 +21,9 @@
 //! - `acks_1`: it completes once the batch is in the leader's log.
 //! - `acks_all`: it completes once every ISR member (3, at least 2) has the batch,
 //!   i.e. after the followers' next fetch tells the leader how far they got.
+//! - `acks_0_send_all`, `acks_1_send_all`, `acks_all_send_all`: the same, with the
+//!   records handed to `Producer::send_all` in calls of 132 (one 16 KiB batch's
+//!   worth, what the ceiling hands over at a time) instead of one `send` each.
 //!
 //! Why [`PARTITIONS`] = 3: one partition per broker, so each broker leads one and
 //! follows two, the work is spread over all three broker threads, and the unkeyed
@@ -84,7 +87,7 @@ const RECORDS_PER_ITER: u64 = 1000;
 #[path = "peers/workloads.rs"]
 mod workloads;
 
-use workloads::{Case, Fanout, Pipelined, Writers};
+use workloads::{Case, Fanout, Pipelined, Writers, RECORDS_PER_BATCH};
 
 fn produce(c: &mut Criterion) {
     let mut g = c.benchmark_group("produce");
@@ -96,10 +99,20 @@ fn produce(c: &mut Criterion) {
     ] {
         // Replication factor 3, `min.insync.replicas` 2.
         let config = TopicConfig::new(PARTITIONS, 3).min_insync_replicas(2);
-        let mut case = Pipelined::memory(3, config, acks);
-        g.bench_function(id, |b| {
-            b.iter_custom(|iters| case.run(iters * RECORDS_PER_ITER))
-        });
+        // One cluster at a time: each is shut down before the next starts.
+        for (name, calls) in [
+            (id.to_string(), None),
+            (format!("{id}_send_all"), Some(RECORDS_PER_BATCH)),
+        ] {
+            let case = Pipelined::memory(3, config.clone(), acks);
+            let mut case = match calls {
+                Some(n) => case.in_calls_of(n),
+                None => case,
+            };
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| case.run(iters * RECORDS_PER_ITER))
+            });
+        }
     }
     let mut fanout = Fanout::new(3);
     g.bench_function("ceiling_fanout3", |b| {

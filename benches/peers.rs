@@ -32,6 +32,8 @@
 //!   log on disk, default options, no fsync.
 //! - `replog_rf1_acks_1`: 1 broker, segment storage (`FsyncPolicy::Never`), one
 //!   partition, RF 1, `acks=1`, the pipelined producer (16 KiB batches).
+//! - `replog_rf1_acks_1_send_all`: the same with the records handed to
+//!   `Producer::send_all` in calls of 132, the size of commitlog's batches.
 //!
 //! # Group `scale` (`Throughput::Elements`: records)
 //!
@@ -49,7 +51,9 @@ use replog::{Acks, TopicConfig};
 #[path = "peers/workloads.rs"]
 mod workloads;
 
-use workloads::{Case, CommitLogAppend, Fanout, OpenRaft, Pipelined, TaskWriters, Writers};
+use workloads::{
+    Case, CommitLogAppend, Fanout, OpenRaft, Pipelined, TaskWriters, Writers, RECORDS_PER_BATCH,
+};
 
 /// Records per criterion iteration.
 const RECORDS_PER_ITER: u64 = 1000;
@@ -112,6 +116,12 @@ fn disk(c: &mut Criterion) {
         &mut g,
         "replog_rf1_acks_1",
         &mut Pipelined::disk(1, TopicConfig::new(1, 1), Acks::Leader),
+    );
+    bench(
+        &mut g,
+        "replog_rf1_acks_1_send_all",
+        &mut Pipelined::disk(1, TopicConfig::new(1, 1), Acks::Leader)
+            .in_calls_of(RECORDS_PER_BATCH),
     );
     g.finish();
 }

@@ -79,7 +79,10 @@ fn main() {
     eprintln!("measuring, {secs} s per case ({cores} cores, load {load_before}) ...");
 
     let rf3 = || TopicConfig::new(3, 3).min_insync_replicas(2);
-    let [ceiling, piped_all, piped_1]: [Rate; 3] = run
+    // `send_all` in calls of one batch's worth of records, as the ceiling and
+    // commitlog hand over whole batches.
+    let calls = workloads::RECORDS_PER_BATCH;
+    let [ceiling, piped_all, piped_1, all_all, all_1]: [Rate; 5] = run
         .group(vec![
             case("ceiling_fanout3", Fanout::new(3)),
             case(
@@ -90,9 +93,17 @@ fn main() {
                 "replog pipelined acks=1",
                 Pipelined::memory(3, rf3(), Acks::Leader),
             ),
+            case(
+                "replog send_all acks=all",
+                Pipelined::memory(3, rf3(), Acks::All).in_calls_of(calls),
+            ),
+            case(
+                "replog send_all acks=1",
+                Pipelined::memory(3, rf3(), Acks::Leader).in_calls_of(calls),
+            ),
         ])
         .try_into()
-        .expect("three rates");
+        .expect("five rates");
     // Writers as tokio tasks on the same runtime shape as openraft's (the fair
     // comparison), and as OS threads (what a blocking caller gets).
     let (mut raft, mut p1, mut p3, mut threads) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -114,16 +125,20 @@ fn main() {
         p3.push(r[2]);
         threads.push(r[3]);
     }
-    let [commitlog, disk]: [Rate; 2] = run
+    let [commitlog, disk, disk_all]: [Rate; 3] = run
         .group(vec![
             case("commitlog append", CommitLogAppend::new()),
             case(
                 "replog disk RF 1 acks=1",
                 Pipelined::disk(1, TopicConfig::new(1, 1), Acks::Leader),
             ),
+            case(
+                "replog disk RF 1 acks=1 send_all",
+                Pipelined::disk(1, TopicConfig::new(1, 1), Acks::Leader).in_calls_of(calls),
+            ),
         ])
         .try_into()
-        .expect("two rates");
+        .expect("three rates");
     let parts = run.group(
         PARTITIONS
             .iter()
@@ -216,6 +231,16 @@ fn main() {
         None,
     );
     row(
+        &format!("replog acks=all RF 3, 3 partitions, send_all in calls of {calls}"),
+        &all_all,
+        None,
+    );
+    row(
+        &format!("replog acks=1 RF 3, 3 partitions, send_all in calls of {calls}"),
+        &all_1,
+        None,
+    );
+    row(
         "commitlog 0.2, disk, 16 KiB batches, one thread",
         &commitlog,
         None,
@@ -223,6 +248,11 @@ fn main() {
     row(
         "replog disk, 1 broker, RF 1, acks=1, pipelined",
         &disk,
+        Some((&commitlog, "commitlog")),
+    );
+    row(
+        &format!("replog disk, 1 broker, RF 1, acks=1, send_all in calls of {calls}"),
+        &disk_all,
         Some((&commitlog, "commitlog")),
     );
 
@@ -300,6 +330,11 @@ fn main() {
         1.0,
     );
     target(
+        "replog RF 1 on disk / commitlog (send_all)",
+        disk_all.per_sec() / commitlog.per_sec(),
+        1.0,
+    );
+    target(
         "acks_all (pipelined) / ceiling_fanout3",
         piped_all.per_sec() / c,
         0.5,
@@ -307,6 +342,16 @@ fn main() {
     target(
         "acks_1 (pipelined) / ceiling_fanout3",
         piped_1.per_sec() / c,
+        0.7,
+    );
+    target(
+        "acks_all (send_all) / ceiling_fanout3",
+        all_all.per_sec() / c,
+        0.5,
+    );
+    target(
+        "acks_1 (send_all) / ceiling_fanout3",
+        all_1.per_sec() / c,
         0.7,
     );
     target(

@@ -359,11 +359,14 @@ impl Drop for Topics {
 /// replog's normal producer: unkeyed records handed to `send` as fast as it takes
 /// them (sticky partitioner, `linger.ms` 5, `batch.size` 16 KiB, up to 5 batches in
 /// flight per partition), then `flush` and every delivery checked. As
-/// `benches/acks.rs` `produce`.
+/// `benches/acks.rs` `produce`. With [`in_calls_of`](Pipelined::in_calls_of) the
+/// records go to `send_all` in calls of that many instead.
 pub struct Pipelined {
     topics: Topics,
     producer: Producer,
     acks: Acks,
+    /// `Some(n)`: records go to `Producer::send_all` in calls of `n`.
+    calls_of: Option<usize>,
     deliveries: Vec<Delivery>,
     value: Bytes,
     _dir: Option<tempfile::TempDir>,
@@ -402,10 +405,20 @@ impl Pipelined {
             topics,
             producer,
             acks,
+            calls_of: None,
             deliveries: Vec::new(),
             value: value(),
             _dir: dir,
         }
+    }
+}
+
+impl Pipelined {
+    /// Records go to [`Producer::send_all`] in calls of `n` instead of one `send`
+    /// each.
+    pub fn in_calls_of(mut self, n: usize) -> Pipelined {
+        self.calls_of = Some(n);
+        self
     }
 }
 
@@ -418,10 +431,28 @@ impl Case for Pipelined {
                 self.deliveries.reserve(records as usize);
             }
             let start = Instant::now();
-            for _ in 0..records {
-                let d = self.producer.send(topic, Record::new(self.value.clone()));
-                if check {
-                    self.deliveries.push(d);
+            match self.calls_of {
+                Some(n) => {
+                    let mut left = records as usize;
+                    while left > 0 {
+                        let call = left.min(n);
+                        let value = &self.value;
+                        let ds = self
+                            .producer
+                            .send_all(topic, (0..call).map(|_| Record::new(value.clone())));
+                        if check {
+                            self.deliveries.extend(ds);
+                        }
+                        left -= call;
+                    }
+                }
+                None => {
+                    for _ in 0..records {
+                        let d = self.producer.send(topic, Record::new(self.value.clone()));
+                        if check {
+                            self.deliveries.push(d);
+                        }
+                    }
                 }
             }
             self.producer.flush().expect("flush");

@@ -136,14 +136,13 @@ impl DeliverySlot {
     }
 
     /// Record `index` of the batch, once the batch is done (`None` before).
+    // Inlined into `wait` and `poll` (once per record): as a call, its result came
+    // back through memory and was read back at once, a store-forwarding stall.
+    #[inline]
     fn outcome(&self, index: u32) -> Option<Result<RecordMetadata>> {
         let base = match self.outcome.load(Ordering::Acquire) {
             PENDING => return None,
-            FAILED => {
-                let s = self.state.lock();
-                let e = s.error.as_ref().expect("a failed slot holds its error");
-                return Some(Err(e.duplicate()));
-            }
+            FAILED => return Some(Err(self.error())),
             NO_OFFSET => None,
             base => Some(base + index as u64),
         };
@@ -152,6 +151,18 @@ impl DeliverySlot {
             partition: self.partition,
             offset: base,
         }))
+    }
+}
+
+impl DeliverySlot {
+    /// The error of a failed batch, for one of its records.
+    #[cold]
+    fn error(&self) -> Error {
+        let s = self.state.lock();
+        s.error
+            .as_ref()
+            .expect("a failed slot holds its error")
+            .duplicate()
     }
 }
 

@@ -200,21 +200,27 @@ fn main() {
     );
     for (i, n) in WRITERS.iter().enumerate() {
         row(
-            &format!("openraft 0.9 + memstore, 3 nodes, {n} writer tasks"),
+            &format!(
+                "openraft 0.9 + memstore, 3 nodes, {n} writer {}",
+                plural(*n, "task")
+            ),
             &raft[i],
             None,
         );
     }
     let series: [(&str, &[Rate], &str); 3] = [
-        ("1 partition", &p1, "tasks"),
-        ("3 partitions", &p3, "tasks"),
-        ("1 partition", &threads, "threads"),
+        ("1 partition", &p1, "task"),
+        ("3 partitions", &p3, "task"),
+        ("1 partition", &threads, "thread"),
     ];
-    for (layout, rates, writers) in series {
-        for (i, n) in WRITERS.iter().enumerate() {
-            let peer = format!("openraft, {n} tasks");
+    for (layout, rates, writer) in series {
+        for (i, &n) in WRITERS.iter().enumerate() {
+            let peer = format!("openraft, {n} {}", plural(n, "task"));
             row(
-                &format!("replog acks=all RF 3, {layout}, {n} writer {writers}"),
+                &format!(
+                    "replog acks=all RF 3, {layout}, {n} writer {}",
+                    plural(n, writer)
+                ),
                 &rates[i],
                 Some((&raft[i], &peer)),
             );
@@ -363,6 +369,15 @@ fn main() {
     match plot(&raft, &p1, &p3, &threads, &piped_all, &ceiling, cores) {
         Ok(()) => println!("\nplot: {PLOT}"),
         Err(e) => println!("\nplot not written: {e}"),
+    }
+}
+
+/// `word` for one, `word`s for more.
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        word.to_string()
+    } else {
+        format!("{word}s")
     }
 }
 

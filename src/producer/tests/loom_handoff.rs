@@ -32,6 +32,16 @@ fn model() -> (Arc<Model>, Arc<Signal>) {
     (Arc::new(Handoff::new(SignalTx(signal.clone()))), signal)
 }
 
+/// A model and a thread running [`drain`] on it with `linger`.
+fn model_with_drainer(linger: Duration) -> (Arc<Model>, thread::JoinHandle<()>) {
+    let (h, signal) = model();
+    let drainer = {
+        let h = h.clone();
+        thread::spawn(move || drain(&h, &signal, linger))
+    };
+    (h, drainer)
+}
+
 fn far() -> Instant {
     Instant::now() + LONG_LINGER
 }
@@ -129,11 +139,7 @@ fn drain(h: &Model, signal: &Signal, linger: Duration) {
 #[test]
 fn loom_handoff_flush_waits_for_everything() {
     loom::model(|| {
-        let (h, signal) = model();
-        let drainer = {
-            let h = h.clone();
-            thread::spawn(move || drain(&h, &signal, LONG_LINGER))
-        };
+        let (h, drainer) = model_with_drainer(LONG_LINGER);
         let other = {
             let h = h.clone();
             thread::spawn(move || send(&h, usize::MAX, false))
@@ -156,11 +162,7 @@ fn loom_handoff_flush_waits_for_everything() {
 #[test]
 fn loom_handoff_backpressure_and_linger_zero() {
     loom::model(|| {
-        let (h, signal) = model();
-        let drainer = {
-            let h = h.clone();
-            thread::spawn(move || drain(&h, &signal, Duration::ZERO))
-        };
+        let (h, drainer) = model_with_drainer(Duration::ZERO);
         let first = send(&h, record_size(), true);
         let second = send(&h, record_size(), true);
         assert!(
@@ -182,11 +184,7 @@ fn loom_handoff_backpressure_and_linger_zero() {
 #[test]
 fn loom_handoff_send_many_waits_for_memory_mid_call() {
     loom::model(|| {
-        let (h, signal) = model();
-        let drainer = {
-            let h = h.clone();
-            thread::spawn(move || drain(&h, &signal, Duration::ZERO))
-        };
+        let (h, drainer) = model_with_drainer(Duration::ZERO);
         let deliveries = send_many(&h, 2, 1, record_size(), true);
         for d in deliveries {
             crate::sync::block_on(d).expect("completed");
@@ -204,11 +202,7 @@ fn loom_handoff_send_many_waits_for_memory_mid_call() {
 #[test]
 fn loom_handoff_send_many_and_flush() {
     loom::model(|| {
-        let (h, signal) = model();
-        let drainer = {
-            let h = h.clone();
-            thread::spawn(move || drain(&h, &signal, LONG_LINGER))
-        };
+        let (h, drainer) = model_with_drainer(LONG_LINGER);
         let flusher = {
             let h = h.clone();
             thread::spawn(move || h.flush())

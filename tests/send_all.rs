@@ -357,3 +357,39 @@ fn send_all_places_every_record_as_one_send_each_would() {
         }
     }
 }
+
+/// A call that outlasts `delivery.timeout.ms` under backpressure: each record
+/// waits for buffer memory on its own clock, as with one `send` each, so none
+/// times out while answers keep freeing memory.
+#[test]
+fn send_all_gives_each_record_its_own_wait_for_buffer_memory() {
+    let faults = FaultTransport::default();
+    // Each acks=all round trip takes at least two delayed messages (the followers'
+    // fetches and their answers): 10 ms or more.
+    faults
+        .delay(Duration::from_millis(5), Duration::from_millis(5))
+        .unwrap();
+    let c = Cluster::builder()
+        .brokers(3)
+        .transport(faults)
+        .build()
+        .unwrap();
+    c.create_topic("t", TopicConfig::new(1, 3).min_insync_replicas(2))
+        .unwrap();
+    let timeout = Duration::from_millis(300);
+    // Room for two records: 100 rounds of at least 5 ms each for 200 records.
+    let prod = c
+        .producer(
+            ProducerConfig::new()
+                .buffer_memory(1000)
+                .delivery_timeout(timeout),
+        )
+        .unwrap();
+    let start = std::time::Instant::now();
+    let ds = prod.send_all("t", (0..200).map(|_| Record::new(vec![1u8; 400])));
+    let took = start.elapsed();
+    assert!(took > timeout, "the call took {took:?}: it proves nothing");
+    for (i, d) in ds.into_iter().enumerate() {
+        assert_eq!(d.wait().unwrap().offset, Some(i as u64), "after {took:?}");
+    }
+}

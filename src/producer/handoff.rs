@@ -97,7 +97,7 @@ impl<W: Wake> Handoff<W> {
         }
         let checked = check(&mut state).map_err(Refused::Rejected)?;
         if self
-            .admit(&mut state, size, buffer_memory, &mut None, &deadline)
+            .admit(&mut state, size, buffer_memory, &deadline)
             .is_err()
         {
             return Err(Refused::BufferFull);
@@ -120,8 +120,9 @@ impl<W: Wake> Handoff<W> {
     /// `size` gives an item's bytes, `check` and `append` are `send`'s with the item
     /// and its size, and `refused` gets each item appended nothing, with why. What
     /// `append` and `refused` return is pushed onto `out`, one entry per item in
-    /// order. All items share one `deadline()` for buffer memory, read the first
-    /// time one has to wait.
+    /// order. An item that has to wait for buffer memory waits until `deadline()`
+    /// read when it starts waiting, as with `send`: a long call under backpressure
+    /// fails no item for the time the items before it took.
     ///
     /// After each lock hold the sender is woken if an `append` asked for it or a
     /// flush waits, so that it never waits for a batch longer than the hold.
@@ -141,7 +142,6 @@ impl<W: Wake> Handoff<W> {
     ) {
         let per_lock = per_lock.max(1);
         let mut items = items.into_iter().peekable();
-        let mut until = None;
         while items.peek().is_some() {
             let mut state = self.state.lock();
             let mut hold = begin(&mut state);
@@ -154,8 +154,7 @@ impl<W: Wake> Handoff<W> {
                     match check(&mut state, &mut hold, &item, size) {
                         Err(e) => refused(item, Refused::Rejected(e)),
                         Ok(checked) => {
-                            match self.admit(&mut state, size, buffer_memory, &mut until, &deadline)
-                            {
+                            match self.admit(&mut state, size, buffer_memory, &deadline) {
                                 Err(()) => refused(item, Refused::BufferFull),
                                 Ok(waited) => {
                                     if waited {
@@ -180,7 +179,7 @@ impl<W: Wake> Handoff<W> {
         }
     }
 
-    /// Waits (until `deadline()`, read once into `until`) while `buffer_memory`
+    /// Waits (until `deadline()`, read when the wait begins) while `buffer_memory`
     /// cannot take `size` more bytes, always admitting an item into an empty
     /// buffer. Whether it waited, or `Err` if it timed out. The clock is read only
     /// when the buffer is full: not on the hot path.
@@ -190,9 +189,9 @@ impl<W: Wake> Handoff<W> {
         state: &mut MutexGuard<'_, State>,
         size: usize,
         buffer_memory: usize,
-        until: &mut Option<Instant>,
         deadline: &impl Fn() -> Instant,
     ) -> Result<bool, ()> {
+        let mut until = None;
         let mut waited = false;
         while state.buffered > 0 && state.buffered + size > buffer_memory {
             // Counted, so the sender thread asks for every answer while this waits.

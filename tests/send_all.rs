@@ -393,3 +393,33 @@ fn send_all_gives_each_record_its_own_wait_for_buffer_memory() {
         assert_eq!(d.wait().unwrap().offset, Some(i as u64), "after {took:?}");
     }
 }
+
+/// The caller's iterator runs with the producer's lock released: one that sends
+/// through the same producer as it goes (or blocks until another thread has sent)
+/// neither deadlocks nor holds up anyone else.
+#[test]
+fn send_all_runs_its_iterator_without_holding_the_producer() {
+    let c = cluster(1);
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut side = Vec::new();
+        let records = (0..300).map(|i| {
+            // Waits for its answer: the sender thread and the leader need the
+            // producer's state meanwhile.
+            side.push(prod.send("t", Record::new("side")).wait().map(|m| m.offset));
+            Record::new(format!("v{i}"))
+        });
+        let ds = prod.send_all("t", records);
+        let mut offsets: Vec<Option<u64>> =
+            ds.into_iter().map(|d| d.wait().unwrap().offset).collect();
+        offsets.extend(side.into_iter().map(|r| r.unwrap()));
+        let _ = done_tx.send(offsets);
+    });
+    let mut offsets = done_rx
+        .recv_timeout(DEADLINE)
+        .expect("send_all deadlocked with its own iterator");
+    offsets.sort_unstable();
+    let expect: Vec<Option<u64>> = (0..600).map(Some).collect();
+    assert_eq!(offsets, expect);
+}

@@ -141,12 +141,19 @@ impl<W: Wake> Handoff<W> {
         out: &mut Vec<D>,
     ) {
         let per_lock = per_lock.max(1);
-        let mut items = items.into_iter().peekable();
-        while items.peek().is_some() {
+        let mut items = items.into_iter();
+        let mut chunk = Vec::with_capacity(per_lock.min(items.size_hint().0));
+        loop {
+            // Taken from the caller's iterator before locking: it may block (a
+            // channel's receiver) or send through this producer itself.
+            chunk.extend(items.by_ref().take(per_lock));
+            if chunk.is_empty() {
+                return;
+            }
             let mut state = self.state.lock();
             let mut hold = begin(&mut state);
             let mut wake = false;
-            for item in items.by_ref().take(per_lock) {
+            for item in chunk.drain(..) {
                 let size = size(&item);
                 let d = if state.closed {
                     refused(item, Refused::Closed)

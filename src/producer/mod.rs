@@ -193,6 +193,11 @@ impl Producer {
     /// for one partition keep their order. Blocks only while `buffer.memory` is
     /// full; other threads' sends go on between the lock holds.
     ///
+    /// `records` is read 128 at a time, each group before any of it is appended
+    /// and without the producer's lock held (so it may block, or send through this
+    /// producer itself). A source that yields records slowly is better served by
+    /// one `send` each: a record waits here until its group is complete.
+    ///
     /// # Errors
     ///
     /// Reported through each record's [`Delivery`], as for `send`.

@@ -423,3 +423,17 @@ fn send_all_runs_its_iterator_without_holding_the_producer() {
     let expect: Vec<Option<u64>> = (0..600).map(Some).collect();
     assert_eq!(offsets, expect);
 }
+
+#[test]
+fn send_all_with_acks_0_resolves_each_record_without_an_offset() {
+    let c = cluster(3);
+    let prod = c.producer(ProducerConfig::new().acks(Acks::None)).unwrap();
+    let ds = prod.send_all("t", (0..500).map(|i| Record::new(format!("v{i}"))));
+    for d in ds {
+        let meta = d.wait().unwrap();
+        assert_eq!((meta.topic.as_str(), meta.offset), ("t", None));
+    }
+    prod.flush().unwrap();
+    // Nothing was lost on the way: all 500 are readable.
+    assert_eq!(consume_n(&consumer_from_start(&c, "t"), 500).len(), 500);
+}

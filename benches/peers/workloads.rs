@@ -411,9 +411,7 @@ impl Pipelined {
             _dir: dir,
         }
     }
-}
 
-impl Pipelined {
     /// Records go to [`Producer::send_all`] in calls of `n` instead of one `send`
     /// each.
     pub fn in_calls_of(mut self, n: usize) -> Pipelined {

@@ -73,7 +73,8 @@ impl<W: Wake> Handoff<W> {
     /// record of `size` bytes into an empty buffer), runs `append` with what `check`
     /// found (it returns whether it left something for the sender to send now: a
     /// full batch, or a record to send at once, that the caller could not hand over
-    /// itself) and wakes the sender if so or if a `flush` waits.
+    /// itself, and what the caller gets back) and wakes the sender if so or if a
+    /// `flush` waits.
     ///
     /// # Errors
     ///
@@ -83,26 +84,24 @@ impl<W: Wake> Handoff<W> {
     /// appended then.
     // Inlined into `Producer::send`, once per record: see `send_inner`.
     #[inline]
-    pub(crate) fn send<C, E>(
+    pub(crate) fn send<C, E, R>(
         &self,
         size: usize,
         buffer_memory: usize,
         deadline: impl Fn() -> Instant,
         check: impl FnOnce(&mut State) -> Result<C, E>,
-        append: impl FnOnce(&mut State, C) -> bool,
-    ) -> Result<(), Refused<E>> {
+        append: impl FnOnce(&mut State, C) -> (bool, R),
+    ) -> Result<R, Refused<E>> {
         let mut state = self.state.lock();
-        if state.closed {
-            return Err(Refused::Closed);
-        }
-        let checked = check(&mut state).map_err(Refused::Rejected)?;
-        if self
-            .admit(&mut state, size, buffer_memory, &deadline)
-            .is_err()
-        {
-            return Err(Refused::BufferFull);
-        }
-        let now = append(&mut state, checked);
+        let (now, r) = self.append_one(
+            &mut state,
+            (),
+            size,
+            buffer_memory,
+            &deadline,
+            |state, ()| check(state),
+            |state, (), checked, _| append(state, checked),
+        )?;
         // A flush in progress ignores linger: the sender must see this record now,
         // or the flush would wait out the linger for it.
         let wake = now || state.flushes > 0;
@@ -110,7 +109,7 @@ impl<W: Wake> Handoff<W> {
         if wake {
             self.wake_sender();
         }
-        Ok(())
+        Ok(r)
     }
 
     /// `send_all`'s half: as [`send`](Self::send) for each item in turn, in order,
@@ -118,11 +117,11 @@ impl<W: Wake> Handoff<W> {
     /// each. `begin` runs whenever the lock is taken (and again after a wait for
     /// buffer memory) and makes what `check` and `append` share while it is held;
     /// `size` gives an item's bytes, `check` and `append` are `send`'s with the item
-    /// and its size, and `refused` gets each item appended nothing, with why. What
-    /// `append` and `refused` return is pushed onto `out`, one entry per item in
-    /// order. An item that has to wait for buffer memory waits until `deadline()`
-    /// read when it starts waiting, as with `send`: a long call under backpressure
-    /// fails no item for the time the items before it took.
+    /// and its size, and `refused` says what an item that was not appended gets.
+    /// What `append` and `refused` return is pushed onto `out`, one entry per item
+    /// in order. An item that has to wait for buffer memory waits until
+    /// `deadline()` read when it starts waiting, as with `send`: a long call under
+    /// backpressure fails no item for the time the items before it took.
     ///
     /// After each lock hold the sender is woken if an `append` asked for it or a
     /// flush waits, so that it never waits for a batch longer than the hold.
@@ -137,7 +136,7 @@ impl<W: Wake> Handoff<W> {
         mut begin: impl FnMut(&mut State) -> H,
         mut check: impl FnMut(&mut State, &mut H, &T, usize) -> Result<C, E>,
         mut append: impl FnMut(&mut State, &H, T, C, usize) -> (bool, D),
-        mut refused: impl FnMut(T, Refused<E>) -> D,
+        mut refused: impl FnMut(Refused<E>) -> D,
         out: &mut Vec<D>,
     ) {
         let per_lock = per_lock.max(1);
@@ -155,27 +154,27 @@ impl<W: Wake> Handoff<W> {
             let mut wake = false;
             for item in chunk.drain(..) {
                 let size = size(&item);
-                let d = if state.closed {
-                    refused(item, Refused::Closed)
-                } else {
-                    match check(&mut state, &mut hold, &item, size) {
-                        Err(e) => refused(item, Refused::Rejected(e)),
-                        Ok(checked) => {
-                            match self.admit(&mut state, size, buffer_memory, &deadline) {
-                                Err(()) => refused(item, Refused::BufferFull),
-                                Ok(waited) => {
-                                    if waited {
-                                        hold = begin(&mut state);
-                                    }
-                                    let (now, d) = append(&mut state, &hold, item, checked, size);
-                                    wake |= now;
-                                    d
-                                }
-                            }
+                let appended = self.append_one(
+                    &mut state,
+                    (&mut hold, item),
+                    size,
+                    buffer_memory,
+                    &deadline,
+                    |state, (hold, item)| check(state, hold, item, size),
+                    |state, (hold, item), checked, waited| {
+                        if waited {
+                            *hold = begin(state);
                         }
+                        append(state, hold, item, checked, size)
+                    },
+                );
+                out.push(match appended {
+                    Ok((now, d)) => {
+                        wake |= now;
+                        d
                     }
-                };
-                out.push(d);
+                    Err(r) => refused(r),
+                });
             }
             // As `send`: a flush in progress must see these records now.
             wake |= state.flushes > 0;
@@ -184,6 +183,32 @@ impl<W: Wake> Handoff<W> {
                 self.wake_sender();
             }
         }
+    }
+
+    /// One item of `send` or `send_many`, under the lock: refused once closed,
+    /// then `check`, the wait for buffer memory ([`admit`](Self::admit)) and
+    /// `append`, which is told whether the lock was let go for that wait. `item`
+    /// is what `check` looks at and `append` then takes.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn append_one<X, C, E, R>(
+        &self,
+        state: &mut MutexGuard<'_, State>,
+        mut item: X,
+        size: usize,
+        buffer_memory: usize,
+        deadline: &impl Fn() -> Instant,
+        check: impl FnOnce(&mut State, &mut X) -> Result<C, E>,
+        append: impl FnOnce(&mut State, X, C, bool) -> R,
+    ) -> Result<R, Refused<E>> {
+        if state.closed {
+            return Err(Refused::Closed);
+        }
+        let checked = check(state, &mut item).map_err(Refused::Rejected)?;
+        let waited = self
+            .admit(state, size, buffer_memory, deadline)
+            .map_err(|()| Refused::BufferFull)?;
+        Ok(append(state, item, checked, waited))
     }
 
     /// Waits (until `deadline()`, read when the wait begins) while `buffer_memory`

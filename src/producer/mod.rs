@@ -162,7 +162,6 @@ impl Producer {
         let size = BatchBuilder::encoded_len(&record);
         let timestamp = record.timestamp.unwrap_or_else(crate::wall_clock::now_ms);
         let config = &shared.config;
-        let mut appended = None;
         // Backpressure: waits while buffer.memory is full.
         let sent = shared.handoff.send(
             size,
@@ -171,15 +170,10 @@ impl Producer {
             |state| self.check(state, topic, partition, &record, size),
             |state, checked| {
                 let (a, left) = self.append(state, checked, &record, timestamp, size);
-                appended = Some(a);
-                left
+                (left, Delivery::new(a.slot, a.index))
             },
         );
-        match (sent, appended) {
-            (Ok(()), Some(a)) => Delivery::new(a.slot, a.index),
-            (Ok(()), None) => refused(config, Refused::Closed),
-            (Err(r), _) => refused(config, r),
-        }
+        sent.unwrap_or_else(|r| refused(config, r))
     }
 
     /// Sends `records` to `topic`: the same as [`send`](Self::send) for each in
@@ -248,7 +242,7 @@ impl Producer {
                 let (a, left) = self.append(state, checked, &record, timestamp, size);
                 (left, Delivery::new(a.slot, a.index))
             },
-            |_, r| refused(config, r),
+            |r| refused(config, r),
             &mut out,
         );
         out

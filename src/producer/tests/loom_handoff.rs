@@ -59,17 +59,13 @@ fn send(h: &Model, buffer_memory: usize, linger_zero: bool) -> Delivery {
         max_message_bytes: MAX_MESSAGE_BYTES,
         producer_id: None,
     };
-    let mut appended = None;
     let check = |state: &mut State| Ok::<_, ()>(state.topics.index("t"));
     h.send(size, buffer_memory, far, check, |state, t| {
         let a = state.append(t, Some(0), 1, &record, 0, size, limits);
         let now = a.full || (a.idle && linger_zero);
-        appended = Some(a);
-        now
+        (now, Delivery::new(a.slot, a.index))
     })
-    .expect("the producer is open");
-    let a = appended.expect("appended");
-    Delivery::new(a.slot, a.index)
+    .expect("the producer is open")
 }
 
 /// `Producer::send_all` minus metadata: `n` records to partition 0 in one call,
@@ -100,7 +96,7 @@ fn send_many(
             let now = a.full || (a.idle && linger_zero);
             (now, Delivery::new(a.slot, a.index))
         },
-        |_, refused| panic!("refused: {refused:?}"),
+        |refused| panic!("refused: {refused:?}"),
         &mut out,
     );
     out

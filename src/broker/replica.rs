@@ -9,7 +9,7 @@ use crate::ids::{BrokerId, TopicPartition};
 use crate::protocol::{EpochEndOffset, PartitionState};
 use crate::record::Batch;
 use crate::replication::{Leader, LeaderReady, ProducerStateTable};
-use crate::storage::{self, Log};
+use crate::storage::{self, Log, Stamped};
 use crate::{Error, Result};
 
 use super::ReplicaStatus;
@@ -251,27 +251,50 @@ impl Replica {
         base_offset: u64,
         leader_epoch: u32,
     ) -> Result<()> {
-        self.log.append_stamped(batch, base_offset, leader_epoch)?;
-        self.producers.record_at(batch, base_offset);
-        self.publish();
-        Ok(())
+        self.append_all(&[Stamped {
+            batch,
+            base_offset,
+            leader_epoch,
+        }])
+    }
+
+    /// A leader appends `batches`, stamped with the offsets and epoch it gives
+    /// them, in one go ([`Log::append_all`]). On an error the batches below the
+    /// log end are in the log all the same, and recorded.
+    pub(crate) fn append_all(&mut self, batches: &[Stamped<'_>]) -> Result<()> {
+        let result = self.log.append_all(batches);
+        self.appended(batches);
+        result
     }
 
     /// A follower appends what its leader sent (skipping what it already holds).
     pub(crate) fn append_fetched(&mut self, batches: &[Batch]) -> Result<()> {
+        let leo = self.log.log_end_offset();
+        // The batches that follow on from our end: up to a gap, from which we
+        // fetch again.
+        let mut run = Vec::with_capacity(batches.len());
+        let mut expected = leo;
         for b in batches {
-            let leo = self.log.log_end_offset();
             if b.next_offset() <= leo {
                 continue;
             }
-            if b.base_offset() != leo {
-                break; // a gap: refetch from our end
+            if b.base_offset() != expected {
+                break;
             }
-            self.log.append(b)?;
-            self.producers.record(b);
+            expected = b.next_offset();
+            run.push(Stamped::as_is(b));
+        }
+        self.append_all(&run)
+    }
+
+    /// Records the producers of those of `batches` now in the log, and publishes
+    /// the new log end.
+    fn appended(&mut self, batches: &[Stamped<'_>]) {
+        let leo = self.log.log_end_offset();
+        for s in batches.iter().take_while(|s| s.next_offset() <= leo) {
+            self.producers.record_at(s.batch, s.base_offset);
         }
         self.publish();
-        Ok(())
     }
 
     /// The high watermark: a leader's own, a follower's as it last heard it.

@@ -47,6 +47,22 @@ pub(crate) trait Log: Send + fmt::Debug {
     /// rest of the batch to its file without copying it.
     fn append_stamped(&mut self, batch: &Batch, base_offset: u64, leader_epoch: u32) -> Result<()>;
 
+    /// Appends `batches` in order, each as [`append_stamped`](Log::append_stamped)
+    /// would, in as few writes as the storage allows: the segment log writes all
+    /// that go to one segment file in one vectored write, without copying them
+    /// (a write's kernel cost is mostly per call and per page-cache page, so one
+    /// write of many batches costs far less than one each).
+    ///
+    /// Each batch's base offset must follow on from the one before, the first from
+    /// the log end. On an error a prefix of whole batches may be in the log:
+    /// [`log_end_offset`](Log::log_end_offset) tells how far it got.
+    fn append_all(&mut self, batches: &[Stamped<'_>]) -> Result<()> {
+        for s in batches {
+            self.append_stamped(s.batch, s.base_offset, s.leader_epoch)?;
+        }
+        Ok(())
+    }
+
     /// Whole batches starting with the one that holds `from`, up to about `max_bytes`
     /// (always at least one batch when one exists at `from`). `from == log_end_offset`
     /// gives an empty vector; `from` outside `log_start_offset..=log_end_offset` is
@@ -141,6 +157,32 @@ pub(crate) trait Log: Send + fmt::Debug {
     /// recovers its logs before the controller tells it their topic configs).
     fn set_segment_bytes(&mut self, bytes: u64) {
         let _ = bytes;
+    }
+}
+
+/// A batch to append with the base offset and leader epoch it is written with
+/// (see [`Log::append_all`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stamped<'a> {
+    pub(crate) batch: &'a Batch,
+    pub(crate) base_offset: u64,
+    pub(crate) leader_epoch: u32,
+}
+
+impl<'a> Stamped<'a> {
+    /// `batch` with the base offset and leader epoch it carries (a follower
+    /// appends what its leader stamped).
+    pub(crate) fn as_is(batch: &'a Batch) -> Self {
+        Stamped {
+            batch,
+            base_offset: batch.base_offset(),
+            leader_epoch: batch.leader_epoch(),
+        }
+    }
+
+    /// Offset after the batch's last record, as stamped.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.batch.record_count())
     }
 }
 

@@ -17,7 +17,7 @@ use super::files::{
 };
 use super::index::OffsetIndex;
 use super::recovery::{recover, RecoveryReport};
-use super::{append_offset_error, out_of_range, retention_deletes, Log};
+use super::{append_offset_error, out_of_range, retention_deletes, Log, Stamped};
 use crate::config::DEFAULT_SEGMENT_BYTES;
 use crate::record::Batch;
 use crate::{Error, FsyncPolicy, Result};
@@ -194,29 +194,33 @@ impl Segment {
         Ok(start + want == self.size && *total < max_bytes)
     }
 
-    /// Writes the frame of `batch`, stamped with `base_offset` and `leader_epoch`, at
-    /// the end of the file and notes it in the index: the stamped header and the rest
-    /// in one vectored write, so the batch is not copied.
-    fn append(
-        &mut self,
-        batch: &Batch,
-        (base_offset, leader_epoch): (u64, u32),
-        index_interval: usize,
-    ) -> Result<()> {
-        let pos = self.size;
-        let (head, rest) = batch.stamped_parts(base_offset, leader_epoch);
-        if let Err(e) =
-            write_all_vectored(&self.file, &mut [IoSlice::new(&head), IoSlice::new(rest)])
-        {
+    /// Writes the frames of `batches`, each stamped with its base offset and leader
+    /// epoch, at the end of the file and notes them in the index: each batch's
+    /// stamped header and its rest as two slices of one vectored write for them
+    /// all, so no batch is copied. On an error nothing of them stays in the file.
+    fn append(&mut self, batches: &[Stamped<'_>], index_interval: usize) -> Result<()> {
+        let start = self.size;
+        let heads: Vec<_> = batches
+            .iter()
+            .map(|s| s.batch.stamped_parts(s.base_offset, s.leader_epoch))
+            .collect();
+        let mut slices: Vec<IoSlice<'_>> = heads
+            .iter()
+            .flat_map(|(head, rest)| [IoSlice::new(head), IoSlice::new(rest)])
+            .collect();
+        if let Err(e) = write_all_vectored(&self.file, &mut slices) {
             // Leave no partial frame behind for the next append to follow.
-            let _ = self.file.set_len(pos);
+            let _ = self.file.set_len(start);
             return Err(Error::io(&self.path, e));
         }
-        self.size += batch.len() as u64;
-        self.end = base_offset.saturating_add(u64::from(batch.record_count()));
-        self.max_timestamp = self.max_timestamp.max(batch.max_timestamp());
-        self.index
-            .on_append(base_offset, pos, self.max_timestamp, index_interval);
+        for s in batches {
+            let pos = self.size;
+            self.size += s.batch.len() as u64;
+            self.end = s.next_offset();
+            self.max_timestamp = self.max_timestamp.max(s.batch.max_timestamp());
+            self.index
+                .on_append(s.base_offset, pos, self.max_timestamp, index_interval);
+        }
         Ok(())
     }
 
@@ -380,37 +384,67 @@ impl Log for SegmentLog {
     }
 
     fn append_stamped(&mut self, batch: &Batch, base_offset: u64, leader_epoch: u32) -> Result<()> {
-        if base_offset != self.log_end_offset() {
-            let location = self.dir.display().to_string();
-            return Err(append_offset_error(
-                location,
-                base_offset,
-                self.log_end_offset(),
-            ));
+        self.append_all(&[Stamped {
+            batch,
+            base_offset,
+            leader_epoch,
+        }])
+    }
+
+    fn append_all(&mut self, batches: &[Stamped<'_>]) -> Result<()> {
+        let mut expected = self.log_end_offset();
+        for s in batches {
+            if s.base_offset != expected {
+                let location = self.dir.display().to_string();
+                return Err(append_offset_error(location, s.base_offset, expected));
+            }
+            expected = s.next_offset();
         }
-        let active = self.active();
-        if active.size > 0 && active.size + batch.len() as u64 > self.config.segment_bytes {
-            self.roll()?;
-        }
-        let interval = self.config.index_interval_bytes;
-        let active = self
-            .segments
-            .last_mut()
-            .expect("a segment log always has a segment");
-        active.append(batch, (base_offset, leader_epoch), interval)?;
-        self.size += batch.len() as u64;
-        let due = match self.config.fsync {
-            FsyncPolicy::Never => false,
-            FsyncPolicy::EveryBatch => true,
-            FsyncPolicy::Interval(d) => self.last_sync.elapsed() >= d,
-        };
-        if due {
-            self.flush()?;
-        }
-        // Data first, then the checkpoint: a crash in between is repaired by recovery,
-        // which re-applies the active segment's batch epochs.
-        if self.epochs.assign(leader_epoch, base_offset) {
-            self.save_epochs()?;
+        let mut rest = batches;
+        while let Some(first) = rest.first() {
+            let active = self.active();
+            if active.size > 0 && active.size + first.batch.len() as u64 > self.config.segment_bytes
+            {
+                self.roll()?;
+            }
+            // As many as fit in the active segment, and at least one (a batch larger
+            // than `segment.bytes` gets a segment of its own).
+            let mut size = self.active().size + first.batch.len() as u64;
+            let mut n = 1;
+            while let Some(s) = rest.get(n) {
+                size += s.batch.len() as u64;
+                if size > self.config.segment_bytes {
+                    break;
+                }
+                n += 1;
+            }
+            let (now, later) = rest.split_at(n);
+            rest = later;
+            let interval = self.config.index_interval_bytes;
+            let active = self
+                .segments
+                .last_mut()
+                .expect("a segment log always has a segment");
+            let before = active.size;
+            active.append(now, interval)?;
+            self.size += active.size - before;
+            let due = match self.config.fsync {
+                FsyncPolicy::Never => false,
+                FsyncPolicy::EveryBatch => true,
+                FsyncPolicy::Interval(d) => self.last_sync.elapsed() >= d,
+            };
+            if due {
+                self.flush()?;
+            }
+            // Data first, then the checkpoint: a crash in between is repaired by
+            // recovery, which re-applies the active segment's batch epochs.
+            let mut new_epoch = false;
+            for s in now {
+                new_epoch |= self.epochs.assign(s.leader_epoch, s.base_offset);
+            }
+            if new_epoch {
+                self.save_epochs()?;
+            }
         }
         Ok(())
     }

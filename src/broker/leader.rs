@@ -301,32 +301,146 @@ impl Broker {
                 }
             }
         }
-        let base = r.log.log_end_offset();
-        let epoch = leader.leader_epoch();
-        if let Err(e) = r.append_stamped(&req.batch, base, epoch) {
-            return reply(&req, Err(e));
+        self.append_checked(vec![req], now);
+    }
+
+    /// Produce requests for one partition that arrived one after another: the
+    /// same as [`produce`](Self::produce) for each in turn, but the run of them
+    /// that are plain appends (every check passed, the next sequence of their
+    /// producer) goes to the log in one write ([`storage::Log::append_all`]).
+    /// Anything else first writes the run gathered so far, then goes through
+    /// `produce` on its own.
+    pub(super) fn produce_all(&mut self, reqs: Vec<ProduceRequest>, now: Duration) {
+        let mut run: Vec<ProduceRequest> = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            if self.follows_as_append(&req, &run) {
+                run.push(req);
+            } else {
+                self.append_checked(std::mem::take(&mut run), now);
+                self.produce(req, now);
+            }
         }
-        let leo = r.log.log_end_offset();
-        let Role::Leader(leader) = &mut r.role else {
-            unreachable!("role checked above")
+        self.append_checked(run, now);
+    }
+
+    /// Whether `produce` would append `req` after the requests of `run` (of the
+    /// same partition, every one such an append) without answering it at once:
+    /// this broker leads, the batch is not too large, acks=all finds the ISR
+    /// large enough, and an idempotent batch has its producer's next sequence.
+    fn follows_as_append(&self, req: &ProduceRequest, run: &[ProduceRequest]) -> bool {
+        let Some(r) = self.replicas.get(&req.tp) else {
+            return false;
         };
+        let Role::Leader(leader) = &r.role else {
+            return false;
+        };
+        let config = &r.state.as_ref().expect("a leader has a state").config;
+        if req.batch.len() > config.max_message_bytes
+            || (req.acks == Acks::All && leader.check_min_isr().is_err())
+        {
+            return false;
+        }
+        let (Some(pid), Some(seq)) = (req.batch.producer_id(), req.batch.base_sequence()) else {
+            return true;
+        };
+        let count = req.batch.record_count();
+        let check = r.producers.check(pid, seq, count);
+        // The table does not hold the run yet: after the producer's last batch in
+        // it, the next sequence is an append (no batch of the run can equal it, and
+        // the table's batches are checked for a duplicate).
+        match run
+            .iter()
+            .rev()
+            .find(|q| q.batch.producer_id() == Some(pid))
+        {
+            Some(last) => {
+                let next = last
+                    .batch
+                    .base_sequence()
+                    .expect("an idempotent batch has a sequence")
+                    .wrapping_add(last.batch.record_count() as i32);
+                seq == next && !matches!(check, SequenceCheck::Duplicate { .. })
+            }
+            None => check == SequenceCheck::Append,
+        }
+    }
+
+    /// Appends `reqs`, checked by [`produce`](Self::produce) or
+    /// [`follows_as_append`](Self::follows_as_append), in one write at the log end,
+    /// then answers or parks each as `produce` does. A failed write fails those of
+    /// them it did not leave in the log.
+    fn append_checked(&mut self, reqs: Vec<ProduceRequest>, now: Duration) {
+        let Some(tp) = reqs.first().map(|q| q.tp.clone()) else {
+            return;
+        };
+        let r = self.replicas.get_mut(&tp).expect("checked: hosted");
+        let Role::Leader(leader) = &r.role else {
+            unreachable!("checked: leads")
+        };
+        let epoch = leader.leader_epoch();
+        let mut at = r.log.log_end_offset();
+        let stamped: Vec<_> = reqs
+            .iter()
+            .map(|q| {
+                let s = storage::Stamped {
+                    batch: &q.batch,
+                    base_offset: at,
+                    leader_epoch: epoch,
+                };
+                at = s.next_offset();
+                s
+            })
+            .collect();
+        let bases: Vec<u64> = stamped.iter().map(|s| s.base_offset).collect();
+        let written = r.append_all(&stamped);
+        drop(stamped);
+        let leo = r.log.log_end_offset();
+        for (req, base) in reqs.into_iter().zip(bases) {
+            let end = base + u64::from(req.batch.record_count());
+            if end > leo {
+                let e = match &written {
+                    Err(e) => e.duplicate(),
+                    Ok(()) => unreachable!("a write that succeeded left every batch"),
+                };
+                req.reply.send(ProduceResponse {
+                    id: req.id,
+                    result: Err(e),
+                });
+                continue;
+            }
+            self.appended(req, base, end, now);
+        }
+    }
+
+    /// After `req`'s batch went to the log at `base..end`: answers it (acks 1), or
+    /// parks it until the HW reaches `end` (acks=all), and moves the HW.
+    fn appended(&mut self, req: ProduceRequest, base: u64, end: u64, now: Duration) {
+        let r = self.replicas.get_mut(&req.tp).expect("appended: hosted");
+        let Role::Leader(leader) = &mut r.role else {
+            unreachable!("appended: leads")
+        };
+        let deadline = now + req.timeout;
         let ready = if req.acks == Acks::All {
             let id = self.next_waiter;
             self.next_waiter += 1;
+            let ready = leader.appended(end, Some((id, deadline)), now);
             self.pending_acks.insert(
                 id,
                 PendingAck {
                     request_id: req.id,
                     tp: req.tp.clone(),
                     base_offset: base,
-                    target: AckTarget::Producer(req.reply.clone()),
+                    target: AckTarget::Producer(req.reply),
                 },
             );
-            leader.appended(leo, Some((id, deadline)), now)
+            ready
         } else {
-            let ready = leader.appended(leo, None, now);
+            let ready = leader.appended(end, None, now);
             if req.acks == Acks::Leader {
-                reply(&req, Ok(base));
+                req.reply.send(ProduceResponse {
+                    id: req.id,
+                    result: Ok(base),
+                });
             }
             ready
         };

@@ -7,6 +7,9 @@ mod fetcher;
 mod follower;
 mod groups;
 mod leader;
+#[cfg(all(test, not(loom)))]
+#[path = "tests/produce_runs.rs"]
+mod produce_runs_tests;
 mod replica;
 #[cfg(any(test, feature = "sim"))]
 mod sim;
@@ -29,8 +32,8 @@ use crate::hash::{FxHashMap, FxHashSet};
 use crate::ids::{BrokerId, NodeId, TopicPartition};
 use crate::inbox::InboxReceiver;
 use crate::protocol::{
-    self, ClientFetch, Envelope, EpochEndOffset, FetchPartition, GroupReply, Inbound, Message,
-    PartitionState, ProduceReply, ProduceResponse,
+    self, ClientFetch, ClientRequest, Envelope, EpochEndOffset, FetchPartition, GroupReply,
+    Inbound, Message, PartitionState, ProduceReply, ProduceRequest, ProduceResponse,
 };
 use crate::replication::{AckOutcome, LeaderReady};
 use crate::storage::{self, Deleter};
@@ -194,6 +197,12 @@ struct ParkedClientFetch {
 /// a burst of produce requests wakes each follower once.
 const DRAIN: usize = 256;
 
+/// Produce requests for one partition queued one behind another are appended in
+/// one write of up to about this many bytes (Kafka's default `max.request.size`).
+/// A write's kernel cost is mostly per call and per page-cache page: on ext4, 16 KiB
+/// writes cost 60 ns per 124-byte record, 80 KiB ones 34 ns, 1 MiB ones 20 ns.
+const PRODUCE_RUN_BYTES: usize = 1 << 20;
+
 impl Broker {
     /// Opens the broker's logs (recovering them from its directory) and prepares the
     /// thread state. Nothing runs until [`Broker::run`].
@@ -298,22 +307,26 @@ impl Broker {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            if let Some(m) = first {
-                if !self.handle(m) {
+            let mut next = first;
+            let mut handled = 0;
+            while let Some(m) = next.take() {
+                if !self.handle_run(m, &mut next, &mut handled) {
                     return;
                 }
-                for _ in 0..DRAIN {
-                    if self.killed.load(Ordering::Acquire) {
-                        return;
-                    }
-                    match self.inbox.try_recv() {
-                        Ok(m) => {
-                            if !self.handle(m) {
-                                return;
-                            }
-                        }
-                        Err(_) => break,
-                    }
+                if self.killed.load(Ordering::Acquire) {
+                    return;
+                }
+                if handled > DRAIN {
+                    break;
+                }
+                if next.is_none() {
+                    next = self.inbox.try_recv().ok();
+                }
+            }
+            if let Some(m) = next {
+                // Read, but over the drain's budget: handled before waiting again.
+                if !self.handle(m) {
+                    return;
                 }
             }
             if self.killed.load(Ordering::Acquire) {
@@ -350,6 +363,43 @@ impl Broker {
             }
         }
         d.max(now)
+    }
+
+    /// Handles `m`, and with a produce request the ones queued right behind it for
+    /// the same partition: they are appended in one write
+    /// ([`produce_all`](Self::produce_all)). The first message read that does not
+    /// belong to the run is left in `next`. `handled` counts messages; false ends
+    /// the thread.
+    fn handle_run(&mut self, m: Inbound, next: &mut Option<Inbound>, handled: &mut usize) -> bool {
+        *handled += 1;
+        let Inbound::Client(ClientRequest::Produce(first)) = m else {
+            return self.handle(m);
+        };
+        let mut run = vec![first];
+        let mut bytes = run[0].batch.len();
+        while *handled <= DRAIN && bytes < PRODUCE_RUN_BYTES {
+            match self.inbox.try_recv() {
+                Ok(Inbound::Client(ClientRequest::Produce(p))) if p.tp == run[0].tp => {
+                    *handled += 1;
+                    bytes += p.batch.len();
+                    run.push(p);
+                }
+                Ok(other) => {
+                    *next = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        self.produce_run(run);
+        true
+    }
+
+    /// Produce requests for one partition, queued one behind another: answered as
+    /// one at a time would be, the plain appends among them written in one go.
+    pub(crate) fn produce_run(&mut self, run: Vec<ProduceRequest>) {
+        let now = self.now();
+        self.produce_all(run, now);
     }
 
     /// Handles one inbox message; false ends the thread.

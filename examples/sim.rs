@@ -9,7 +9,8 @@
 //! Options: `--threads N` (default: available cores), `--broken hw|election|compaction` (break
 //! a rule on purpose), `--fault-phase SECS` (virtual seconds of faults per seed),
 //! `--flip-any-segment` (flip bytes in inactive segments too), `--groups` (a group
-//! commits offsets throughout, to a compacted `__consumer_offsets`).
+//! commits offsets throughout, to a compacted `__consumer_offsets`), `--produce-runs`
+//! (produce requests for one partition arriving together are appended as one run).
 //! Exits with status 1 when a seed fails, after printing its replay command.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +47,7 @@ fn main() {
             "--trace" => options.trace = true,
             "--flip-any-segment" => options.flip_any_segment = true,
             "--groups" => options.groups = true,
+            "--produce-runs" => options.produce_runs = true,
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -107,7 +109,7 @@ fn usage(problem: &str) -> ! {
         eprintln!("error: {problem}");
     }
     eprintln!(
-        "usage: sim --seed N [--trace] | --seeds N [--from S] [--threads T]; [--broken hw|election|compaction] [--fault-phase SECS] [--flip-any-segment] [--groups]"
+        "usage: sim --seed N [--trace] | --seeds N [--from S] [--threads T]; [--broken hw|election|compaction] [--fault-phase SECS] [--flip-any-segment] [--groups] [--produce-runs]"
     );
     std::process::exit(2);
 }

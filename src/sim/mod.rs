@@ -48,7 +48,7 @@ use crate::config::{Acks, FsyncPolicy, TopicConfig};
 use crate::controller::{Controller, ControllerConfig, MetadataImage};
 use crate::ids::{BrokerId, NodeId, TopicPartition};
 use crate::inbox::InboxSender;
-use crate::protocol::{ClientRequest, Envelope, Inbound};
+use crate::protocol::{ClientRequest, Envelope, Inbound, ProduceRequest};
 use crate::transport::Transport;
 
 pub use checker::Tally;
@@ -147,6 +147,12 @@ pub struct SimOptions {
     /// commit is lost across compactions, failovers and truncations. Off by default,
     /// so that a seed replays as it always did; CI runs a share of its seeds with it.
     pub groups: bool,
+    /// Hand a broker the produce requests for one partition that reach it within
+    /// 200 µs of each other, with nothing else due in between, as one run (as a
+    /// busy broker finds them queued in its inbox and appends them in one write).
+    /// Off by default, so that a seed replays as it always did; CI runs a share of
+    /// its seeds with it.
+    pub produce_runs: bool,
 }
 
 impl Default for SimOptions {
@@ -158,6 +164,7 @@ impl Default for SimOptions {
             settle: Duration::from_secs(30),
             flip_any_segment: false,
             groups: false,
+            produce_runs: false,
         }
     }
 }
@@ -183,6 +190,11 @@ pub struct SimOutcome {
     pub trace_hash: u64,
     /// Events processed.
     pub events: u64,
+    /// Whether produce requests reached brokers in runs (see [`SimOptions`]).
+    pub produce_runs: bool,
+    /// Produce requests that reached a broker right behind another for the same
+    /// partition and were handled with it as one run.
+    pub requests_in_runs: u64,
     /// Virtual time simulated.
     pub virtual_time: Duration,
     /// Records acknowledged, lost, consumed.
@@ -215,8 +227,13 @@ impl SimOutcome {
             format!(" --fault-phase {}", self.fault_phase.as_secs())
         };
         let groups = if self.groups { " --groups" } else { "" };
+        let runs = if self.produce_runs {
+            " --produce-runs"
+        } else {
+            ""
+        };
         format!(
-            "cargo run --release --features sim --example sim -- --seed {}{broken}{flip}{groups}{phase} --trace",
+            "cargo run --release --features sim --example sim -- --seed {}{broken}{flip}{groups}{runs}{phase} --trace",
             self.seed
         )
     }
@@ -300,6 +317,9 @@ const LAG_TIME_MAX: Duration = Duration::from_millis(1_000);
 const FETCH_WAIT_MAX: Duration = Duration::from_millis(200);
 /// How often the settle phase checks whether the cluster has converged.
 const CONVERGE_CHECK: Duration = Duration::from_millis(250);
+/// Produce requests for one partition that reach a broker within this of each
+/// other, with nothing else in between, are handled as one run.
+const PRODUCE_RUN_WINDOW: Duration = Duration::from_micros(200);
 /// Steps at one virtual instant after which the run counts as stuck.
 const MAX_STEPS_AT_ONE_INSTANT: u64 = 200_000;
 
@@ -432,6 +452,10 @@ struct Sim {
     faults: FaultCounts,
     hash: TraceHash,
     events: u64,
+    /// Whether produce requests reach brokers in runs.
+    produce_runs: bool,
+    /// Produce requests a broker took behind another as one run.
+    requests_in_runs: u64,
     topic: TopicConfig,
     topic_created: bool,
     faults_over: bool,
@@ -549,6 +573,8 @@ impl Sim {
             faults: FaultCounts::default(),
             hash: TraceHash(0xcbf2_9ce4_8422_2325),
             events: 0,
+            produce_runs: options.produce_runs,
+            requests_in_runs: 0,
             topic,
             topic_created: false,
             faults_over: false,
@@ -787,10 +813,21 @@ impl Sim {
                 incarnation,
                 request,
             } => {
+                let request = match request {
+                    ClientRequest::Produce(p) if self.produce_runs => {
+                        Ok(self.produce_run(p, broker, incarnation))
+                    }
+                    other => Err(other),
+                };
                 if let Some(node) = self.nodes.get_mut(&broker) {
                     if node.incarnation == incarnation {
                         if let Some(b) = node.broker.as_mut() {
-                            b.handle(Inbound::Client(request));
+                            match request {
+                                Ok(run) => b.produce_run(run),
+                                Err(request) => {
+                                    b.handle(Inbound::Client(request));
+                                }
+                            }
                             b.on_idle();
                         }
                     }
@@ -933,6 +970,45 @@ impl Sim {
             }
         }
         self.send_client(out);
+    }
+
+    /// `first` and the produce requests for the same broker and partition next in
+    /// line behind it, due within [`PRODUCE_RUN_WINDOW`] with nothing else due
+    /// before them: they reach the broker together, as a busy broker finds them
+    /// queued in its inbox, and it appends them as one run.
+    fn produce_run(
+        &mut self,
+        first: ProduceRequest,
+        broker: BrokerId,
+        incarnation: u64,
+    ) -> Vec<ProduceRequest> {
+        let mut run = vec![first];
+        while let Some((at, Step::Event)) = self.next_step() {
+            let follows = at <= self.now + PRODUCE_RUN_WINDOW
+                && self.queue.peek().is_some_and(|q| {
+                    matches!(&q.event, Event::Client {
+                        broker: b,
+                        incarnation: i,
+                        request: ClientRequest::Produce(p),
+                    } if *b == broker && *i == incarnation && p.tp == run[0].tp)
+                });
+            if !follows {
+                break;
+            }
+            let q = self.queue.pop().expect("peeked");
+            let Event::Client {
+                request: ClientRequest::Produce(p),
+                ..
+            } = q.event
+            else {
+                unreachable!("peeked a produce request")
+            };
+            self.events += 1;
+            self.hash.add_u64(q.at.as_nanos() as u64);
+            self.requests_in_runs += 1;
+            run.push(p);
+        }
+        run
     }
 
     /// Client requests reach brokers directly (isolation does not cut clients off),
@@ -1300,6 +1376,8 @@ impl Sim {
             faults: self.faults.clone(),
             trace_hash: self.hash.0,
             events: self.events,
+            produce_runs: self.produce_runs,
+            requests_in_runs: self.requests_in_runs,
             virtual_time: self.now,
             tally: self.tally.clone(),
             shape: self.shape.clone(),

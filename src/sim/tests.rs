@@ -27,6 +27,29 @@ fn sim_smoke_seed_passes() {
     assert!(o.faults.total() > 0, "{}", o.report());
 }
 
+/// Produce requests that reach a leader one right behind another are handled as
+/// one run (one write on disk): every invariant still holds, through retries,
+/// duplicates and the producers of all three acks modes sharing partitions.
+#[test]
+fn sim_produce_runs_answer_as_one_request_at_a_time() {
+    let options = SimOptions {
+        produce_runs: true,
+        ..short()
+    };
+    let mut in_runs = 0;
+    for seed in 1..=4 {
+        let o = run(seed, &options);
+        assert!(o.passed(), "{}", o.report());
+        assert!(o.replay_command().contains("--produce-runs"));
+        in_runs += o.requests_in_runs;
+    }
+    assert!(
+        in_runs > 0,
+        "no produce request reached a leader behind another"
+    );
+    assert_eq!(run(1, &short()).requests_in_runs, 0, "off by default");
+}
+
 #[test]
 fn sim_same_seed_same_trace() {
     let a = run(7, &short());
@@ -138,6 +161,25 @@ fn sim_ci_seeds_with_a_group_committing_to_a_compacted_offsets_log() {
             .count()
             > seeds.len() / 2,
         "most seeds compact their offsets log"
+    );
+    assert_all_pass(&outcomes);
+}
+
+/// A quarter of CI's seeds again with produce requests for one partition that
+/// reach a broker together handled as one run (`SimOptions::produce_runs`).
+#[cfg(feature = "sim")]
+#[test]
+fn sim_ci_seeds_with_produce_runs() {
+    let options = SimOptions {
+        produce_runs: true,
+        ..SimOptions::default()
+    };
+    let outcomes = run_set(CI_SEEDS / 4..CI_SEEDS / 2, &options);
+    let in_runs: u64 = outcomes.iter().map(|o| o.requests_in_runs).sum();
+    assert!(
+        in_runs > outcomes.len() as u64,
+        "{in_runs} requests in runs over {} seeds",
+        outcomes.len()
     );
     assert_all_pass(&outcomes);
 }

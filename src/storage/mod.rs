@@ -58,7 +58,13 @@ pub(crate) trait Log: Send + fmt::Debug {
     /// [`log_end_offset`](Log::log_end_offset) tells how far it got.
     fn append_all(&mut self, batches: &[Stamped<'_>]) -> Result<()> {
         for s in batches {
-            self.append_stamped(s.batch, s.base_offset, s.leader_epoch)?;
+            if s.is_as_is() {
+                // Stamping would change nothing: no stamped copy (the memory log
+                // keeps a follower's fetched batch as it came).
+                self.append(s.batch)?;
+            } else {
+                self.append_stamped(s.batch, s.base_offset, s.leader_epoch)?;
+            }
         }
         Ok(())
     }
@@ -178,6 +184,12 @@ impl<'a> Stamped<'a> {
             base_offset: batch.base_offset(),
             leader_epoch: batch.leader_epoch(),
         }
+    }
+
+    /// Whether the batch carries this base offset and leader epoch already.
+    pub(crate) fn is_as_is(&self) -> bool {
+        self.base_offset == self.batch.base_offset()
+            && self.leader_epoch == self.batch.leader_epoch()
     }
 
     /// Offset after the batch's last record, as stamped.

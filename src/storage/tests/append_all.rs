@@ -171,3 +171,24 @@ fn append_all_with_a_batch_that_does_not_follow_on_is_refused_and_writes_nothing
     assert!(log.append_all(&run).is_err());
     assert_eq!(files(dir.path()), before);
 }
+
+#[test]
+fn append_all_keeps_a_batch_that_carries_its_stamp_without_a_copy() {
+    // A follower appends what its leader stamped: the memory log keeps those bytes.
+    let fetched = simple_batch(0, 3, 40, 2, 1_000);
+    let mut log = MemoryLog::new();
+    log.append_all(&[Stamped::as_is(&fetched)]).unwrap();
+    let stored = read_all(&log);
+    assert_eq!(stored[0].as_bytes().as_ptr(), fetched.as_bytes().as_ptr());
+    // A leader's stamp changes the header: the log keeps a stamped copy.
+    let produced = simple_batch(0, 2, 40, 0, 1_000);
+    log.append_all(&[Stamped {
+        batch: &produced,
+        base_offset: 3,
+        leader_epoch: 2,
+    }])
+    .unwrap();
+    let stored = read_all(&log);
+    assert_ne!(stored[1].as_bytes().as_ptr(), produced.as_bytes().as_ptr());
+    assert_eq!((stored[1].base_offset(), stored[1].leader_epoch()), (3, 2));
+}

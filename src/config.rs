@@ -19,7 +19,8 @@ pub enum FsyncPolicy {
     /// Never fsync; rely on the OS (Kafka's default, `log.flush.interval.messages` unset).
     #[default]
     Never,
-    /// fsync after every appended batch, before it is acknowledged.
+    /// fsync after every write, before what it wrote is acknowledged (a write holds
+    /// one batch, or the batches of one partition that arrived together).
     EveryBatch,
     /// fsync when this much time has passed since the last one (`log.flush.interval.ms`).
     Interval(Duration),

@@ -269,13 +269,12 @@ impl Replica {
 
     /// A follower appends what its leader sent (skipping what it already holds).
     pub(crate) fn append_fetched(&mut self, batches: &[Batch]) -> Result<()> {
-        let leo = self.log.log_end_offset();
         // The batches that follow on from our end: up to a gap, from which we
         // fetch again.
         let mut run = Vec::with_capacity(batches.len());
-        let mut expected = leo;
+        let mut expected = self.log.log_end_offset();
         for b in batches {
-            if b.next_offset() <= leo {
+            if b.next_offset() <= expected {
                 continue;
             }
             if b.base_offset() != expected {

@@ -365,15 +365,23 @@ impl Broker {
         d.max(now)
     }
 
-    /// Handles `m`, and with a produce request the ones queued right behind it for
-    /// the same partition: they are appended in one write
-    /// ([`produce_all`](Self::produce_all)). The first message read that does not
-    /// belong to the run is left in `next`. `handled` counts messages; false ends
-    /// the thread.
+    /// Handles `m`, and with a produce request for a partition whose log writes
+    /// runs at once (on disk) the ones queued right behind it for the same
+    /// partition: they are appended in one write ([`produce_all`](Self::produce_all)).
+    /// The first message read that does not belong to the run is left in `next`.
+    /// `handled` counts messages; false ends the thread.
     fn handle_run(&mut self, m: Inbound, next: &mut Option<Inbound>, handled: &mut usize) -> bool {
         *handled += 1;
-        let Inbound::Client(ClientRequest::Produce(first)) = m else {
-            return self.handle(m);
+        let first = match m {
+            Inbound::Client(ClientRequest::Produce(p))
+                if self
+                    .replicas
+                    .get(&p.tp)
+                    .is_some_and(|r| r.log.writes_runs_at_once()) =>
+            {
+                p
+            }
+            m => return self.handle(m),
         };
         let mut run = vec![first];
         let mut bytes = run[0].batch.len();

@@ -69,6 +69,13 @@ pub(crate) trait Log: Send + fmt::Debug {
         Ok(())
     }
 
+    /// Whether [`append_all`](Log::append_all) of many batches costs less than one
+    /// append each: true for the segment log (one write for them all), false in
+    /// memory, where a run would only hold back the answers to its first requests.
+    fn writes_runs_at_once(&self) -> bool {
+        false
+    }
+
     /// Whole batches starting with the one that holds `from`, up to about `max_bytes`
     /// (always at least one batch when one exists at `from`). `from == log_end_offset`
     /// gives an empty vector; `from` outside `log_start_offset..=log_end_offset` is

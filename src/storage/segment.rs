@@ -391,6 +391,10 @@ impl Log for SegmentLog {
         }])
     }
 
+    fn writes_runs_at_once(&self) -> bool {
+        true
+    }
+
     fn append_all(&mut self, batches: &[Stamped<'_>]) -> Result<()> {
         let mut expected = self.log_end_offset();
         for s in batches {

@@ -31,7 +31,10 @@
 //! - `commitlog`: one thread appends 132-record batches (16 KiB) to a `commitlog` 0.2
 //!   log on disk, default options, no fsync.
 //! - `replog_rf1_acks_1`: 1 broker, segment storage (`FsyncPolicy::Never`), one
-//!   partition, RF 1, `acks=1`, the pipelined producer (16 KiB batches).
+//!   partition, RF 1, `acks=1`, the pipelined producer (16 KiB batches). Same
+//!   batches, different writes: commitlog writes each batch on its own, the broker
+//!   writes the produce requests that queued up behind each other (up to five
+//!   batches in flight, 1 MiB at most) in one.
 //! - `replog_rf1_acks_1_send_all`: the same with the records handed to
 //!   `Producer::send_all` in calls of 132, the size of commitlog's batches.
 //!

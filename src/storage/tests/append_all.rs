@@ -23,6 +23,18 @@ fn producer_batches(rng: &mut SplitMix64, n: usize) -> Vec<Batch> {
         .collect()
 }
 
+/// `batches` cut into runs of 1 to `max` batches, in order.
+fn runs<'a>(rng: &mut SplitMix64, batches: &'a [Batch], max: u64) -> Vec<&'a [Batch]> {
+    let mut out = Vec::new();
+    let mut rest = batches;
+    while !rest.is_empty() {
+        let (run, later) = rest.split_at((1 + rng.below(max) as usize).min(rest.len()));
+        out.push(run);
+        rest = later;
+    }
+    out
+}
+
 /// `batches` stamped from `log_end` on, with the epochs `epochs` gives in turn.
 fn stamp<'a>(batches: &'a [Batch], log_end: u64, epochs: &[u32]) -> Vec<Stamped<'a>> {
     let mut at = log_end;
@@ -82,13 +94,9 @@ fn append_all_stores_what_one_append_stamped_each_stores() {
     for make in [&memory as &dyn Fn() -> Box<dyn Log>, &segment] {
         let (mut one_each, mut all) = (make(), make());
         // Runs of 1 to 7 batches; epochs change inside some of them.
-        let mut rest = &batches[..];
         let mut epoch = 1;
-        while !rest.is_empty() {
-            let n = (1 + rng.below(7) as usize).min(rest.len());
-            let (now, later) = rest.split_at(n);
-            rest = later;
-            let epochs: Vec<u32> = (0..n)
+        for now in runs(&mut rng, &batches, 7) {
+            let epochs: Vec<u32> = (0..now.len())
                 .map(|_| {
                     epoch += u32::from(rng.chance(20));
                     epoch
@@ -129,12 +137,8 @@ fn append_all_writes_the_files_one_append_each_writes_and_rolls_inside_a_run() {
     let (dir_all, dir_each) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mut all, _) = SegmentLog::open(dir_all.path(), config).unwrap();
     let (mut each, _) = SegmentLog::open(dir_each.path(), config).unwrap();
-    let mut rest = &batches[..];
     let mut epoch = 1;
-    while !rest.is_empty() {
-        let n = (1 + rng.below(12) as usize).min(rest.len());
-        let (now, later) = rest.split_at(n);
-        rest = later;
+    for now in runs(&mut rng, &batches, 12) {
         epoch += u32::from(rng.chance(30));
         let run = stamp(now, all.log_end_offset(), &[epoch]);
         all.append_all(&run).unwrap();

@@ -228,42 +228,13 @@ impl Broker {
     }
 
     pub(super) fn produce(&mut self, req: ProduceRequest, now: Duration) {
-        let me = self.config.id;
-        let reply = |req: &ProduceRequest, result: Result<u64>| {
-            req.reply.send(ProduceResponse { id: req.id, result });
-        };
-        let Some(r) = self.replicas.get_mut(&req.tp) else {
-            return reply(&req, Err(self.not_leader(&req.tp)));
-        };
+        if let Err(e) = self.check_produce(&req) {
+            return answer(&req, Err(e));
+        }
+        let r = self.replicas.get_mut(&req.tp).expect("checked: hosted");
         let Role::Leader(leader) = &mut r.role else {
-            let e = Error::NotLeader {
-                topic: req.tp.topic.clone(),
-                partition: req.tp.partition,
-                broker: me,
-            };
-            return reply(&req, Err(e));
+            unreachable!("checked: leads")
         };
-        let config = &r.state.as_ref().expect("a leader has a state").config;
-        if req.batch.len() > config.max_message_bytes {
-            let e = Error::RecordTooLarge {
-                topic: req.tp.topic.clone(),
-                size: req.batch.len(),
-                max: config.max_message_bytes,
-            };
-            return reply(&req, Err(e));
-        }
-        if req.acks == Acks::All {
-            if let Err(isr) = leader.check_min_isr() {
-                let e = Error::NotEnoughReplicas {
-                    topic: req.tp.topic.clone(),
-                    partition: req.tp.partition,
-                    isr,
-                    required: leader.min_insync(),
-                };
-                return reply(&req, Err(e));
-            }
-        }
-        let deadline = now + req.timeout;
         // Rule 8: a retried idempotent batch is answered with its original offsets.
         if let (Some(pid), Some(seq)) = (req.batch.producer_id(), req.batch.base_sequence()) {
             match r.producers.check(pid, seq, req.batch.record_count()) {
@@ -273,11 +244,11 @@ impl Broker {
                     last_offset,
                 } => {
                     if req.acks != Acks::All || last_offset < leader.hw() {
-                        return reply(&req, Ok(base_offset));
+                        return answer(&req, Ok(base_offset));
                     }
                     let id = self.next_waiter;
                     self.next_waiter += 1;
-                    leader.wait_for(id, last_offset + 1, deadline);
+                    leader.wait_for(id, last_offset + 1, now + req.timeout);
                     self.pending_acks.insert(
                         id,
                         PendingAck {
@@ -297,11 +268,42 @@ impl Broker {
                         expected: expected as i64,
                         got: seq as i64,
                     };
-                    return reply(&req, Err(e));
+                    return answer(&req, Err(e));
                 }
             }
         }
         self.append_checked(vec![req], now);
+    }
+
+    /// What every produce request must pass before its sequence is looked at:
+    /// this broker leads the partition, the batch fits `max.message.bytes`, and
+    /// with acks=all the ISR has `min.insync.replicas` members.
+    fn check_produce(&self, req: &ProduceRequest) -> Result<()> {
+        let Some(r) = self.replicas.get(&req.tp) else {
+            return Err(self.not_leader(&req.tp));
+        };
+        let Role::Leader(leader) = &r.role else {
+            return Err(self.not_leader(&req.tp));
+        };
+        let config = &r.state.as_ref().expect("a leader has a state").config;
+        if req.batch.len() > config.max_message_bytes {
+            return Err(Error::RecordTooLarge {
+                topic: req.tp.topic.clone(),
+                size: req.batch.len(),
+                max: config.max_message_bytes,
+            });
+        }
+        if req.acks == Acks::All {
+            if let Err(isr) = leader.check_min_isr() {
+                return Err(Error::NotEnoughReplicas {
+                    topic: req.tp.topic.clone(),
+                    partition: req.tp.partition,
+                    isr,
+                    required: leader.min_insync(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Produce requests for one partition that arrived one after another: the
@@ -310,7 +312,8 @@ impl Broker {
     /// producer) goes to the log in one write ([`storage::Log::append_all`]).
     /// Anything else first writes the run gathered so far, then goes through
     /// `produce` on its own.
-    pub(super) fn produce_all(&mut self, reqs: Vec<ProduceRequest>, now: Duration) {
+    pub(crate) fn produce_run(&mut self, reqs: Vec<ProduceRequest>) {
+        let now = self.now();
         let mut run: Vec<ProduceRequest> = Vec::with_capacity(reqs.len());
         for req in reqs {
             if self.follows_as_append(&req, &run) {
@@ -325,26 +328,17 @@ impl Broker {
 
     /// Whether `produce` would append `req` after the requests of `run` (of the
     /// same partition, every one such an append) without answering it at once:
-    /// this broker leads, the batch is not too large, acks=all finds the ISR
-    /// large enough, and an idempotent batch has its producer's next sequence.
+    /// it passes [`check_produce`](Self::check_produce), and an idempotent batch
+    /// has its producer's next sequence.
     fn follows_as_append(&self, req: &ProduceRequest, run: &[ProduceRequest]) -> bool {
-        let Some(r) = self.replicas.get(&req.tp) else {
-            return false;
-        };
-        let Role::Leader(leader) = &r.role else {
-            return false;
-        };
-        let config = &r.state.as_ref().expect("a leader has a state").config;
-        if req.batch.len() > config.max_message_bytes
-            || (req.acks == Acks::All && leader.check_min_isr().is_err())
-        {
+        if self.check_produce(req).is_err() {
             return false;
         }
         let (Some(pid), Some(seq)) = (req.batch.producer_id(), req.batch.base_sequence()) else {
             return true;
         };
-        let count = req.batch.record_count();
-        let check = r.producers.check(pid, seq, count);
+        let r = &self.replicas[&req.tp];
+        let check = r.producers.check(pid, seq, req.batch.record_count());
         // The table does not hold the run yet: after the producer's last batch in
         // it, the next sequence is an append (no batch of the run can equal it, and
         // the table's batches are checked for a duplicate).
@@ -378,7 +372,8 @@ impl Broker {
             unreachable!("checked: leads")
         };
         let epoch = leader.leader_epoch();
-        let mut at = r.log.log_end_offset();
+        let first = r.log.log_end_offset();
+        let mut at = first;
         let stamped: Vec<_> = reqs
             .iter()
             .map(|q| {
@@ -391,24 +386,22 @@ impl Broker {
                 s
             })
             .collect();
-        let bases: Vec<u64> = stamped.iter().map(|s| s.base_offset).collect();
         let written = r.append_all(&stamped);
         drop(stamped);
         let leo = r.log.log_end_offset();
-        for (req, base) in reqs.into_iter().zip(bases) {
+        let mut base = first;
+        for req in reqs {
             let end = base + u64::from(req.batch.record_count());
-            if end > leo {
+            if end <= leo {
+                self.appended(req, base, end, now);
+            } else {
                 let e = match &written {
                     Err(e) => e.duplicate(),
                     Ok(()) => unreachable!("a write that succeeded left every batch"),
                 };
-                req.reply.send(ProduceResponse {
-                    id: req.id,
-                    result: Err(e),
-                });
-                continue;
+                answer(&req, Err(e));
             }
-            self.appended(req, base, end, now);
+            base = end;
         }
     }
 
@@ -419,11 +412,10 @@ impl Broker {
         let Role::Leader(leader) = &mut r.role else {
             unreachable!("appended: leads")
         };
-        let deadline = now + req.timeout;
         let ready = if req.acks == Acks::All {
             let id = self.next_waiter;
             self.next_waiter += 1;
-            let ready = leader.appended(end, Some((id, deadline)), now);
+            let ready = leader.appended(end, Some((id, now + req.timeout)), now);
             self.pending_acks.insert(
                 id,
                 PendingAck {
@@ -437,14 +429,16 @@ impl Broker {
         } else {
             let ready = leader.appended(end, None, now);
             if req.acks == Acks::Leader {
-                req.reply.send(ProduceResponse {
-                    id: req.id,
-                    result: Ok(base),
-                });
+                answer(&req, Ok(base));
             }
             ready
         };
         mark_dirty(&mut self.dirty, &req.tp);
         self.apply_ready(&req.tp, ready);
     }
+}
+
+/// Answers `req` with `result`.
+fn answer(req: &ProduceRequest, result: Result<u64>) {
+    req.reply.send(ProduceResponse { id: req.id, result });
 }

@@ -33,7 +33,7 @@ use crate::ids::{BrokerId, NodeId, TopicPartition};
 use crate::inbox::InboxReceiver;
 use crate::protocol::{
     self, ClientFetch, ClientRequest, Envelope, EpochEndOffset, FetchPartition, GroupReply,
-    Inbound, Message, PartitionState, ProduceReply, ProduceRequest, ProduceResponse,
+    Inbound, Message, PartitionState, ProduceReply, ProduceResponse,
 };
 use crate::replication::{AckOutcome, LeaderReady};
 use crate::storage::{self, Deleter};
@@ -367,7 +367,7 @@ impl Broker {
 
     /// Handles `m`, and with a produce request for a partition whose log writes
     /// runs at once (on disk) the ones queued right behind it for the same
-    /// partition: they are appended in one write ([`produce_all`](Self::produce_all)).
+    /// partition: they are appended in one write ([`produce_run`](Self::produce_run)).
     /// The first message read that does not belong to the run is left in `next`.
     /// `handled` counts messages; false ends the thread.
     fn handle_run(&mut self, m: Inbound, next: &mut Option<Inbound>, handled: &mut usize) -> bool {
@@ -401,13 +401,6 @@ impl Broker {
         }
         self.produce_run(run);
         true
-    }
-
-    /// Produce requests for one partition, queued one behind another: answered as
-    /// one at a time would be, the plain appends among them written in one go.
-    pub(crate) fn produce_run(&mut self, run: Vec<ProduceRequest>) {
-        let now = self.now();
-        self.produce_all(run, now);
     }
 
     /// Handles one inbox message; false ends the thread.

@@ -63,9 +63,21 @@ fn flip_byte(path: &Path, at: u64) {
 
 fn produce(c: &Cluster, topic: &str, partition: u32, n: usize) -> Vec<(u32, u64, bytes::Bytes)> {
     let prod = c.producer(ProducerConfig::new()).unwrap();
-    let ds: Vec<_> = (0..n)
-        .map(|i| {
-            let v = bytes::Bytes::from(format!("{topic}-{partition}-{i:06}"));
+    let values = (0..n).map(|i| format!("{topic}-{partition}-{i:06}"));
+    send_then_wait(&prod, topic, partition, values)
+}
+
+/// Sends `values` to `partition` of `topic`, every one before waiting for any;
+/// returns each record's partition, offset and value.
+fn send_then_wait(
+    prod: &Producer,
+    topic: &str,
+    partition: u32,
+    values: impl Iterator<Item = String>,
+) -> Vec<(u32, u64, bytes::Bytes)> {
+    let ds: Vec<_> = values
+        .map(|v| {
+            let v = bytes::Bytes::from(v);
             (v.clone(), prod.send_to(topic, partition, Record::new(v)))
         })
         .collect();
@@ -139,18 +151,8 @@ fn pipelined_writes_from_many_threads_land_once_and_in_order_on_disk_and_after_a
                 .map(|w| {
                     let producer = producer.clone();
                     s.spawn(move || {
-                        let sent: Vec<_> = (0..PER_WRITER)
-                            .map(|i| {
-                                let v = bytes::Bytes::from(format!("w{w}-{i:05}"));
-                                (v.clone(), producer.send("t", Record::new(v)))
-                            })
-                            .collect();
-                        sent.into_iter()
-                            .map(|(v, d)| {
-                                let m = d.wait().expect("acknowledged");
-                                (m.partition, m.offset.expect("an offset"), v)
-                            })
-                            .collect()
+                        let values = (0..PER_WRITER).map(|i| format!("w{w}-{i:05}"));
+                        send_then_wait(&producer, "t", 0, values)
                     })
                 })
                 .collect();

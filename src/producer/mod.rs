@@ -239,7 +239,7 @@ impl Producer {
             },
             |state, hold, record, checked, size| {
                 let timestamp = record.timestamp.unwrap_or(hold.timestamp);
-                let (a, left) = self.append(state, checked, &record, timestamp, size);
+                let (a, left) = self.append(state, checked, record, timestamp, size);
                 (left, Delivery::new(a.slot, a.index))
             },
             |r| refused(config, r),

@@ -92,7 +92,7 @@ fn send_many(
         |_| (),
         |state, _, _, _| Ok::<_, ()>(state.topics.index("t")),
         |state, _, record, t, size| {
-            let a = state.append(t, Some(0), 1, &record, 0, size, limits);
+            let a = state.append(t, Some(0), 1, record, 0, size, limits);
             let now = a.full || (a.idle && linger_zero);
             (now, Delivery::new(a.slot, a.index))
         },

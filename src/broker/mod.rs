@@ -656,14 +656,25 @@ impl Broker {
                     self.last_register = None;
                 }
             }
+            // The fetch sessions are refreshed once per message, not once per
+            // partition: each refresh passes over every replica, so a topic of n
+            // partitions would cost n² to create or delete.
             Message::LeaderAndIsr { partitions } => {
+                let mut changed = false;
                 for st in partitions {
-                    self.apply_partition_state(st, now);
+                    changed |= self.apply_one_state(st, now);
+                }
+                if changed {
+                    self.states_changed();
                 }
             }
             Message::StopReplica { partitions, delete } => {
+                let mut stopped = false;
                 for tp in partitions {
-                    self.stop_replica(&tp, delete);
+                    stopped |= self.stop_replica(&tp, delete);
+                }
+                if stopped {
+                    self.fetchers.refresh(&self.replicas);
                 }
             }
             Message::AlterPartitionReply { tp, result } => {
@@ -724,6 +735,22 @@ impl Broker {
 
     /// Applies a LeaderAndIsr (or an accepted AlterPartition) for one partition.
     fn apply_partition_state(&mut self, st: PartitionState, now: Duration) {
+        if self.apply_one_state(st, now) {
+            self.states_changed();
+        }
+    }
+
+    /// What follows applied partition states: fetch sessions for exactly the
+    /// leaders followed now, and the handles told.
+    fn states_changed(&mut self) {
+        self.fetchers.refresh(&self.replicas);
+        self.shared.changed();
+    }
+
+    /// [`apply_partition_state`](Self::apply_partition_state) without what
+    /// [`states_changed`](Self::states_changed) does; whether the state was applied
+    /// (not stale, not already applied, not for another broker).
+    fn apply_one_state(&mut self, st: PartitionState, now: Duration) -> bool {
         let me = self.config.id;
         trace!(
             "broker {me}: {} leader {:?} epoch {} isr {:?} pe {}",
@@ -734,14 +761,14 @@ impl Broker {
             st.partition_epoch
         );
         if !st.replicas.contains(&me) {
-            return;
+            return false;
         }
         if !self.replicas.contains_key(&st.tp) {
             match self.create_replica(&st.tp) {
                 Ok(r) => {
                     self.replicas.insert(st.tp.clone(), r);
                 }
-                Err(_) => return,
+                Err(_) => return false,
             }
         }
         let lag = self.config.replica_lag_time_max;
@@ -752,7 +779,7 @@ impl Broker {
                     && st.partition_epoch <= cur.partition_epoch
                     && r.role.matches(&st, me))
             {
-                return; // stale or already applied
+                return false; // stale or already applied
             }
         }
         let tp = st.tp.clone();
@@ -773,8 +800,7 @@ impl Broker {
         if tp.topic == OFFSETS_TOPIC {
             self.sync_offsets_partition(&tp);
         }
-        self.fetchers.refresh(&self.replicas);
-        self.shared.changed();
+        true
     }
 
     /// Where the replica of `tp` keeps its files, when this broker has a data dir.
@@ -806,32 +832,35 @@ impl Broker {
         }
     }
 
-    fn stop_replica(&mut self, tp: &TopicPartition, delete: bool) {
-        if let Some(mut r) = self.replicas.remove(tp) {
-            let ids = r.resign();
-            for id in ids {
-                if let Some(p) = self.pending_acks.remove(&id) {
-                    let e = Error::UnknownTopic {
-                        topic: p.tp.topic.clone(),
-                    };
-                    p.answer(Err(e), &mut self.coordinator);
-                }
-            }
-            if tp.topic == OFFSETS_TOPIC && self.loaded_offsets.remove(&tp.partition) {
-                self.coordinator.unload(tp.partition);
-            }
-            self.shared.remove(tp);
-            self.fetchers.refresh(&self.replicas);
-            // A memory log's batches are gone with it: their chunks can be reused.
-            self.chunks.released();
-            if delete {
-                if let Some(path) = self.partition_dir(tp) {
-                    // The log goes with its directory: its files' last close may
-                    // take long (see `Deleter`).
-                    self.deleter.delete(&path, Some(r.log));
-                }
+    /// Stops (and with `delete` removes) the replica of `tp`; whether there was one.
+    /// The caller refreshes the fetch sessions.
+    fn stop_replica(&mut self, tp: &TopicPartition, delete: bool) -> bool {
+        let Some(mut r) = self.replicas.remove(tp) else {
+            return false;
+        };
+        let ids = r.resign();
+        for id in ids {
+            if let Some(p) = self.pending_acks.remove(&id) {
+                let e = Error::UnknownTopic {
+                    topic: p.tp.topic.clone(),
+                };
+                p.answer(Err(e), &mut self.coordinator);
             }
         }
+        if tp.topic == OFFSETS_TOPIC && self.loaded_offsets.remove(&tp.partition) {
+            self.coordinator.unload(tp.partition);
+        }
+        self.shared.remove(tp);
+        // A memory log's batches are gone with it: their chunks can be reused.
+        self.chunks.released();
+        if delete {
+            if let Some(path) = self.partition_dir(tp) {
+                // The log goes with its directory: its files' last close may
+                // take long (see `Deleter`).
+                self.deleter.delete(&path, Some(r.log));
+            }
+        }
+        true
     }
 }
 

@@ -90,6 +90,12 @@ pub(crate) struct FetchPartition {
     pub leader_epoch: u32,
     /// The epoch of the last batch the follower holds (KIP-320 style divergence check).
     pub last_fetched_epoch: Option<u32>,
+    /// The high watermark the follower knows. With its `log_start`, what lets the
+    /// leader leave a partition with nothing new for it out of the answer, as
+    /// Kafka's incremental fetch sessions (KIP-227) do.
+    pub high_watermark: u64,
+    /// The follower's log start offset.
+    pub log_start: u64,
 }
 
 /// One partition's part of a fetch response.

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::ids::TopicPartition;
+use crate::hash::FxHashSet;
+use crate::ids::{BrokerId, TopicPartition};
 use crate::protocol::{
     ClientFetch, ClientFetchData, ClientFetchResponse, ClientRequest, OffsetsInfo, ReadLimit,
 };
@@ -25,9 +26,10 @@ impl Broker {
         }
         // Swapped out and back, so the set keeps its capacity between rounds.
         let mut dirty = std::mem::take(&mut self.dirty);
+        let touched = self.followers_touched(&dirty);
         let parked = std::mem::take(&mut self.parked_replica_fetches);
         for f in parked {
-            let touched = f.partitions.iter().any(|p| dirty.contains(&p.tp));
+            let touched = touched.as_ref().is_none_or(|t| t.contains(&f.from));
             if !touched && f.deadline > now {
                 self.parked_replica_fetches.push(f);
                 continue;
@@ -57,6 +59,36 @@ impl Broker {
         dirty.clear();
         dirty.extend(self.dirty.drain());
         self.dirty = dirty;
+    }
+
+    /// The followers with a parked fetch that covers a partition in `dirty` (`None`:
+    /// take every parked fetch as touched).
+    ///
+    /// A follower's fetch covers every partition it follows here, so each dirty
+    /// partition's replicas name the fetches it touches: a few lookups per round,
+    /// where looking each of a fetch's partitions up in `dirty` took hundreds with
+    /// many partitions. Replica sets do not change, so a fetch that covers a dirty
+    /// partition is always found; a follower named without its fetch covering one
+    /// only has its answer looked at once more. A dirty partition gone meanwhile
+    /// (deleted) touches every fetch: its followers learn now.
+    fn followers_touched(&self, dirty: &FxHashSet<TopicPartition>) -> Option<Vec<BrokerId>> {
+        let mut waiting: Vec<BrokerId> =
+            self.parked_replica_fetches.iter().map(|f| f.from).collect();
+        waiting.sort_unstable();
+        waiting.dedup();
+        let mut touched = Vec::with_capacity(waiting.len());
+        for tp in dirty {
+            if touched.len() == waiting.len() {
+                break;
+            }
+            let st = self.replicas.get(tp).and_then(|r| r.state.as_ref())?;
+            for b in &st.replicas {
+                if waiting.contains(b) && !touched.contains(b) {
+                    touched.push(*b);
+                }
+            }
+        }
+        Some(touched)
     }
 
     pub(super) fn handle_client(&mut self, req: ClientRequest) {

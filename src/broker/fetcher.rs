@@ -82,6 +82,8 @@ impl Fetchers {
                         fetch_offset: r.log.log_end_offset(),
                         leader_epoch: st.leader_epoch,
                         last_fetched_epoch: r.log.latest_epoch(),
+                        high_watermark: r.high_watermark(),
+                        log_start: r.log.log_start_offset(),
                     })
                 })
                 .collect();

@@ -29,28 +29,31 @@ impl Broker {
         deadline: Duration,
         now: Duration,
     ) {
-        // Record every follower's position first: it may move the HW.
+        // Record every follower's position first: it may move the HW. One lookup
+        // per partition, and a second only where something came of it: a fetch
+        // covers every partition the follower follows here.
         for p in &partitions {
-            let ready = match self.replicas.get_mut(&p.tp).map(|r| &mut r.role) {
-                Some(Role::Leader(l)) if l.leader_epoch() == p.leader_epoch => {
-                    let diverges = p.last_fetched_epoch.is_some_and(|e| {
-                        let r = &self.replicas[&p.tp];
-                        diverging(r, e, p.fetch_offset).is_some()
-                    });
-                    let Some(Role::Leader(l)) = self.replicas.get_mut(&p.tp).map(|r| &mut r.role)
-                    else {
-                        continue;
-                    };
-                    if diverges {
-                        // Not progress, but news of a restart all the same.
-                        l.incarnation(follower, broker_epoch);
-                        continue;
-                    }
-                    l.fetched(follower, broker_epoch, p.fetch_offset, now)
-                }
-                _ => continue,
+            let Some(r) = self.replicas.get_mut(&p.tp) else {
+                continue;
             };
-            self.apply_ready(&p.tp, ready);
+            if !matches!(&r.role, Role::Leader(l) if l.leader_epoch() == p.leader_epoch) {
+                continue;
+            }
+            let diverges = p
+                .last_fetched_epoch
+                .is_some_and(|e| diverging(r, e, p.fetch_offset).is_some());
+            let Role::Leader(l) = &mut r.role else {
+                unreachable!("checked above");
+            };
+            if diverges {
+                // Not progress, but news of a restart all the same.
+                l.incarnation(follower, broker_epoch);
+                continue;
+            }
+            let ready = l.fetched(follower, broker_epoch, p.fetch_offset, now);
+            if !ready.is_empty() {
+                self.apply_ready(&p.tp, ready);
+            }
         }
         let parked = ParkedReplicaFetch {
             from: follower,
@@ -69,11 +72,18 @@ impl Broker {
 
     /// Builds the answer to a replica fetch; `true` when it carries data or news that
     /// should not wait.
+    ///
+    /// A partition with nothing the follower does not already have (no batches, no
+    /// divergence, no error, the high watermark and log start it sent) is left out,
+    /// as in Kafka's incremental fetch sessions (KIP-227): a follower applies each
+    /// partition of an answer on its own, so one left out is one with no change,
+    /// and an answer stays as small as what changed however many partitions the
+    /// fetch covers.
     pub(super) fn answer_replica_fetch(
         &mut self,
         f: &ParkedReplicaFetch,
     ) -> (Vec<FetchPartitionResponse>, bool) {
-        let mut out = Vec::with_capacity(f.partitions.len());
+        let mut out = Vec::new();
         let mut news = false;
         let mut budget = f.max_bytes;
         let mut corrupt = Vec::new();
@@ -128,7 +138,11 @@ impl Broker {
                 },
             };
             match &result {
-                Ok(d) if d.batches.is_empty() && d.diverging.is_none() => {}
+                Ok(d) if d.batches.is_empty() && d.diverging.is_none() => {
+                    if d.high_watermark == p.high_watermark && d.log_start <= p.log_start {
+                        continue;
+                    }
+                }
                 _ => news = true,
             }
             out.push(FetchPartitionResponse {

@@ -3,6 +3,9 @@
 //! heartbeats to the controller. It only moves messages and calls the cores.
 
 mod clients;
+#[cfg(all(test, not(loom)))]
+#[path = "tests/fetch_answers.rs"]
+mod fetch_answers_tests;
 mod fetcher;
 mod follower;
 mod groups;

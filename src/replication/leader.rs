@@ -75,6 +75,13 @@ pub(crate) struct LeaderReady {
     pub alter_isr: Option<Vec<BrokerId>>,
 }
 
+impl LeaderReady {
+    /// Nothing to act on.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.hw.is_none() && self.acks.is_empty() && self.alter_isr.is_none()
+    }
+}
+
 /// The leader's replication state for one partition.
 #[derive(Debug)]
 pub(crate) struct Leader {

@@ -1,0 +1,265 @@
+//! A leader's answers to follower fetches at scale: a partition with nothing new
+//! for the follower is left out of the answer (as Kafka's incremental fetch
+//! sessions do), and a parked fetch is woken by data in a partition its follower
+//! replicates, not by data elsewhere.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+
+use super::{Broker, BrokerConfig, BrokerShared};
+use crate::clock::Clock;
+use crate::cluster::notify::Notify;
+use crate::cluster::MetadataCell;
+use crate::config::{Acks, FsyncPolicy, TopicConfig};
+use crate::controller::MetadataImage;
+use crate::ids::{BrokerId, NodeId, TopicPartition};
+use crate::inbox::InboxReceiver;
+use crate::protocol::{
+    FetchPartition, Inbound, Mailbox, Message, PartitionState, ProduceReply, ProduceRequest,
+    ProduceResponse, ReplyTo,
+};
+use crate::record::{BatchBuilder, Record};
+use crate::transport::{ChannelTransport, Transport};
+
+const ME: BrokerId = BrokerId(1);
+const LEADER_EPOCH: u32 = 4;
+/// How long a fetch may wait at the leader for news.
+const MAX_WAIT: Duration = Duration::from_millis(500);
+
+fn tp(p: u32) -> TopicPartition {
+    TopicPartition::new("t", p)
+}
+
+/// Broker 1 leading `t-0` … `t-{n-1}`, partition `p` with replicas and ISR
+/// `[1, follower_of(p)]`, and the inboxes of brokers 2 and 3 (where its answers
+/// go).
+fn leader(n: u32, follower_of: impl Fn(u32) -> BrokerId) -> (Broker, [InboxReceiver<Inbound>; 2]) {
+    let config = BrokerConfig {
+        id: ME,
+        rack: None,
+        dir: None,
+        replica_lag_time_max: Duration::from_secs(10),
+        heartbeat_interval: Duration::from_secs(1),
+        replica_fetch_wait_max: MAX_WAIT,
+        replica_fetch_max_bytes: 1 << 20,
+        fsync: FsyncPolicy::Never,
+        restarted: false,
+    };
+    let net = Arc::new(ChannelTransport::new());
+    let followers = [BrokerId(2), BrokerId(3)].map(|b| {
+        let (tx, rx) = crate::inbox::inbox();
+        net.register(NodeId::Broker(b), Mailbox { tx });
+        rx
+    });
+    let (_tx, rx) = crate::inbox::inbox();
+    let metadata = MetadataCell::new(MetadataImage::default(), Arc::new(Notify::default()));
+    let mut b = Broker::new(
+        config,
+        Clock::virtual_clock(),
+        rx,
+        net,
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(BrokerShared::default()),
+        Arc::new(metadata),
+        1,
+    )
+    .expect("broker");
+    for p in 0..n {
+        let replicas = vec![ME, follower_of(p)];
+        b.apply_partition_state(
+            PartitionState {
+                tp: tp(p),
+                replicas: replicas.clone(),
+                leader: Some(ME),
+                leader_epoch: LEADER_EPOCH,
+                isr: replicas,
+                partition_epoch: 1,
+                config: Arc::new(TopicConfig::new(n, 2)),
+            },
+            Duration::ZERO,
+        );
+    }
+    (b, followers)
+}
+
+/// Appends `records` records to `t-{p}` with acks=1.
+fn produce(b: &mut Broker, p: u32, records: u32) -> Receiver<ProduceResponse> {
+    let mut builder = BatchBuilder::new(None, 1 << 12);
+    for i in 0..records {
+        builder.push(&Record::new(vec![i as u8; 10]), 1_000);
+    }
+    let (tx, rx) = crossbeam_channel::unbounded();
+    b.produce(
+        ProduceRequest {
+            id: u64::from(p),
+            tp: tp(p),
+            acks: Acks::Leader,
+            batch: builder.finish(None),
+            timeout: Duration::from_secs(30),
+            reply: ProduceReply {
+                to: ReplyTo::Channel(tx),
+                slot: None,
+            },
+        },
+        Duration::ZERO,
+    );
+    rx
+}
+
+/// What a follower at `fetch_offset`, knowing `high_watermark` and log start 0,
+/// asks of `t-{p}`.
+fn at(p: u32, fetch_offset: u64, high_watermark: u64) -> FetchPartition {
+    FetchPartition {
+        tp: tp(p),
+        fetch_offset,
+        leader_epoch: LEADER_EPOCH,
+        last_fetched_epoch: (fetch_offset > 0).then_some(LEADER_EPOCH),
+        high_watermark,
+        log_start: 0,
+    }
+}
+
+/// `follower` fetches `partitions` at `now`, waiting for news until `deadline`.
+fn fetch(
+    b: &mut Broker,
+    follower: BrokerId,
+    id: u64,
+    partitions: Vec<FetchPartition>,
+    now: Duration,
+    deadline: Duration,
+) {
+    b.handle_replica_fetch((follower, 1), id, 1 << 20, partitions, deadline, now);
+}
+
+/// A fetch answer: its request id and, per partition it carries, (partition,
+/// high watermark, records).
+type Answer = (u64, Vec<(u32, u64, u32)>);
+
+/// The answer waiting in `inbox`.
+fn answer(inbox: &InboxReceiver<Inbound>) -> Option<Answer> {
+    let Ok(Inbound::Peer(env)) = inbox.try_recv() else {
+        return None;
+    };
+    let Message::FetchReply {
+        request_id,
+        partitions,
+    } = env.message
+    else {
+        panic!("not a fetch answer: {}", env.kind());
+    };
+    let parts = partitions
+        .into_iter()
+        .map(|r| {
+            let d = r.result.expect("no error");
+            let records = d.batches.iter().map(|b| b.record_count()).sum();
+            (r.tp.partition, d.high_watermark, records)
+        })
+        .collect();
+    Some((request_id, parts))
+}
+
+#[test]
+fn a_fetch_answer_leaves_out_partitions_with_nothing_new_for_the_follower() {
+    let (mut b, [to_2, _]) = leader(3, |_| BrokerId(2));
+    let acked = produce(&mut b, 1, 3);
+    assert_eq!(acked.try_recv().expect("acks=1").result.ok(), Some(0));
+    let now = Duration::ZERO;
+    // Answered at once (deadline now). t-1's records go; t-0 and t-2 have
+    // nothing the follower lacks (empty, high watermark 0 known).
+    fetch(
+        &mut b,
+        BrokerId(2),
+        1,
+        vec![at(0, 0, 0), at(1, 0, 0), at(2, 0, 0)],
+        now,
+        now,
+    );
+    assert_eq!(answer(&to_2), Some((1, vec![(1, 0, 3)])));
+    // The follower has t-1's records: the high watermark moves to 3, which it
+    // does not know yet, so t-1 is in the answer without records.
+    fetch(
+        &mut b,
+        BrokerId(2),
+        2,
+        vec![at(0, 0, 0), at(1, 3, 0), at(2, 0, 0)],
+        now,
+        now,
+    );
+    assert_eq!(answer(&to_2), Some((2, vec![(1, 3, 0)])));
+    // Now it knows: an answer with no partition at all.
+    fetch(
+        &mut b,
+        BrokerId(2),
+        3,
+        vec![at(0, 0, 0), at(1, 3, 3), at(2, 0, 0)],
+        now,
+        now,
+    );
+    assert_eq!(answer(&to_2), Some((3, vec![])));
+    // A follower behind on the high watermark is told, even with nothing to read.
+    fetch(
+        &mut b,
+        BrokerId(2),
+        4,
+        vec![at(0, 0, 0), at(1, 3, 1), at(2, 0, 0)],
+        now,
+        now,
+    );
+    assert_eq!(answer(&to_2), Some((4, vec![(1, 3, 0)])));
+}
+
+#[test]
+fn a_parked_fetch_wakes_for_data_in_a_partition_its_follower_replicates_only() {
+    // Broker 2 follows t-0 and t-1, broker 3 follows t-2 and t-3.
+    let (mut b, [to_2, to_3]) = leader(4, |p| BrokerId(2 + p / 2));
+    let now = Duration::ZERO;
+    let deadline = now + MAX_WAIT;
+    // Both fetches find nothing new and park until the deadline.
+    fetch(
+        &mut b,
+        BrokerId(2),
+        1,
+        vec![at(0, 0, 0), at(1, 0, 0)],
+        now,
+        deadline,
+    );
+    fetch(
+        &mut b,
+        BrokerId(3),
+        2,
+        vec![at(2, 0, 0), at(3, 0, 0)],
+        now,
+        deadline,
+    );
+    b.serve_parked(now);
+    assert_eq!(answer(&to_2), None, "nothing new: parked");
+    assert_eq!(answer(&to_3), None, "nothing new: parked");
+    // Data for broker 3's t-3 answers its fetch and leaves broker 2's parked.
+    let acked = produce(&mut b, 3, 2);
+    assert!(acked.try_recv().is_ok());
+    b.serve_parked(now);
+    assert_eq!(answer(&to_3), Some((2, vec![(3, 0, 2)])));
+    assert_eq!(answer(&to_2), None, "t-3 is not broker 2's: still parked");
+    // Then data for t-1 answers broker 2's.
+    let acked = produce(&mut b, 1, 1);
+    assert!(acked.try_recv().is_ok());
+    b.serve_parked(now);
+    assert_eq!(answer(&to_2), Some((1, vec![(1, 0, 1)])));
+    // The follower has t-3's records: the HW moves to 2. That alone does not cut
+    // the wait short; the deadline answers with it, and nothing else.
+    fetch(
+        &mut b,
+        BrokerId(3),
+        3,
+        vec![at(2, 0, 0), at(3, 2, 0)],
+        now,
+        deadline,
+    );
+    b.serve_parked(now);
+    assert_eq!(answer(&to_3), None);
+    b.serve_parked(deadline);
+    assert_eq!(answer(&to_3), Some((3, vec![(3, 2, 0)])));
+}

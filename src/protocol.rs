@@ -83,7 +83,8 @@ pub(crate) enum AlterPartitionError {
 /// One partition's part of a replica fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct FetchPartition {
-    pub tp: TopicPartition,
+    /// Shared with the follower's replica: no allocation per partition per fetch.
+    pub tp: Arc<TopicPartition>,
     /// The follower's log end offset: where it wants to read from.
     pub fetch_offset: u64,
     /// The leader epoch the follower believes current (fencing, rule 7).
@@ -101,7 +102,7 @@ pub(crate) struct FetchPartition {
 /// One partition's part of a fetch response.
 #[derive(Clone, Debug)]
 pub(crate) struct FetchPartitionResponse {
-    pub tp: TopicPartition,
+    pub tp: Arc<TopicPartition>,
     pub result: Result<FetchData, FetchError>,
 }
 

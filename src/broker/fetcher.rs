@@ -78,7 +78,7 @@ impl Fetchers {
                 .filter_map(|r| {
                     let st = r.state.as_ref()?;
                     Some(FetchPartition {
-                        tp: st.tp.clone(),
+                        tp: r.name.clone(),
                         fetch_offset: r.log.log_end_offset(),
                         leader_epoch: st.leader_epoch,
                         last_fetched_epoch: r.log.latest_epoch(),

@@ -33,7 +33,7 @@ impl Broker {
         // per partition, and a second only where something came of it: a fetch
         // covers every partition the follower follows here.
         for p in &partitions {
-            let Some(r) = self.replicas.get_mut(&p.tp) else {
+            let Some(r) = self.replicas.get_mut(&*p.tp) else {
                 continue;
             };
             if !matches!(&r.role, Role::Leader(l) if l.leader_epoch() == p.leader_epoch) {
@@ -88,7 +88,7 @@ impl Broker {
         let mut budget = f.max_bytes;
         let mut corrupt = Vec::new();
         for p in &f.partitions {
-            let result = match self.replicas.get(&p.tp) {
+            let result = match self.replicas.get(&*p.tp) {
                 None => Err(FetchError::UnknownTopicOrPartition),
                 Some(r) => match &r.role {
                     Role::Leader(l) => {
@@ -116,7 +116,7 @@ impl Broker {
                                 match r.log.read(p.fetch_offset, budget) {
                                     Ok(b) => b,
                                     Err(Error::Corrupt { offset, .. }) => {
-                                        corrupt.push((p.tp.clone(), offset));
+                                        corrupt.push((TopicPartition::clone(&p.tp), offset));
                                         Vec::new()
                                     }
                                     Err(_) => Vec::new(),

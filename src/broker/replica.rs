@@ -40,6 +40,9 @@ impl Role {
 /// A hosted replica.
 #[derive(Debug)]
 pub(crate) struct Replica {
+    /// The partition's name, shared: fetch requests and answers carry it once per
+    /// partition, every round trip, and an `Arc` clone costs no allocation.
+    pub(crate) name: Arc<TopicPartition>,
     pub(crate) state: Option<PartitionState>,
     pub(crate) log: Box<dyn Log>,
     pub(crate) producers: ProducerStateTable,
@@ -93,8 +96,9 @@ pub(crate) fn partition_dirs(dir: &Path) -> Result<Vec<(TopicPartition, PathBuf)
 }
 
 impl Replica {
-    fn with_log(log: Box<dyn Log>, status: Arc<ReplicaStatus>) -> Self {
+    fn with_log(tp: TopicPartition, log: Box<dyn Log>, status: Arc<ReplicaStatus>) -> Self {
         let r = Replica {
+            name: Arc::new(tp),
             state: None,
             log,
             producers: ProducerStateTable::default(),
@@ -111,22 +115,22 @@ impl Replica {
     /// A replica in memory: empty, as after every (re)start. What it stamps as
     /// leader is copied into its broker's `chunks`.
     pub(crate) fn memory(
-        _tp: TopicPartition,
+        tp: TopicPartition,
         status: Arc<ReplicaStatus>,
         chunks: storage::Chunks,
     ) -> Self {
-        Self::with_log(storage::memory_log(chunks), status)
+        Self::with_log(tp, storage::memory_log(chunks), status)
     }
 
     /// A replica on disk, recovered from `path`; `true` when recovery cut data.
     pub(crate) fn open_disk(
-        _tp: TopicPartition,
+        tp: TopicPartition,
         path: &Path,
         fsync: FsyncPolicy,
         status: Arc<ReplicaStatus>,
     ) -> Result<(Self, bool)> {
         let (log, mut lost) = storage::open_segment_log(path, fsync)?;
-        let mut r = Self::with_log(log, status);
+        let mut r = Self::with_log(tp, log, status);
         // Rule 9 at recovery: rot in an old segment (recovery scans only the active
         // one) is found by the full read that rebuilds the producer table. The log is
         // cut there and the replica reports lost data: not electable until it has

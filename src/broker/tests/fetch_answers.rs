@@ -113,7 +113,7 @@ fn produce(b: &mut Broker, p: u32, records: u32) -> Receiver<ProduceResponse> {
 /// asks of `t-{p}`.
 fn at(p: u32, fetch_offset: u64, high_watermark: u64) -> FetchPartition {
     FetchPartition {
-        tp: tp(p),
+        tp: Arc::new(tp(p)),
         fetch_offset,
         leader_epoch: LEADER_EPOCH,
         last_fetched_epoch: (fetch_offset > 0).then_some(LEADER_EPOCH),

@@ -17,6 +17,9 @@ mod replica;
 #[cfg(any(test, feature = "sim"))]
 mod sim;
 mod status;
+#[cfg(all(test, not(loom)))]
+#[path = "tests/support.rs"]
+mod test_support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;

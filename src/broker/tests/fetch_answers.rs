@@ -3,18 +3,14 @@
 //! sessions do), and a parked fetch is woken by data in a partition its follower
 //! replicates, not by data elsewhere.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
-use super::{Broker, BrokerConfig, BrokerShared};
-use crate::clock::Clock;
-use crate::cluster::notify::Notify;
-use crate::cluster::MetadataCell;
-use crate::config::{Acks, FsyncPolicy, TopicConfig};
-use crate::controller::MetadataImage;
+use super::test_support::{broker, FETCH_WAIT_MAX};
+use super::Broker;
+use crate::config::{Acks, TopicConfig};
 use crate::ids::{BrokerId, NodeId, TopicPartition};
 use crate::inbox::InboxReceiver;
 use crate::protocol::{
@@ -26,8 +22,6 @@ use crate::transport::{ChannelTransport, Transport};
 
 const ME: BrokerId = BrokerId(1);
 const LEADER_EPOCH: u32 = 4;
-/// How long a fetch may wait at the leader for news.
-const MAX_WAIT: Duration = Duration::from_millis(500);
 
 fn tp(p: u32) -> TopicPartition {
     TopicPartition::new("t", p)
@@ -37,36 +31,13 @@ fn tp(p: u32) -> TopicPartition {
 /// `[1, follower_of(p)]`, and the inboxes of brokers 2 and 3 (where its answers
 /// go).
 fn leader(n: u32, follower_of: impl Fn(u32) -> BrokerId) -> (Broker, [InboxReceiver<Inbound>; 2]) {
-    let config = BrokerConfig {
-        id: ME,
-        rack: None,
-        dir: None,
-        replica_lag_time_max: Duration::from_secs(10),
-        heartbeat_interval: Duration::from_secs(1),
-        replica_fetch_wait_max: MAX_WAIT,
-        replica_fetch_max_bytes: 1 << 20,
-        fsync: FsyncPolicy::Never,
-        restarted: false,
-    };
     let net = Arc::new(ChannelTransport::new());
     let followers = [BrokerId(2), BrokerId(3)].map(|b| {
         let (tx, rx) = crate::inbox::inbox();
         net.register(NodeId::Broker(b), Mailbox { tx });
         rx
     });
-    let (_tx, rx) = crate::inbox::inbox();
-    let metadata = MetadataCell::new(MetadataImage::default(), Arc::new(Notify::default()));
-    let mut b = Broker::new(
-        config,
-        Clock::virtual_clock(),
-        rx,
-        net,
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(BrokerShared::default()),
-        Arc::new(metadata),
-        1,
-    )
-    .expect("broker");
+    let mut b = broker(ME, None, net);
     for p in 0..n {
         let replicas = vec![ME, follower_of(p)];
         b.apply_partition_state(
@@ -216,7 +187,7 @@ fn a_parked_fetch_wakes_for_data_in_a_partition_its_follower_replicates_only() {
     // Broker 2 follows t-0 and t-1, broker 3 follows t-2 and t-3.
     let (mut b, [to_2, to_3]) = leader(4, |p| BrokerId(2 + p / 2));
     let now = Duration::ZERO;
-    let deadline = now + MAX_WAIT;
+    let deadline = now + FETCH_WAIT_MAX;
     // Both fetches find nothing new and park until the deadline.
     fetch(
         &mut b,

@@ -3,18 +3,14 @@
 //! the same log, and on disk the same files after a restart.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
-use super::{Broker, BrokerConfig, BrokerShared};
-use crate::clock::Clock;
-use crate::cluster::notify::Notify;
-use crate::cluster::MetadataCell;
-use crate::config::{Acks, FsyncPolicy, TopicConfig};
-use crate::controller::MetadataImage;
+use super::test_support::broker;
+use super::Broker;
+use crate::config::{Acks, TopicConfig};
 use crate::ids::{BrokerId, TopicPartition};
 use crate::protocol::{PartitionState, ProduceReply, ProduceRequest, ProduceResponse, ReplyTo};
 use crate::record::{Batch, BatchBuilder, Record};
@@ -31,30 +27,7 @@ fn tp() -> TopicPartition {
 /// A broker with a data dir in `dir` (memory storage without), leading partition
 /// `t-0` alone (replicas and ISR: itself), so that acks=all is answered at append.
 fn sole_leader(dir: Option<&Path>) -> Broker {
-    let config = BrokerConfig {
-        id: ME,
-        rack: None,
-        dir: dir.map(Path::to_path_buf),
-        replica_lag_time_max: Duration::from_secs(10),
-        heartbeat_interval: Duration::from_secs(1),
-        replica_fetch_wait_max: Duration::from_millis(500),
-        replica_fetch_max_bytes: 1 << 20,
-        fsync: FsyncPolicy::Never,
-        restarted: false,
-    };
-    let (_tx, rx) = crate::inbox::inbox();
-    let metadata = MetadataCell::new(MetadataImage::default(), Arc::new(Notify::default()));
-    let mut b = Broker::new(
-        config,
-        Clock::virtual_clock(),
-        rx,
-        Arc::new(ChannelTransport::new()),
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(BrokerShared::default()),
-        Arc::new(metadata),
-        1,
-    )
-    .expect("broker");
+    let mut b = broker(ME, dir, Arc::new(ChannelTransport::new()));
     let topic = TopicConfig::new(1, 1).max_message_bytes(MAX_MESSAGE_BYTES);
     b.apply_partition_state(
         PartitionState {

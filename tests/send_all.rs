@@ -437,3 +437,52 @@ fn send_all_with_acks_0_resolves_each_record_without_an_offset() {
     // Nothing was lost on the way: all 500 are readable.
     assert_eq!(consume_n(&consumer_from_start(&c, "t"), 500).len(), 500);
 }
+
+/// A record's bytes may belong to an owner whose drop code runs when the record is
+/// dropped (`Bytes::from_owner`): `send_all` drops its records after it lets go of
+/// the producer, so that code may send through the same producer.
+#[test]
+fn send_all_drops_its_records_without_holding_the_producer() {
+    struct SendsOnDrop {
+        prod: Producer,
+        sent: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
+        value: Vec<u8>,
+    }
+    impl AsRef<[u8]> for SendsOnDrop {
+        fn as_ref(&self) -> &[u8] {
+            &self.value
+        }
+    }
+    impl Drop for SendsOnDrop {
+        fn drop(&mut self) {
+            let d = self.prod.send("t", Record::new("from a drop"));
+            self.sent.lock().unwrap().push(d);
+        }
+    }
+    let c = cluster(1);
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let records = (0..300).map(|i| {
+            Record::new(bytes::Bytes::from_owner(SendsOnDrop {
+                prod: prod.clone(),
+                sent: sent.clone(),
+                value: format!("v{i}").into_bytes(),
+            }))
+        });
+        let ds = prod.send_all("t", records);
+        let mut offsets: Vec<Option<u64>> =
+            ds.into_iter().map(|d| d.wait().unwrap().offset).collect();
+        let from_drops = std::mem::take(&mut *sent.lock().unwrap());
+        assert_eq!(from_drops.len(), 300, "every record was dropped by now");
+        offsets.extend(from_drops.into_iter().map(|d| d.wait().unwrap().offset));
+        let _ = done_tx.send(offsets);
+    });
+    let mut offsets = done_rx
+        .recv_timeout(DEADLINE)
+        .expect("send_all deadlocked dropping its records");
+    offsets.sort_unstable();
+    let expect: Vec<Option<u64>> = (0..600).map(Some).collect();
+    assert_eq!(offsets, expect);
+}

@@ -401,8 +401,7 @@ fn send_all_gives_each_record_its_own_wait_for_buffer_memory() {
 fn send_all_runs_its_iterator_without_holding_the_producer() {
     let c = cluster(1);
     let prod = c.producer(ProducerConfig::new()).unwrap();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    offsets_0_to_600_in_time("send_all deadlocked with its own iterator", move || {
         let mut side = Vec::new();
         let records = (0..300).map(|i| {
             // Waits for its answer: the sender thread and the leader need the
@@ -414,11 +413,22 @@ fn send_all_runs_its_iterator_without_holding_the_producer() {
         let mut offsets: Vec<Option<u64>> =
             ds.into_iter().map(|d| d.wait().unwrap().offset).collect();
         offsets.extend(side.into_iter().map(|r| r.unwrap()));
-        let _ = done_tx.send(offsets);
+        offsets
     });
-    let mut offsets = done_rx
-        .recv_timeout(DEADLINE)
-        .expect("send_all deadlocked with its own iterator");
+}
+
+/// Runs `write` on a thread of its own and checks the offsets it returns are
+/// exactly 0..600; panics with `stuck` if it does not return within [`DEADLINE`]
+/// (a deadlock leaves the thread behind, not the test hanging).
+fn offsets_0_to_600_in_time(
+    stuck: &str,
+    write: impl FnOnce() -> Vec<Option<u64>> + Send + 'static,
+) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(write());
+    });
+    let mut offsets = done_rx.recv_timeout(DEADLINE).expect(stuck);
     offsets.sort_unstable();
     let expect: Vec<Option<u64>> = (0..600).map(Some).collect();
     assert_eq!(offsets, expect);
@@ -461,8 +471,7 @@ fn send_all_drops_its_records_without_holding_the_producer() {
     }
     let c = cluster(1);
     let prod = c.producer(ProducerConfig::new()).unwrap();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    offsets_0_to_600_in_time("send_all deadlocked dropping its records", move || {
         let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let records = (0..300).map(|i| {
             Record::new(bytes::Bytes::from_owner(SendsOnDrop {
@@ -477,12 +486,6 @@ fn send_all_drops_its_records_without_holding_the_producer() {
         let from_drops = std::mem::take(&mut *sent.lock().unwrap());
         assert_eq!(from_drops.len(), 300, "every record was dropped by now");
         offsets.extend(from_drops.into_iter().map(|d| d.wait().unwrap().offset));
-        let _ = done_tx.send(offsets);
+        offsets
     });
-    let mut offsets = done_rx
-        .recv_timeout(DEADLINE)
-        .expect("send_all deadlocked dropping its records");
-    offsets.sort_unstable();
-    let expect: Vec<Option<u64>> = (0..600).map(Some).collect();
-    assert_eq!(offsets, expect);
 }

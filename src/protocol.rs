@@ -128,15 +128,12 @@ pub(crate) struct EpochEndOffset {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FetchError {
     NotLeader,
-    /// The follower's epoch is newer than the leader's: the leader has not heard yet.
-    UnknownLeaderEpoch,
     /// The follower's epoch is older: it must learn the new state from the controller.
     FencedLeaderEpoch,
     /// The fetch offset is below the leader's log start: reset to it.
     OffsetOutOfRange {
         log_start: u64,
     },
-    UnknownTopicOrPartition,
 }
 
 /// Messages between nodes.

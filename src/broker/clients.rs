@@ -28,11 +28,16 @@ impl Broker {
         let mut dirty = std::mem::take(&mut self.dirty);
         let touched = self.followers_touched(&dirty);
         let parked = std::mem::take(&mut self.parked_replica_fetches);
-        for f in parked {
+        for mut f in parked {
             let touched = touched.as_ref().is_none_or(|t| t.contains(&f.from));
             if !touched && f.deadline > now {
                 self.parked_replica_fetches.push(f);
                 continue;
+            }
+            if f.unheard {
+                // The news may have come: the follower's position then counts now.
+                f.unheard =
+                    self.record_fetch_positions((f.from, f.broker_epoch), &f.partitions, now);
             }
             let (responses, news) = self.answer_replica_fetch(&f);
             if news || f.deadline <= now {

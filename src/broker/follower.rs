@@ -46,7 +46,8 @@ impl Broker {
                 let _ = r.reset_to(log_start);
             }
             Err(_) => {
-                // Our view is stale or theirs is: wait for the controller's word.
+                // Our view is stale (a leader that has not heard of our epoch yet
+                // leaves the partition out instead): wait for the controller's word.
                 self.fetchers.back_off(leader, now);
             }
         }

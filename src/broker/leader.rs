@@ -14,7 +14,7 @@ use crate::replication::SequenceCheck;
 use crate::storage;
 use crate::{Error, Result};
 
-use super::replica::Role;
+use super::replica::{Replica, Role};
 use super::{
     diverging, mark_dirty, AckTarget, Broker, ParkedReplicaFetch, PendingAck, RESIGN_RETRY,
 };
@@ -29,14 +29,47 @@ impl Broker {
         deadline: Duration,
         now: Duration,
     ) {
-        // Record every follower's position first: it may move the HW. One lookup
-        // per partition, and a second only where something came of it: a fetch
-        // covers every partition the follower follows here.
-        for p in &partitions {
+        // Record every follower's position first: it may move the HW.
+        let unheard = self.record_fetch_positions((follower, broker_epoch), &partitions, now);
+        let parked = ParkedReplicaFetch {
+            from: follower,
+            broker_epoch,
+            request_id,
+            max_bytes,
+            partitions,
+            deadline,
+            unheard,
+        };
+        let (responses, has_news) = self.answer_replica_fetch(&parked);
+        if has_news || deadline <= now {
+            self.reply_fetch(&parked, responses);
+        } else {
+            self.parked_replica_fetches.push(parked);
+        }
+    }
+
+    /// Records where `follower` stands in each partition of its fetch that this
+    /// broker leads in the follower's epoch. True when some partition's epoch (or
+    /// the partition itself) is not known here yet: once it is, the fetch, if it
+    /// still waits, is recorded again (see `serve_parked`), so that the follower
+    /// counts for the high watermark without another round trip.
+    ///
+    /// One lookup per partition, and a second only where something came of it: a
+    /// fetch covers every partition the follower follows here.
+    pub(super) fn record_fetch_positions(
+        &mut self,
+        (follower, broker_epoch): (BrokerId, u64),
+        partitions: &[FetchPartition],
+        now: Duration,
+    ) -> bool {
+        let mut unheard = false;
+        for p in partitions {
             let Some(r) = self.replicas.get_mut(&*p.tp) else {
+                unheard = true;
                 continue;
             };
             if !matches!(&r.role, Role::Leader(l) if l.leader_epoch() == p.leader_epoch) {
+                unheard |= !heard_of(r, p);
                 continue;
             }
             let diverges = p
@@ -55,19 +88,7 @@ impl Broker {
                 self.apply_ready(&p.tp, ready);
             }
         }
-        let parked = ParkedReplicaFetch {
-            from: follower,
-            request_id,
-            max_bytes,
-            partitions,
-            deadline,
-        };
-        let (responses, has_news) = self.answer_replica_fetch(&parked);
-        if has_news || deadline <= now {
-            self.reply_fetch(&parked, responses);
-        } else {
-            self.parked_replica_fetches.push(parked);
-        }
+        unheard
     }
 
     /// Builds the answer to a replica fetch; `true` when it carries data or news that
@@ -88,54 +109,58 @@ impl Broker {
         let mut budget = f.max_bytes;
         let mut corrupt = Vec::new();
         for p in &f.partitions {
-            let result = match self.replicas.get(&*p.tp) {
-                None => Err(FetchError::UnknownTopicOrPartition),
-                Some(r) => match &r.role {
-                    Role::Leader(l) => {
-                        if p.leader_epoch < l.leader_epoch() {
-                            Err(FetchError::FencedLeaderEpoch)
-                        } else if p.leader_epoch > l.leader_epoch() {
-                            Err(FetchError::UnknownLeaderEpoch)
-                        } else if let Some(d) = p
-                            .last_fetched_epoch
-                            .and_then(|e| diverging(r, e, p.fetch_offset))
-                        {
-                            Ok(FetchData {
-                                high_watermark: l.hw(),
-                                log_start: r.log.log_start_offset(),
-                                leader_epoch: l.leader_epoch(),
-                                diverging: Some(d),
-                                batches: Vec::new(),
-                            })
-                        } else if p.fetch_offset < r.log.log_start_offset() {
-                            Err(FetchError::OffsetOutOfRange {
-                                log_start: r.log.log_start_offset(),
-                            })
-                        } else {
-                            let batches = if p.fetch_offset < r.log.log_end_offset() && budget > 0 {
-                                match r.log.read(p.fetch_offset, budget) {
-                                    Ok(b) => b,
-                                    Err(Error::Corrupt { offset, .. }) => {
-                                        corrupt.push((TopicPartition::clone(&p.tp), offset));
-                                        Vec::new()
-                                    }
-                                    Err(_) => Vec::new(),
+            let Some(r) = self.replicas.get(&*p.tp).filter(|r| heard_of(r, p)) else {
+                // The follower heard of this leadership (or partition) before this
+                // broker did: the controller's word reaches brokers one by one. Not
+                // news yet, so left out: the fetch waits until the word arrives
+                // here (which marks the partition dirty and wakes it) or until its
+                // deadline. An error would make the follower back off, and after a
+                // failover every acks=all write would wait out that back-off.
+                continue;
+            };
+            let result = match &r.role {
+                Role::Leader(l) => {
+                    if p.leader_epoch < l.leader_epoch() {
+                        Err(FetchError::FencedLeaderEpoch)
+                    } else if let Some(d) = p
+                        .last_fetched_epoch
+                        .and_then(|e| diverging(r, e, p.fetch_offset))
+                    {
+                        Ok(FetchData {
+                            high_watermark: l.hw(),
+                            log_start: r.log.log_start_offset(),
+                            leader_epoch: l.leader_epoch(),
+                            diverging: Some(d),
+                            batches: Vec::new(),
+                        })
+                    } else if p.fetch_offset < r.log.log_start_offset() {
+                        Err(FetchError::OffsetOutOfRange {
+                            log_start: r.log.log_start_offset(),
+                        })
+                    } else {
+                        let batches = if p.fetch_offset < r.log.log_end_offset() && budget > 0 {
+                            match r.log.read(p.fetch_offset, budget) {
+                                Ok(b) => b,
+                                Err(Error::Corrupt { offset, .. }) => {
+                                    corrupt.push((TopicPartition::clone(&p.tp), offset));
+                                    Vec::new()
                                 }
-                            } else {
-                                Vec::new()
-                            };
-                            budget = budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
-                            Ok(FetchData {
-                                high_watermark: l.hw(),
-                                log_start: r.log.log_start_offset(),
-                                leader_epoch: l.leader_epoch(),
-                                diverging: None,
-                                batches,
-                            })
-                        }
+                                Err(_) => Vec::new(),
+                            }
+                        } else {
+                            Vec::new()
+                        };
+                        budget = budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
+                        Ok(FetchData {
+                            high_watermark: l.hw(),
+                            log_start: r.log.log_start_offset(),
+                            leader_epoch: l.leader_epoch(),
+                            diverging: None,
+                            batches,
+                        })
                     }
-                    _ => Err(FetchError::NotLeader),
-                },
+                }
+                _ => Err(FetchError::NotLeader),
             };
             match &result {
                 Ok(d) if d.batches.is_empty() && d.diverging.is_none() => {
@@ -455,4 +480,12 @@ impl Broker {
 /// Answers `req` with `result`.
 fn answer(req: &ProduceRequest, result: Result<u64>) {
     req.reply.send(ProduceResponse { id: req.id, result });
+}
+
+/// Whether this broker has heard of the leadership (or the partition) `p` was
+/// fetched in: a follower may hear of it first.
+fn heard_of(r: &Replica, p: &FetchPartition) -> bool {
+    r.state
+        .as_ref()
+        .is_some_and(|st| st.leader_epoch >= p.leader_epoch)
 }

@@ -187,10 +187,15 @@ impl PendingAck {
 #[derive(Debug)]
 struct ParkedReplicaFetch {
     from: BrokerId,
+    /// The follower's broker epoch (its incarnation).
+    broker_epoch: u64,
     request_id: u64,
     max_bytes: usize,
     partitions: Vec<FetchPartition>,
     deadline: Duration,
+    /// Some partition's leadership was not heard of here when the fetch came:
+    /// its position is recorded again once it is.
+    unheard: bool,
 }
 
 #[derive(Debug)]

@@ -1,7 +1,8 @@
-//! A leader's answers to follower fetches at scale: a partition with nothing new
-//! for the follower is left out of the answer (as Kafka's incremental fetch
-//! sessions do), and a parked fetch is woken by data in a partition its follower
-//! replicates, not by data elsewhere.
+//! A leader's answers to follower fetches: a partition with nothing new for the
+//! follower is left out of the answer (as Kafka's incremental fetch sessions do),
+//! a parked fetch is woken by data in a partition its follower replicates, not by
+//! data elsewhere, and a fetch for a leadership the broker has not heard of yet
+//! waits for the news instead of failing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,31 +28,45 @@ fn tp(p: u32) -> TopicPartition {
     TopicPartition::new("t", p)
 }
 
-/// Broker 1 leading `t-0` … `t-{n-1}`, partition `p` with replicas and ISR
-/// `[1, follower_of(p)]`, and the inboxes of brokers 2 and 3 (where its answers
-/// go).
-fn leader(n: u32, follower_of: impl Fn(u32) -> BrokerId) -> (Broker, [InboxReceiver<Inbound>; 2]) {
+/// Broker 1 hosting nothing yet, and the inboxes of brokers 2 and 3 (where its
+/// answers go).
+fn bare() -> (Broker, [InboxReceiver<Inbound>; 2]) {
     let net = Arc::new(ChannelTransport::new());
     let followers = [BrokerId(2), BrokerId(3)].map(|b| {
         let (tx, rx) = crate::inbox::inbox();
         net.register(NodeId::Broker(b), Mailbox { tx });
         rx
     });
-    let mut b = broker(ME, None, net);
+    (broker(ME, None, net), followers)
+}
+
+/// The controller's word on `t-{p}` (one of `n` partitions): `replicas`, all in
+/// sync, led by `leader` in `leader_epoch`.
+fn state(
+    p: u32,
+    n: u32,
+    replicas: &[BrokerId],
+    leader: BrokerId,
+    leader_epoch: u32,
+) -> PartitionState {
+    PartitionState {
+        tp: tp(p),
+        replicas: replicas.to_vec(),
+        leader: Some(leader),
+        leader_epoch,
+        isr: replicas.to_vec(),
+        partition_epoch: leader_epoch,
+        config: Arc::new(TopicConfig::new(n, replicas.len() as u32)),
+    }
+}
+
+/// Broker 1 leading `t-0` … `t-{n-1}`, partition `p` with replicas and ISR
+/// `[1, follower_of(p)]`, and the inboxes of brokers 2 and 3.
+fn leader(n: u32, follower_of: impl Fn(u32) -> BrokerId) -> (Broker, [InboxReceiver<Inbound>; 2]) {
+    let (mut b, followers) = bare();
     for p in 0..n {
-        let replicas = vec![ME, follower_of(p)];
-        b.apply_partition_state(
-            PartitionState {
-                tp: tp(p),
-                replicas: replicas.clone(),
-                leader: Some(ME),
-                leader_epoch: LEADER_EPOCH,
-                isr: replicas,
-                partition_epoch: 1,
-                config: Arc::new(TopicConfig::new(n, 2)),
-            },
-            Duration::ZERO,
-        );
+        let replicas = [ME, follower_of(p)];
+        b.apply_partition_state(state(p, n, &replicas, ME, LEADER_EPOCH), Duration::ZERO);
     }
     (b, followers)
 }
@@ -233,4 +248,92 @@ fn a_parked_fetch_wakes_for_data_in_a_partition_its_follower_replicates_only() {
     assert_eq!(answer(&to_3), None);
     b.serve_parked(deadline);
     assert_eq!(answer(&to_3), Some((3, vec![(3, 2, 0)])));
+}
+
+#[test]
+fn a_fetch_for_a_leadership_not_yet_heard_of_waits_for_the_news_instead_of_failing() {
+    // Broker 2 heard first that broker 1 leads in epoch 5. Broker 1 follows broker
+    // 3 in epoch 4 for t-0, and has not heard of t-1 at all (just created). A
+    // failed fetch would make broker 2 back off before it asks again, delaying
+    // every acks=all write behind it (failover).
+    let (mut b, [to_2, _]) = bare();
+    let replicas = [ME, BrokerId(2), BrokerId(3)];
+    b.apply_partition_state(state(0, 2, &replicas, BrokerId(3), 4), Duration::ZERO);
+    let now = Duration::ZERO;
+    let deadline = now + FETCH_WAIT_MAX;
+    let newer = |p| FetchPartition {
+        leader_epoch: 5,
+        ..at(p, 0, 0)
+    };
+    fetch(
+        &mut b,
+        BrokerId(2),
+        1,
+        vec![newer(0), newer(1)],
+        now,
+        deadline,
+    );
+    b.serve_parked(now);
+    assert!(to_2.try_recv().is_err(), "no answer, and no error: parked");
+    // The news arrives; records written in the new epoch wake the fetch.
+    for p in 0..2 {
+        b.apply_partition_state(state(p, 2, &replicas, ME, 5), now);
+    }
+    b.serve_parked(now);
+    assert_eq!(answer(&to_2), None, "still nothing new");
+    for p in 0..2 {
+        assert!(produce(&mut b, p, 2).try_recv().is_ok());
+    }
+    b.serve_parked(now);
+    assert_eq!(answer(&to_2), Some((1, vec![(0, 0, 2), (1, 0, 2)])));
+    // A fetch whose leadership the broker never hears of gets an answer at its
+    // deadline that leaves the partition out: no error, the follower asks again.
+    let unheard = |p| FetchPartition {
+        leader_epoch: 6,
+        ..at(p, 2, 0)
+    };
+    fetch(&mut b, BrokerId(2), 2, vec![unheard(0)], now, deadline);
+    b.serve_parked(now);
+    assert_eq!(answer(&to_2), None);
+    b.serve_parked(deadline);
+    assert_eq!(answer(&to_2), Some((2, vec![])));
+}
+
+#[test]
+fn a_fetch_that_waited_for_the_news_counts_the_followers_position_once_it_arrives() {
+    // Broker 1 leads t-0 in epoch 4 with broker 2 in sync; three records are
+    // written, not yet committed. Broker 2 has them, heard of epoch 5 first and
+    // fetches from its end.
+    let (mut b, [to_2, _]) = bare();
+    let replicas = [ME, BrokerId(2)];
+    b.apply_partition_state(state(0, 1, &replicas, ME, 4), Duration::ZERO);
+    assert!(produce(&mut b, 0, 3).try_recv().is_ok());
+    let hw = |b: &Broker| b.replicas[&tp(0)].high_watermark();
+    let now = Duration::ZERO;
+    let fetch_at_end = FetchPartition {
+        leader_epoch: 5,
+        last_fetched_epoch: Some(4),
+        ..at(0, 3, 0)
+    };
+    fetch(
+        &mut b,
+        BrokerId(2),
+        1,
+        vec![fetch_at_end],
+        now,
+        now + FETCH_WAIT_MAX,
+    );
+    b.serve_parked(now);
+    assert_eq!(answer(&to_2), None);
+    assert_eq!(hw(&b), 0);
+    // Once broker 1 hears of epoch 5, the waiting fetch counts: broker 2 has
+    // everything, so the records are committed now, without another round trip
+    // or the fetch's deadline. As for any follower, the new high watermark alone
+    // does not cut its wait short: the deadline answers with it.
+    b.apply_partition_state(state(0, 1, &replicas, ME, 5), now);
+    b.serve_parked(now);
+    assert_eq!(hw(&b), 3);
+    assert_eq!(answer(&to_2), None);
+    b.serve_parked(now + FETCH_WAIT_MAX);
+    assert_eq!(answer(&to_2), Some((1, vec![(0, 3, 0)])));
 }

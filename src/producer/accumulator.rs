@@ -14,7 +14,7 @@ use crate::sync::Arc;
 use crate::Error;
 
 use super::delivery::Waiters;
-use super::dispatch::InFlight;
+use super::dispatch::{InFlight, RETRY_BACKOFF, RETRY_BACKOFF_MAX};
 use super::DeliverySlot;
 
 /// A batch still taking records.
@@ -53,6 +53,8 @@ pub(crate) struct Queue {
     next_seq: i32,
     /// Not before this instant (backoff after a retriable error).
     pub(crate) retry_at: Option<Instant>,
+    /// Retriable failures in a row: each doubles the pause before the next try.
+    failures: u32,
     /// A batch came back for a retry: nothing new goes out until every batch in
     /// flight has returned, so retries go out in sequence order.
     pub(crate) retrying: bool,
@@ -106,6 +108,22 @@ impl Queue {
         self.next_seq = seq;
         self.producer_id = Some(producer_id);
         self.needs_reset = false;
+    }
+
+    /// Pauses the partition after a retriable failure (at `now`): for
+    /// [`RETRY_BACKOFF`] after the first of a row, twice as long after each
+    /// further one, at most [`RETRY_BACKOFF_MAX`].
+    pub(crate) fn back_off(&mut self, now: Instant) {
+        let pause = RETRY_BACKOFF
+            .saturating_mul(1 << self.failures.min(16))
+            .min(RETRY_BACKOFF_MAX);
+        self.failures = self.failures.saturating_add(1);
+        self.retry_at = Some(now + pause);
+    }
+
+    /// A batch of the partition went through: the next failure starts a new row.
+    pub(crate) fn succeeded(&mut self) {
+        self.failures = 0;
     }
 
     /// Puts a batch back for another try, keeping sequence order.
@@ -499,6 +517,25 @@ mod tests {
         let size = BatchBuilder::encoded_len(&record);
         let t = state.topics.index("t");
         state.append(t, Some(0), 1, &record, 0, size, LIMITS)
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_maximum_and_start_over_after_a_success() {
+        let mut q = Queue::default();
+        let now = Instant::now();
+        let pauses = |q: &mut Queue, n: usize| -> Vec<u128> {
+            (0..n)
+                .map(|_| {
+                    q.back_off(now);
+                    (q.retry_at.expect("set") - now).as_micros()
+                })
+                .collect()
+        };
+        assert_eq!(pauses(&mut q, 6), [250, 500, 1000, 2000, 2000, 2000]);
+        q.succeeded();
+        assert_eq!(pauses(&mut q, 2), [250, 500]);
+        // However long a partition stays unavailable, the pause stays bounded.
+        assert_eq!(pauses(&mut q, 100).last(), Some(&2000));
     }
 
     #[test]

@@ -16,8 +16,14 @@ use super::accumulator::{Queue, Sealed, State};
 use super::Shared;
 
 /// Pause before resending a batch after a retriable error (`retry.backoff.ms`;
-/// Kafka's 100 ms is tuned for networks, leaders here move in milliseconds).
-pub(crate) const RETRY_BACKOFF: Duration = Duration::from_millis(2);
+/// Kafka's 100 ms is tuned for networks, leaders here move in milliseconds). It
+/// doubles with each failure in a row, up to [`RETRY_BACKOFF_MAX`], as Kafka's
+/// `retry.backoff.max.ms` (KIP-580): the usual failure, a leader that has not yet
+/// heard it was elected, is over within microseconds, while a partition that
+/// stays unavailable is not asked more than every [`RETRY_BACKOFF_MAX`].
+pub(crate) const RETRY_BACKOFF: Duration = Duration::from_micros(250);
+/// The longest pause between retries (`retry.backoff.max.ms`).
+pub(crate) const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(2);
 
 /// A batch sent and not yet answered.
 #[derive(Debug)]
@@ -91,7 +97,7 @@ impl<'a> Dispatch<'a> {
                 break;
             }
             let Some(tx) = shared.cluster.broker_tx(leader) else {
-                q.retry_at = Some(self.now + RETRY_BACKOFF);
+                q.back_off(self.now);
                 break;
             };
             let sealed = q.ready.pop_front().expect("not empty");
@@ -113,7 +119,7 @@ impl<'a> Dispatch<'a> {
                 .is_err()
             {
                 q.ready.push_front(sealed);
-                q.retry_at = Some(self.now + RETRY_BACKOFF);
+                q.back_off(self.now);
                 break;
             }
             if config.acks == Acks::None {

@@ -12,7 +12,7 @@ use crate::sync::Arc;
 use crate::{Error, Result};
 
 use super::accumulator::State;
-use super::dispatch::{Dispatch, InFlight, RETRY_BACKOFF};
+use super::dispatch::{Dispatch, InFlight};
 use super::Shared;
 
 /// Extra time past `request.timeout.ms` before a request with no answer is given up.
@@ -207,7 +207,7 @@ fn send_ready(shared: &Shared, image: &MetadataImage, state: &mut State, now: In
                 {
                     Ok(pid) => q.reset_sequences(pid),
                     Err(_) => {
-                        q.retry_at = Some(now + RETRY_BACKOFF);
+                        q.back_off(now);
                         continue;
                     }
                 }
@@ -235,7 +235,10 @@ fn finish(shared: &Shared, state: &mut State, f: InFlight, result: Result<u64>) 
     let now = Instant::now();
     let mut sealed = f.sealed;
     let outcome = match result {
-        Ok(base) => Ok(Some(base)),
+        Ok(base) => {
+            q.succeeded();
+            Ok(Some(base))
+        }
         Err(e) => {
             let gap = matches!(e, Error::OutOfOrderSequence { .. });
             // A gap while an earlier batch is retried or still out is expected. A
@@ -248,7 +251,7 @@ fn finish(shared: &Shared, state: &mut State, f: InFlight, result: Result<u64>) 
             if retriable && now < sealed.created + shared.config.delivery_timeout {
                 sealed.last_error = Some(e);
                 q.retrying = true;
-                q.retry_at = Some(now + RETRY_BACKOFF);
+                q.back_off(now);
                 q.requeue(sealed);
                 return;
             }

@@ -152,49 +152,24 @@ fn a_fetch_answer_leaves_out_partitions_with_nothing_new_for_the_follower() {
     let (mut b, [to_2, _]) = leader(3, |_| BrokerId(2));
     let acked = produce(&mut b, 1, 3);
     assert_eq!(acked.try_recv().expect("acks=1").result.ok(), Some(0));
-    let now = Duration::ZERO;
-    // Answered at once (deadline now). t-1's records go; t-0 and t-2 have
-    // nothing the follower lacks (empty, high watermark 0 known).
-    fetch(
-        &mut b,
-        BrokerId(2),
-        1,
-        vec![at(0, 0, 0), at(1, 0, 0), at(2, 0, 0)],
-        now,
-        now,
-    );
-    assert_eq!(answer(&to_2), Some((1, vec![(1, 0, 3)])));
+    // Broker 2 fetches all three partitions, answered at once (deadline now):
+    // t-0 and t-2 empty with high watermark 0 known, t-1 from `offset` knowing
+    // high watermark `hw`.
+    let ask = |b: &mut Broker, id, offset, hw| {
+        let now = Duration::ZERO;
+        let partitions = vec![at(0, 0, 0), at(1, offset, hw), at(2, 0, 0)];
+        fetch(b, BrokerId(2), id, partitions, now, now);
+        answer(&to_2)
+    };
+    // t-1's records go; t-0 and t-2 have nothing the follower lacks.
+    assert_eq!(ask(&mut b, 1, 0, 0), Some((1, vec![(1, 0, 3)])));
     // The follower has t-1's records: the high watermark moves to 3, which it
     // does not know yet, so t-1 is in the answer without records.
-    fetch(
-        &mut b,
-        BrokerId(2),
-        2,
-        vec![at(0, 0, 0), at(1, 3, 0), at(2, 0, 0)],
-        now,
-        now,
-    );
-    assert_eq!(answer(&to_2), Some((2, vec![(1, 3, 0)])));
+    assert_eq!(ask(&mut b, 2, 3, 0), Some((2, vec![(1, 3, 0)])));
     // Now it knows: an answer with no partition at all.
-    fetch(
-        &mut b,
-        BrokerId(2),
-        3,
-        vec![at(0, 0, 0), at(1, 3, 3), at(2, 0, 0)],
-        now,
-        now,
-    );
-    assert_eq!(answer(&to_2), Some((3, vec![])));
+    assert_eq!(ask(&mut b, 3, 3, 3), Some((3, vec![])));
     // A follower behind on the high watermark is told, even with nothing to read.
-    fetch(
-        &mut b,
-        BrokerId(2),
-        4,
-        vec![at(0, 0, 0), at(1, 3, 1), at(2, 0, 0)],
-        now,
-        now,
-    );
-    assert_eq!(answer(&to_2), Some((4, vec![(1, 3, 0)])));
+    assert_eq!(ask(&mut b, 4, 3, 1), Some((4, vec![(1, 3, 0)])));
 }
 
 #[test]

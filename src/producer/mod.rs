@@ -190,8 +190,9 @@ impl Producer {
     /// `records` is read 128 at a time, each group before any of it is appended
     /// and without the producer's lock held (so it may block, or send through this
     /// producer itself); the group's records are dropped after it is appended,
-    /// also without the lock (a value's owner may send from its drop code). A source that yields records slowly is better served by
-    /// one `send` each: a record waits here until its group is complete.
+    /// also without the lock (a value's owner may send from its drop code). A
+    /// source that yields records slowly is better served by one `send` each: a
+    /// record waits here until its group is complete.
     ///
     /// # Errors
     ///

@@ -164,6 +164,22 @@ pub(crate) struct TopicQueues {
     sticky_bytes: usize,
 }
 
+/// `a == b` without a call to `memcmp`: it runs once per record, and for names of
+/// a few dozen bytes the call costs more than the comparison.
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    // Eight bytes at a time, then the rest packed into one word.
+    let (mut wa, mut wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let word = |w: &[u8]| u64::from_ne_bytes(w.try_into().expect("eight bytes"));
+    let tail = |r: &[u8]| r.iter().fold(0u64, |w, &b| (w << 8) | u64::from(b));
+    (&mut wa).zip(&mut wb).all(|(x, y)| word(x) == word(y))
+        && tail(wa.remainder()) == tail(wb.remainder())
+}
+
 /// Where a topic's queues sit in [`Topics`]: valid for the producer's lifetime
 /// (topics are never removed from it), so a `send` looks the name up once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,11 +210,13 @@ impl Topics {
     }
 
     /// Where `topic`'s queues are, if it was ever used.
+    // Inlined into `Producer::send`, once per record: see `send_inner`.
+    #[inline]
     pub(crate) fn find(&mut self, topic: &str) -> Option<TopicIndex> {
         if self
             .queues
             .get(self.last)
-            .is_some_and(|(name, _)| name == topic)
+            .is_some_and(|(name, _)| same_name(name, topic))
         {
             return Some(TopicIndex(self.last));
         }
@@ -517,6 +535,37 @@ mod tests {
         let size = BatchBuilder::encoded_len(&record);
         let t = state.topics.index("t");
         state.append(t, Some(0), 1, &record, 0, size, LIMITS)
+    }
+
+    #[test]
+    fn topic_names_compare_equal_only_when_every_byte_is_equal() {
+        for (a, b, same) in [
+            ("", "", true),
+            ("t", "t", true),
+            ("t", "u", false),
+            ("clicks", "click", false),
+            // Differing in the first word, in a later word, in the tail.
+            ("orders-eu-1", "xrders-eu-1", false),
+            ("orders-europe-1", "orders-europx-1", false),
+            ("orders-europe-1", "orders-europe-2", false),
+            ("orders-europe-1", "orders-europe-1", true),
+            ("exactly-16-bytes", "exactly-16-bytes", true),
+            ("exactly-16-bytes", "exactly-16-bytez", false),
+        ] {
+            assert_eq!(same_name(a, b), same, "{a:?} against {b:?}");
+        }
+    }
+
+    #[test]
+    fn a_topic_is_found_by_its_whole_name_not_by_the_one_found_last() {
+        let mut topics = Topics::default();
+        let a = topics.index("orders-europe-1");
+        let b = topics.index("orders-europe-2");
+        assert_ne!(a, b);
+        assert_eq!(topics.find("orders-europe-2"), Some(b));
+        assert_eq!(topics.find("orders-europe-1"), Some(a));
+        assert_eq!(topics.find("orders-europe-3"), None);
+        assert_eq!(topics.find("orders-europe-1"), Some(a));
     }
 
     #[test]

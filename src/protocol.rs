@@ -206,6 +206,9 @@ pub(crate) enum Message {
     },
     AlterPartitionReply {
         tp: TopicPartition,
+        /// The `request_id` of the AlterPartition answered: a leader must tell an
+        /// answer to its latest proposal from a delayed or duplicated earlier one.
+        request_id: u64,
         result: Result<PartitionState, AlterPartitionError>,
     },
     // broker <-> broker

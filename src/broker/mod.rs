@@ -620,13 +620,17 @@ impl Broker {
     /// epoch)`, numbered so the controller can refuse a delayed copy.
     fn propose_isr(&mut self, tp: &TopicPartition, epochs: (u32, u32), new_isr: Vec<BrokerId>) {
         self.next_alter_id += 1;
-        let member_epochs = match self.replicas.get(tp).map(|r| &r.role) {
-            Some(Role::Leader(l)) => l.proposal_epochs(&new_isr),
+        let request_id = self.next_alter_id;
+        let member_epochs = match self.replicas.get_mut(tp).map(|r| &mut r.role) {
+            Some(Role::Leader(l)) => {
+                l.proposal_sent(&new_isr, request_id);
+                l.proposal_epochs(&new_isr)
+            }
             _ => Vec::new(),
         };
         let message = Message::AlterPartition {
             member_epochs,
-            request_id: self.next_alter_id,
+            request_id,
             broker_epoch: self.broker_epoch.unwrap_or(0),
             tp: tp.clone(),
             leader_epoch: epochs.0,
@@ -688,7 +692,11 @@ impl Broker {
                     self.fetchers.refresh(&self.replicas);
                 }
             }
-            Message::AlterPartitionReply { tp, result } => {
+            Message::AlterPartitionReply {
+                tp,
+                request_id,
+                result,
+            } => {
                 trace!(
                     "broker {}: {tp} AlterPartition answered {result:?}",
                     self.config.id
@@ -701,7 +709,7 @@ impl Broker {
                             ..
                         }) = self.replicas.get_mut(&tp)
                         {
-                            l.alter_refused(e);
+                            l.alter_refused(request_id, e);
                         }
                     }
                 }

@@ -461,8 +461,14 @@ impl Controller {
                     records: self.records_for(&changes),
                     messages: Vec::new(),
                 };
-                out.messages
-                    .push((from, Message::AlterPartitionReply { tp, result }));
+                out.messages.push((
+                    from,
+                    Message::AlterPartitionReply {
+                        tp,
+                        request_id,
+                        result,
+                    },
+                ));
                 out
             }
             Message::ReplicaDamaged { broker_epoch, tp } => {

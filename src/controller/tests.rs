@@ -162,6 +162,7 @@ impl H {
             .iter()
             .filter_map(|b| Some((*b, image.brokers.get(b)?.broker_epoch)))
             .collect();
+        let request_id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let msg = Message::AlterPartition {
             broker_epoch,
             tp: tp.clone(),
@@ -169,14 +170,23 @@ impl H {
             partition_epoch,
             new_isr,
             member_epochs,
-            request_id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            request_id,
         };
         let out = self.c.handle(from, msg, secs(0));
         let mut out = self.take(out);
         assert_eq!(out.messages.len(), 1, "{:?}", out.messages);
         match out.messages.pop() {
-            Some((to, Message::AlterPartitionReply { tp: got, result })) => {
-                assert_eq!((to, &got), (from, tp));
+            Some((
+                to,
+                Message::AlterPartitionReply {
+                    tp: got,
+                    request_id: answered,
+                    result,
+                },
+            )) => {
+                // The reply names the request it answers (a leader tells it from
+                // a late answer to an earlier one).
+                assert_eq!((to, &got, answered), (from, tp, request_id));
                 if result.is_err() {
                     assert!(
                         out.records.is_empty(),

@@ -93,6 +93,9 @@ pub(crate) struct Leader {
     /// The members' broker epochs as they were when the pending ISR was proposed:
     /// a resend carries these, not later ones (KIP-903).
     pending_epochs: Vec<(BrokerId, u64)>,
+    /// The AlterPartition request that last carried the pending ISR (its first send
+    /// or a resend): only a refusal of that one can settle the proposal.
+    pending_sent: Option<u64>,
     leader_epoch: u32,
     partition_epoch: u32,
     min_insync: usize,
@@ -127,6 +130,7 @@ impl Leader {
             isr: state.isr.clone(),
             pending_isr: None,
             pending_epochs: Vec::new(),
+            pending_sent: None,
             leader_epoch: state.leader_epoch,
             partition_epoch: state.partition_epoch,
             min_insync: state.config.min_insync_replicas as usize,
@@ -179,6 +183,15 @@ impl Leader {
         }
     }
 
+    /// The broker sent a proposal of `isr` as AlterPartition `request_id` (its
+    /// requests are numbered in order). Noted when it is the pending proposal, the
+    /// first send or a resend; a resignation proposes another ISR and is not it.
+    pub(crate) fn proposal_sent(&mut self, isr: &[BrokerId], request_id: u64) {
+        if self.pending_isr.as_ref().is_some_and(|(p, _)| p == isr) {
+            self.pending_sent = Some(request_id);
+        }
+    }
+
     /// For each follower in `isr`, the broker epoch its fetches last carried (none
     /// for one not heard from in this leadership): sent with an ISR proposal so the
     /// controller can refuse a member that has restarted since (KIP-903).
@@ -212,6 +225,12 @@ impl Leader {
     #[cfg(test)]
     pub(crate) fn has_pending_isr(&self) -> bool {
         self.pending_isr.is_some()
+    }
+
+    /// The ISR waiting for the controller, if any.
+    #[cfg(test)]
+    pub(crate) fn pending_isr(&self) -> Option<&[BrokerId]> {
+        self.pending_isr.as_ref().map(|(isr, _)| isr.as_slice())
     }
 
     /// Rule 3: an `acks=all` append is refused before anything is written when the
@@ -413,21 +432,29 @@ impl Leader {
         ready
     }
 
-    /// The controller refused the proposal. A refusal that proves nothing of it was
-    /// applied (the controller checked the partition epoch before it found a member
-    /// ineligible) drops it: the next fetch or tick proposes again from the current
-    /// facts. After the others (a stale broker, leader or partition epoch) an
-    /// earlier copy may have been applied with its answer lost, as KIP-497's leader
-    /// allows for: the proposal stays pending, its members keep bounding the HW, and
-    /// it is sent again until an answer or the controller's next state settles it
-    /// (a copy of an applied proposal is answered with the current state). Dropping
-    /// it would let the HW pass a follower the controller may already count in the
-    /// ISR.
-    pub(crate) fn alter_refused(&mut self, error: AlterPartitionError) {
+    /// The controller refused AlterPartition `request_id`. A refusal that proves
+    /// nothing of the proposal was applied (the controller checked the partition
+    /// epoch and the request's number before it found a member ineligible) drops it:
+    /// the next fetch or tick proposes again from the current facts. That holds only
+    /// for the refusal of the proposal's latest send: the controller refuses every
+    /// copy numbered up to one it has answered, but a later send may still pass, and
+    /// the transport may deliver an answer to an earlier send (or to an earlier
+    /// proposal) late or twice. After the other refusals (a stale broker, leader or
+    /// partition epoch) an earlier copy may have been applied with its answer lost,
+    /// as KIP-497's leader allows for: the proposal stays pending, its members keep
+    /// bounding the HW, and it is sent again until an answer or the controller's
+    /// next state settles it (a copy of an applied proposal is answered with the
+    /// current state). Dropping it would let the HW pass a follower the controller
+    /// may already count in the ISR.
+    pub(crate) fn alter_refused(&mut self, request_id: u64, error: AlterPartitionError) {
         match error {
             AlterPartitionError::IneligibleReplica
             | AlterPartitionError::StaleMemberEpoch
-            | AlterPartitionError::UnknownTopicOrPartition => self.pending_isr = None,
+            | AlterPartitionError::UnknownTopicOrPartition => {
+                if self.pending_sent == Some(request_id) {
+                    self.pending_isr = None;
+                }
+            }
             AlterPartitionError::StaleBrokerEpoch
             | AlterPartitionError::FencedLeaderEpoch
             | AlterPartitionError::InvalidUpdateVersion => {}
@@ -450,6 +477,7 @@ impl Leader {
         }
         ready.alter_isr = Some(isr.clone());
         self.pending_epochs = self.member_epochs(&isr);
+        self.pending_sent = None;
         self.pending_isr = Some((isr, now));
     }
 

@@ -18,6 +18,13 @@ fn b(n: u32) -> BrokerId {
     BrokerId(n)
 }
 
+/// What the broker does with the leader's pending proposal: sends it as
+/// AlterPartition `request_id`.
+fn send_pending(leader: &mut Leader, request_id: u64) {
+    let isr = leader.pending_isr().expect("a pending proposal").to_vec();
+    leader.proposal_sent(&isr, request_id);
+}
+
 fn state(isr: &[u32], min_isr: u32) -> PartitionState {
     PartitionState {
         tp: TopicPartition::new("t", 0),
@@ -393,7 +400,8 @@ fn unanswered_alter_partition_is_resent() {
     // No answer: the same proposal goes out again after the retry interval.
     assert_eq!(leader.tick(ms(600)).alter_isr, None);
     assert_eq!(leader.tick(ms(800)).alter_isr, Some(vec![b(0)]));
-    leader.alter_refused(AlterPartitionError::IneligibleReplica);
+    send_pending(&mut leader, 2);
+    leader.alter_refused(2, AlterPartitionError::IneligibleReplica);
     assert!(!leader.has_pending_isr());
 }
 
@@ -420,7 +428,8 @@ fn rule2_a_refusal_that_leaves_the_proposal_in_doubt_keeps_its_members_in_the_hw
         assert_eq!(r.alter_isr, Some(vec![b(0), b(2)]));
         leader.appended(20, None, ms(2));
         assert_eq!(leader.hw(), 10, "{error:?}: pending member at 10");
-        leader.alter_refused(error);
+        send_pending(&mut leader, 1);
+        leader.alter_refused(1, error);
         assert!(leader.has_pending_isr(), "{error:?}");
         leader.appended(30, None, ms(3));
         assert_eq!(
@@ -464,11 +473,57 @@ fn rule2_a_refusal_that_proves_nothing_was_applied_drops_the_proposal() {
         leader.fetched(b(2), 1, 10, ms(1));
         leader.appended(20, None, ms(2));
         assert_eq!(leader.hw(), 10);
-        leader.alter_refused(error);
+        send_pending(&mut leader, 1);
+        leader.alter_refused(1, error);
         assert!(!leader.has_pending_isr(), "{error:?}");
         leader.appended(30, None, ms(3));
         assert_eq!(leader.hw(), 30, "{error:?}: alone in the ISR again");
     }
+}
+
+/// Rule 2 with KIP-497: only the refusal of a proposal's latest send drops it. The
+/// controller refuses every copy numbered up to one it has answered, so that
+/// refusal proves no copy can pass later; an answer to an earlier send, delivered
+/// late or twice, proves nothing of the latest (found by the simulation, seed
+/// 27638505608774: a duplicated refusal of an earlier proposal dropped the pending
+/// one, the HW passed the joining follower, the controller applied the proposal
+/// and later elected that follower, which lacked committed records).
+#[test]
+fn rule2_only_the_refusal_of_the_latest_send_drops_a_proposal() {
+    use AlterPartitionError::IneligibleReplica;
+    let mut leader = Leader::new(b(0), &state(&[0], 1), 0, 0, LAG, ms(0));
+    leader.appended(10, None, ms(0));
+    // Follower 2 reaches the HW: proposed as request 1, refused (say, it was still
+    // fenced), dropped.
+    assert_eq!(
+        leader.fetched(b(2), 1, 10, ms(1)).alter_isr,
+        Some(vec![b(0), b(2)])
+    );
+    send_pending(&mut leader, 1);
+    leader.alter_refused(1, IneligibleReplica);
+    assert!(!leader.has_pending_isr());
+    // Proposed again as request 2; the first refusal arrives a second time.
+    assert_eq!(
+        leader.fetched(b(2), 1, 10, ms(2)).alter_isr,
+        Some(vec![b(0), b(2)])
+    );
+    send_pending(&mut leader, 2);
+    leader.alter_refused(1, IneligibleReplica);
+    assert!(leader.has_pending_isr(), "an old answer settles nothing");
+    leader.appended(20, None, ms(3));
+    assert_eq!(leader.hw(), 10, "the pending member still bounds the HW");
+    // Unanswered, sent again as request 3: the answer to request 2 is no longer
+    // the last word either.
+    assert_eq!(leader.tick(ms(300)).alter_isr, Some(vec![b(0), b(2)]));
+    send_pending(&mut leader, 3);
+    leader.alter_refused(2, IneligibleReplica);
+    assert!(leader.has_pending_isr());
+    assert_eq!(leader.hw(), 10);
+    // The refusal of request 3 settles it: the HW follows the leader alone again.
+    leader.alter_refused(3, IneligibleReplica);
+    assert!(!leader.has_pending_isr());
+    leader.appended(30, None, ms(301));
+    assert_eq!(leader.hw(), 30);
 }
 
 #[test]
@@ -605,7 +660,8 @@ fn a_follower_that_stopped_fetching_is_not_proposed_back() {
         leader.fetched(b(2), 1, 0, ms(1)).alter_isr,
         Some(vec![b(0), b(1), b(2)])
     );
-    leader.alter_refused(AlterPartitionError::IneligibleReplica);
+    send_pending(&mut leader, 1);
+    leader.alter_refused(1, AlterPartitionError::IneligibleReplica);
     assert_eq!(leader.fetched(b(1), 1, 0, ms(500)).alter_isr, None);
 }
 
@@ -622,7 +678,8 @@ fn kip903_a_restarted_follower_starts_over_and_late_fetches_of_its_old_self_are_
     // Restarted empty (epoch 2): its progress starts over from 0.
     assert!(leader.incarnation(b(2), 2));
     assert_eq!(leader.member_epochs(&[b(2)]), vec![(b(2), 2)]);
-    leader.alter_refused(AlterPartitionError::StaleMemberEpoch);
+    send_pending(&mut leader, 1);
+    leader.alter_refused(1, AlterPartitionError::StaleMemberEpoch);
     // The old incarnation's fetch at 10, delivered late, is not progress.
     assert!(!leader.incarnation(b(2), 1));
     assert_eq!(leader.fetched(b(2), 1, 10, ms(2)).alter_isr, None);

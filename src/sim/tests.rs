@@ -222,6 +222,22 @@ fn sim_a_refused_retry_of_an_applied_expansion_keeps_the_hw_bounded() {
     ));
 }
 
+/// Found by a soak: a refusal of a leader's earlier ISR proposal, duplicated by
+/// the transport, arrived while its next proposal (adding a follower that had just
+/// caught up) was pending. The leader took it for the answer, dropped the proposal
+/// and raised its HW past the follower; the controller applied the proposal, then
+/// elected that follower, which lacked committed records (rule 2, KIP-497).
+#[cfg(feature = "sim")]
+#[test]
+fn sim_a_late_refusal_of_an_earlier_proposal_keeps_the_hw_bounded() {
+    assert_all_pass(&super::run_many(
+        &[27_638_505_608_774],
+        &SimOptions::default(),
+        1,
+        &|_| {},
+    ));
+}
+
 /// Found by a soak with `--groups` and a 60 s fault phase: the one offsets
 /// partition and partition 1 of the sim's topic ended offline as rule 5 requires.
 /// The settle phase then skipped partition 0 of every topic (it matched offline

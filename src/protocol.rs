@@ -167,11 +167,15 @@ pub(crate) enum Message {
     ReplicaDamaged {
         broker_epoch: u64,
         tp: TopicPartition,
+        /// The broker's number for this cut; its repeats carry the same.
+        report: u64,
     },
     /// The controller has considered a [`Message::ReplicaDamaged`] report: the
-    /// follower stops repeating it.
+    /// follower stops repeating it, unless it has cut again since (a later
+    /// `report` number), for which this late ack says nothing.
     ReplicaDamagedAck {
         tp: TopicPartition,
+        report: u64,
     },
     AlterPartition {
         broker_epoch: u64,

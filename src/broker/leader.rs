@@ -16,7 +16,7 @@ use crate::{Error, Result};
 
 use super::replica::{Replica, Role};
 use super::{
-    diverging, mark_dirty, AckTarget, Broker, ParkedReplicaFetch, PendingAck, RESIGN_RETRY,
+    diverging, mark_dirty, AckTarget, Broker, Damage, ParkedReplicaFetch, PendingAck, RESIGN_RETRY,
 };
 
 impl Broker {
@@ -216,13 +216,13 @@ impl Broker {
             if let Some(path) = self.partition_dir(tp) {
                 let _ = storage::mark_loss(&path, self.config.fsync);
             }
-            let until = self.damaged.entry(tp.clone()).or_insert(0);
-            *until = (*until).max(end);
+            let report = self.note_damage(tp, end);
             self.send(
                 NodeId::Controller,
                 Message::ReplicaDamaged {
                     broker_epoch,
                     tp: tp.clone(),
+                    report,
                 },
             );
             return;
@@ -238,19 +238,35 @@ impl Broker {
         self.propose_isr(tp, epochs, others);
     }
 
+    /// Notes that the follower of `tp` cut its log, which ended at `end`, and returns
+    /// the number of the report to send. Every cut gets a new number, so that a
+    /// late ack of an earlier report does not end the repeats of this one.
+    pub(super) fn note_damage(&mut self, tp: &TopicPartition, end: u64) -> u64 {
+        self.last_damage_report += 1;
+        let report = self.last_damage_report;
+        let d = self
+            .damaged
+            .entry(tp.clone())
+            .or_insert(Damage { until: 0, report });
+        d.until = d.until.max(end);
+        d.report = report;
+        report
+    }
+
     /// Reports again every follower still missing records it cut over a bad CRC
     /// whose report the controller has not acknowledged (it may have been lost),
     /// and forgets those that have refetched up to where their log ended before
     /// the cut, or are gone.
     pub(super) fn report_damage(&mut self, broker_epoch: u64) {
         let mut healed = Vec::new();
-        for (tp, until) in &self.damaged {
+        for (tp, d) in &self.damaged {
             match self.replicas.get(tp) {
-                Some(r) if r.log.log_end_offset() < *until => self.send(
+                Some(r) if r.log.log_end_offset() < d.until => self.send(
                     NodeId::Controller,
                     Message::ReplicaDamaged {
                         broker_epoch,
                         tp: tp.clone(),
+                        report: d.report,
                     },
                 ),
                 Some(_) => healed.push((tp.clone(), true)),

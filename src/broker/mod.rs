@@ -4,6 +4,9 @@
 
 mod clients;
 #[cfg(all(test, not(loom)))]
+#[path = "tests/damage_reports.rs"]
+mod damage_reports_tests;
+#[cfg(all(test, not(loom)))]
 #[path = "tests/fetch_answers.rs"]
 mod fetch_answers_tests;
 mod fetcher;
@@ -97,11 +100,12 @@ pub(crate) struct Broker {
     /// Partitions whose log or HW changed since parked fetches were last looked at.
     dirty: FxHashSet<TopicPartition>,
     lost_data: Vec<TopicPartition>,
-    /// Followers that cut records over a bad CRC while running, with their log end
-    /// before the cut: reported to the controller with every heartbeat (the network
-    /// may lose a report) until it acknowledges, or the replica has refetched that
-    /// far.
-    damaged: BTreeMap<TopicPartition, u64>,
+    /// Followers that cut records over a bad CRC while running: reported to the
+    /// controller with every heartbeat (the network may lose a report) until it
+    /// acknowledges, or the replica has refetched that far.
+    damaged: BTreeMap<TopicPartition, Damage>,
+    /// The number of the last damage report (see [`Damage::report`]).
+    last_damage_report: u64,
     /// The group coordinator for the offsets partitions this broker leads.
     coordinator: Coordinator,
     /// Offsets partitions whose records have been replayed into the coordinator.
@@ -133,6 +137,16 @@ impl std::fmt::Debug for Broker {
             .field("replicas", &self.replicas.len())
             .finish()
     }
+}
+
+/// A follower's cut over a bad CRC, not yet acknowledged by the controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Damage {
+    /// The log end before the cut: once refetched that far, nothing is missing.
+    until: u64,
+    /// The number of the latest cut's report: an ack names the report it answers,
+    /// and only the latest one's settles it.
+    report: u64,
 }
 
 /// A snapshot of an offsets partition's live offsets, written at `base..end` in
@@ -263,6 +277,7 @@ impl Broker {
             dirty: FxHashSet::default(),
             lost_data: Vec::new(),
             damaged: BTreeMap::new(),
+            last_damage_report: 0,
         };
         broker.shared.clear();
         broker.open_existing_logs()?;
@@ -658,10 +673,13 @@ impl Broker {
                     self.config.restarted = false;
                 }
             }
-            Message::ReplicaDamagedAck { tp } => {
+            Message::ReplicaDamagedAck { tp, report } => {
                 // The controller keeps the replica ineligible in its metadata
                 // until it is back in the ISR: nothing left to report or to keep.
-                if self.damaged.remove(&tp).is_some() {
+                // A late ack of an earlier cut (the replica has since rejoined
+                // and cut again) says nothing of the latest one.
+                if self.damaged.get(&tp).is_some_and(|d| d.report == report) {
+                    self.damaged.remove(&tp);
                     self.clear_loss_marker(&tp);
                 }
             }

@@ -471,7 +471,11 @@ impl Controller {
                 ));
                 out
             }
-            Message::ReplicaDamaged { broker_epoch, tp } => {
+            Message::ReplicaDamaged {
+                broker_epoch,
+                tp,
+                report,
+            } => {
                 let current = self
                     .image
                     .brokers
@@ -485,7 +489,8 @@ impl Controller {
                 // the broker was fenced, so it left every ISR and rejoins one only
                 // after catching up, i.e. after refetching what it cut.
                 let mut out = self.finish(&changes, None);
-                out.messages.push((from, Message::ReplicaDamagedAck { tp }));
+                out.messages
+                    .push((from, Message::ReplicaDamagedAck { tp, report }));
                 out
             }
             // Controller-to-broker and broker-to-broker messages: not ours to act on.

@@ -1439,6 +1439,7 @@ fn a_damaged_follower_leaves_the_isr_and_is_not_elected_until_it_rejoins() {
         Message::ReplicaDamaged {
             broker_epoch: e,
             tp: tp.clone(),
+            report: 1,
         },
         Duration::from_millis(1),
     );
@@ -1467,6 +1468,7 @@ fn a_damage_report_from_a_stale_broker_epoch_changes_nothing_but_is_acknowledged
         Message::ReplicaDamaged {
             broker_epoch: 9999,
             tp: tp.clone(),
+            report: 7,
         },
         Duration::from_millis(1),
     );
@@ -1474,7 +1476,7 @@ fn a_damage_report_from_a_stale_broker_epoch_changes_nothing_but_is_acknowledged
     assert!(
         matches!(
             out.messages.as_slice(),
-            [(b, Message::ReplicaDamagedAck { tp: t })] if *b == r[1] && *t == tp
+            [(b, Message::ReplicaDamagedAck { tp: t, report: 7 })] if *b == r[1] && *t == tp
         ),
         "{:?}",
         out.messages
@@ -1490,11 +1492,15 @@ fn rule9_a_repeated_damage_report_is_acknowledged_each_time_and_changes_nothing_
     let report = |h: &H| Message::ReplicaDamaged {
         broker_epoch: h.epoch_of(damaged),
         tp: tp.clone(),
+        report: 1,
     };
     let acked = |out: &ControllerOutput| {
         out.messages
             .iter()
-            .any(|(b, m)| *b == damaged && matches!(m, Message::ReplicaDamagedAck { .. }))
+            // Naming the report it answers.
+            .any(|(b, m)| {
+                *b == damaged && matches!(m, Message::ReplicaDamagedAck { report: 1, .. })
+            })
     };
     let out = h.c.handle(damaged, report(&h), Duration::from_millis(1));
     assert!(acked(&out));

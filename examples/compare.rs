@@ -65,6 +65,31 @@ fn load() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The machine's CPU time in ticks from `/proc/stat`: (steal, total).
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is within user).
+    Some((*ticks.get(7)?, ticks.iter().take(8).sum()))
+}
+
+/// The share of the machine's CPU time a hypervisor gave to others since `before`:
+/// a run with much of it is not comparable with a quiet one.
+fn steal_since(before: Option<(u64, u64)>) -> String {
+    match (before, cpu_ticks()) {
+        (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
+            format!("{:.0}%", 100.0 * (s1 - s0) as f64 / (t1 - t0) as f64)
+        }
+        _ => "unknown".into(),
+    }
+}
+
 fn main() {
     let secs: f64 = std::env::args()
         .nth(1)
@@ -76,6 +101,7 @@ fn main() {
     };
     let cores = OpenRaft::default_workers();
     let load_before = load();
+    let ticks_before = cpu_ticks();
     eprintln!("measuring, {secs} s per case ({cores} cores, load {load_before}) ...");
 
     let rf3 = || TopicConfig::new(3, 3).min_insync_replicas(2);
@@ -170,6 +196,7 @@ fn main() {
     );
     eprintln!(" done");
     let load_after = load();
+    let steal = steal_since(ticks_before);
 
     // ---- the table ----
     let c = ceiling.per_sec();
@@ -189,7 +216,7 @@ fn main() {
     };
     println!(
         "### replog against its peers ({cores} cores, load {load_before} before, {load_after} after; \
-         {secs} s per case)\n"
+         CPU time stolen by the hypervisor during the run: {steal}; {secs} s per case)\n"
     );
     println!("| case | records/s | MB/s | × ceiling | × peer | 0.25 s slices, min–max |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");

@@ -544,7 +544,8 @@ mod tests {
             ("t", "t", true),
             ("t", "u", false),
             ("clicks", "click", false),
-            // Differing in the first word, in a later word, in the tail.
+            // Differing in the first eight bytes, in the tail after them, in the
+            // second eight.
             ("orders-eu-1", "xrders-eu-1", false),
             ("orders-europe-1", "orders-europx-1", false),
             ("orders-europe-1", "orders-europe-2", false),

@@ -637,10 +637,7 @@ impl Broker {
         self.next_alter_id += 1;
         let request_id = self.next_alter_id;
         let member_epochs = match self.replicas.get_mut(tp).map(|r| &mut r.role) {
-            Some(Role::Leader(l)) => {
-                l.proposal_sent(&new_isr, request_id);
-                l.proposal_epochs(&new_isr)
-            }
+            Some(Role::Leader(l)) => l.sending_proposal(&new_isr, request_id),
             _ => Vec::new(),
         };
         let message = Message::AlterPartition {

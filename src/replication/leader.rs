@@ -88,14 +88,8 @@ pub(crate) struct Leader {
     local: BrokerId,
     replicas: Vec<BrokerId>,
     isr: Vec<BrokerId>,
-    /// An ISR proposed to the controller and not yet answered, with when it was sent.
-    pending_isr: Option<(Vec<BrokerId>, Duration)>,
-    /// The members' broker epochs as they were when the pending ISR was proposed:
-    /// a resend carries these, not later ones (KIP-903).
-    pending_epochs: Vec<(BrokerId, u64)>,
-    /// The AlterPartition request that last carried the pending ISR (its first send
-    /// or a resend): only a refusal of that one can settle the proposal.
-    pending_sent: Option<u64>,
+    /// An ISR proposed to the controller and not yet settled.
+    pending: Option<Proposal>,
     leader_epoch: u32,
     partition_epoch: u32,
     min_insync: usize,
@@ -106,6 +100,20 @@ pub(crate) struct Leader {
     /// Offset at which this leader's epoch starts; a follower must reach it to rejoin.
     epoch_start: u64,
     waiters: VecDeque<Waiter>,
+}
+
+/// An ISR change proposed to the controller.
+#[derive(Debug)]
+struct Proposal {
+    isr: Vec<BrokerId>,
+    /// When it was last sent (or made, before the broker sent it).
+    sent: Duration,
+    /// The members' broker epochs as they were when it was made: a resend carries
+    /// these, not later ones (KIP-903).
+    epochs: Vec<(BrokerId, u64)>,
+    /// The AlterPartition request that last carried it (its first send or a
+    /// resend): only a refusal of that one can settle it.
+    request: Option<u64>,
 }
 
 /// How long an unanswered AlterPartition waits before it is sent again (it may have
@@ -128,9 +136,7 @@ impl Leader {
             local,
             replicas: state.replicas.clone(),
             isr: state.isr.clone(),
-            pending_isr: None,
-            pending_epochs: Vec::new(),
-            pending_sent: None,
+            pending: None,
             leader_epoch: state.leader_epoch,
             partition_epoch: state.partition_epoch,
             min_insync: state.config.min_insync_replicas as usize,
@@ -172,23 +178,23 @@ impl Leader {
             .is_some_and(|p| p.incarnation(broker_epoch))
     }
 
-    /// The member epochs to send with a proposal of `isr`: those captured when the
-    /// pending proposal was made, if `isr` is it (a resend must not vouch for a
-    /// follower's later incarnation on the strength of its earlier one), else the
-    /// current ones.
-    pub(crate) fn proposal_epochs(&self, isr: &[BrokerId]) -> Vec<(BrokerId, u64)> {
-        match &self.pending_isr {
-            Some((pending, _)) if pending == isr => self.pending_epochs.clone(),
+    /// The broker sends a proposal of `isr` as AlterPartition `request_id` (its
+    /// requests are numbered in order); returns the member epochs to send with it.
+    /// When `isr` is the pending proposal (its first send or a resend), the request
+    /// is noted and the epochs are those captured when it was made: a resend must
+    /// not vouch for a follower's later incarnation on the strength of its earlier
+    /// one. Another `isr` (a resignation) gets the current ones.
+    pub(crate) fn sending_proposal(
+        &mut self,
+        isr: &[BrokerId],
+        request_id: u64,
+    ) -> Vec<(BrokerId, u64)> {
+        match &mut self.pending {
+            Some(p) if p.isr == isr => {
+                p.request = Some(request_id);
+                p.epochs.clone()
+            }
             _ => self.member_epochs(isr),
-        }
-    }
-
-    /// The broker sent a proposal of `isr` as AlterPartition `request_id` (its
-    /// requests are numbered in order). Noted when it is the pending proposal, the
-    /// first send or a resend; a resignation proposes another ISR and is not it.
-    pub(crate) fn proposal_sent(&mut self, isr: &[BrokerId], request_id: u64) {
-        if self.pending_isr.as_ref().is_some_and(|(p, _)| p == isr) {
-            self.pending_sent = Some(request_id);
         }
     }
 
@@ -224,13 +230,13 @@ impl Leader {
     /// Whether an ISR change is waiting for the controller.
     #[cfg(test)]
     pub(crate) fn has_pending_isr(&self) -> bool {
-        self.pending_isr.is_some()
+        self.pending.is_some()
     }
 
     /// The ISR waiting for the controller, if any.
     #[cfg(test)]
     pub(crate) fn pending_isr(&self) -> Option<&[BrokerId]> {
-        self.pending_isr.as_ref().map(|(isr, _)| isr.as_slice())
+        self.pending.as_ref().map(|p| p.isr.as_slice())
     }
 
     /// Rule 3: an `acks=all` append is refused before anything is written when the
@@ -321,7 +327,7 @@ impl Leader {
     /// so it has truncated any divergent tail). Every such follower is proposed in
     /// one change.
     fn propose_expansion(&mut self, now: Duration, ready: &mut LeaderReady) {
-        if self.pending_isr.is_some() {
+        if self.pending.is_some() {
             return;
         }
         let joining: Vec<BrokerId> = self
@@ -356,11 +362,10 @@ impl Leader {
     /// an unanswered AlterPartition.
     pub(crate) fn tick(&mut self, now: Duration) -> LeaderReady {
         let mut ready = LeaderReady::default();
-        if let Some((isr, sent)) = &self.pending_isr {
-            if now.saturating_sub(*sent) >= ALTER_RETRY {
-                ready.alter_isr = Some(isr.clone());
-                let isr = isr.clone();
-                self.pending_isr = Some((isr, now));
+        if let Some(p) = &mut self.pending {
+            if now.saturating_sub(p.sent) >= ALTER_RETRY {
+                ready.alter_isr = Some(p.isr.clone());
+                p.sent = now;
             }
         } else {
             let lagging: BTreeSet<BrokerId> = self
@@ -394,10 +399,7 @@ impl Leader {
     /// The earliest time `tick` may have something to do.
     pub(crate) fn next_deadline(&self) -> Option<Duration> {
         let waiter = self.waiters.iter().map(|w| w.deadline).min();
-        let alter = self
-            .pending_isr
-            .as_ref()
-            .map(|(_, sent)| *sent + ALTER_RETRY);
+        let alter = self.pending.as_ref().map(|p| p.sent + ALTER_RETRY);
         [waiter, alter].into_iter().flatten().min()
     }
 
@@ -408,7 +410,7 @@ impl Leader {
         if state.leader_epoch != self.leader_epoch || state.partition_epoch < self.partition_epoch {
             return ready;
         }
-        if state.partition_epoch == self.partition_epoch && self.pending_isr.is_some() {
+        if state.partition_epoch == self.partition_epoch && self.pending.is_some() {
             // The state the pending proposal was made on, again (a duplicate, a
             // resend): it says nothing of whether the proposal was applied.
             return ready;
@@ -424,7 +426,7 @@ impl Leader {
         self.replicas = state.replicas.clone();
         self.partition_epoch = state.partition_epoch;
         self.min_insync = state.config.min_insync_replicas as usize;
-        self.pending_isr = None;
+        self.pending = None;
         self.sync_followers(now);
         self.advance_hw(&mut ready);
         // Another follower may have caught up while this change was pending.
@@ -451,8 +453,12 @@ impl Leader {
             AlterPartitionError::IneligibleReplica
             | AlterPartitionError::StaleMemberEpoch
             | AlterPartitionError::UnknownTopicOrPartition => {
-                if self.pending_sent == Some(request_id) {
-                    self.pending_isr = None;
+                if self
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.request == Some(request_id))
+                {
+                    self.pending = None;
                 }
             }
             AlterPartitionError::StaleBrokerEpoch
@@ -476,9 +482,12 @@ impl Leader {
             return;
         }
         ready.alter_isr = Some(isr.clone());
-        self.pending_epochs = self.member_epochs(&isr);
-        self.pending_sent = None;
-        self.pending_isr = Some((isr, now));
+        self.pending = Some(Proposal {
+            epochs: self.member_epochs(&isr),
+            isr,
+            sent: now,
+            request: None,
+        });
     }
 
     /// Rule 2: HW = min LEO over the ISR, taken over the larger of the committed and
@@ -488,7 +497,7 @@ impl Leader {
         let members = self
             .isr
             .iter()
-            .chain(self.pending_isr.iter().flat_map(|(isr, _)| isr.iter()));
+            .chain(self.pending.iter().flat_map(|p| p.isr.iter()));
         for b in members {
             if *b == self.local {
                 continue;

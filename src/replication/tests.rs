@@ -22,7 +22,7 @@ fn b(n: u32) -> BrokerId {
 /// AlterPartition `request_id`.
 fn send_pending(leader: &mut Leader, request_id: u64) {
     let isr = leader.pending_isr().expect("a pending proposal").to_vec();
-    leader.proposal_sent(&isr, request_id);
+    leader.sending_proposal(&isr, request_id);
 }
 
 fn state(isr: &[u32], min_isr: u32) -> PartitionState {
@@ -686,7 +686,10 @@ fn kip903_a_restarted_follower_starts_over_and_late_fetches_of_its_old_self_are_
     // The new one, caught up, is.
     let ready = leader.fetched(b(2), 2, 10, ms(3));
     assert_eq!(ready.alter_isr, Some(vec![b(0), b(1), b(2)]));
-    assert_eq!(leader.proposal_epochs(&[b(0), b(1), b(2)]), vec![(b(2), 2)]);
+    assert_eq!(
+        leader.sending_proposal(&[b(0), b(1), b(2)], 2),
+        vec![(b(2), 2)]
+    );
 }
 
 /// KIP-903: an unanswered proposal is resent with the member epochs it was made
@@ -705,5 +708,5 @@ fn kip903_a_resent_proposal_carries_the_epochs_it_was_made_on() {
     // Restarted (epoch 2) while the proposal is unanswered.
     assert_eq!(leader.fetched(b(2), 2, 0, ms(2)).alter_isr, None);
     assert_eq!(leader.tick(ms(300)).alter_isr, Some(isr.clone()));
-    assert_eq!(leader.proposal_epochs(&isr), vec![(b(2), 1)]);
+    assert_eq!(leader.sending_proposal(&isr, 1), vec![(b(2), 1)]);
 }

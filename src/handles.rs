@@ -259,7 +259,8 @@ impl Replica {
         while out.len() < max_records {
             let (reply, rx) = crossbeam_channel::bounded(1);
             tx.send(Inbound::Client(ClientRequest::Fetch(ClientFetch {
-                partitions: vec![(self.tp.clone(), offset)],
+                // This replica's own log, whichever creation it holds.
+                partitions: vec![(self.tp.clone(), offset, None)],
                 max_wait: Duration::ZERO,
                 max_bytes: 1 << 20,
                 limit: ReadLimit::LogEnd,

@@ -53,6 +53,10 @@ impl Envelope {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PartitionState {
     pub tp: TopicPartition,
+    /// Which creation of the topic this is (Kafka's topic id, KIP-516): a topic
+    /// deleted and created again under the same name gets a larger one, so that a
+    /// late message about the deleted topic cannot act on its successor.
+    pub topic_id: u64,
     pub replicas: Vec<BrokerId>,
     pub leader: Option<BrokerId>,
     pub leader_epoch: u32,
@@ -89,6 +93,9 @@ pub(crate) struct FetchPartition {
     pub fetch_offset: u64,
     /// The leader epoch the follower believes current (fencing, rule 7).
     pub leader_epoch: u32,
+    /// The topic id the follower's replica was created under: a replica left over
+    /// from a deleted topic of the same name is not counted by the leader.
+    pub topic_id: u64,
     /// The epoch of the last batch the follower holds (KIP-320 style divergence check).
     pub last_fetched_epoch: Option<u32>,
     /// The high watermark the follower knows. With its `log_start`, what lets the
@@ -103,6 +110,9 @@ pub(crate) struct FetchPartition {
 #[derive(Clone, Debug)]
 pub(crate) struct FetchPartitionResponse {
     pub tp: Arc<TopicPartition>,
+    /// The topic id the partition was fetched under: a follower whose replica is
+    /// of another creation of the topic by the time the answer comes ignores it.
+    pub topic_id: u64,
     pub result: Result<FetchData, FetchError>,
 }
 
@@ -205,7 +215,9 @@ pub(crate) enum Message {
         partitions: Vec<PartitionState>,
     },
     StopReplica {
-        partitions: Vec<TopicPartition>,
+        /// Each partition with the topic id it was created under: a replica of a
+        /// later creation of the same name is left alone.
+        partitions: Vec<(TopicPartition, u64)>,
         delete: bool,
     },
     AlterPartitionReply {
@@ -269,6 +281,8 @@ pub(crate) enum ClientRequest {
     Fetch(ClientFetch),
     ListOffsets {
         tp: TopicPartition,
+        /// The creation of the topic the reader routed by (as in [`ClientFetch`]).
+        topic_id: u64,
         reply: Sender<crate::Result<OffsetsInfo>>,
     },
     /// To the coordinator of a consumer group (the leader of its offsets partition).
@@ -337,6 +351,9 @@ pub(crate) enum GroupReply {
 pub(crate) struct ProduceRequest {
     pub id: u64,
     pub tp: TopicPartition,
+    /// The creation of the topic the producer routed the batch by: a leader still
+    /// hosting a deleted topic of the same name refuses it as not its leader.
+    pub topic_id: u64,
     pub acks: crate::Acks,
     pub batch: Batch,
     /// How long the leader may hold an `acks=all` request (request.timeout.ms).
@@ -401,7 +418,10 @@ pub(crate) enum ReadLimit {
 /// A consumer fetch (long-poll) or a local read.
 #[derive(Debug)]
 pub(crate) struct ClientFetch {
-    pub partitions: Vec<(TopicPartition, u64)>,
+    /// Each partition with the offset to read from and, for a read of the leader's
+    /// log, the creation of the topic the reader routed by: a broker still hosting
+    /// a deleted topic of the same name does not serve its records for it.
+    pub partitions: Vec<(TopicPartition, u64, Option<u64>)>,
     pub max_wait: std::time::Duration,
     pub max_bytes: usize,
     pub limit: ReadLimit,
@@ -454,13 +474,13 @@ impl Mailbox {
 
 /// The digest a broker reports in its heartbeat and the controller recomputes: an
 /// order-independent sum over the partitions of one broker.
-pub(crate) fn state_digest<'a>(
-    states: impl Iterator<Item = (&'a TopicPartition, u32, u32)>,
-) -> u64 {
+pub(crate) fn state_digest<'a>(states: impl Iterator<Item = &'a PartitionState>) -> u64 {
     use std::hash::{Hash, Hasher};
-    states.fold(0u64, |acc, (tp, leader_epoch, partition_epoch)| {
+    states.fold(0u64, |acc, s| {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (tp, leader_epoch, partition_epoch).hash(&mut h);
+        // The topic id too: a replica of a deleted topic's partition may carry the
+        // same epochs as the same partition of its successor.
+        (&s.tp, s.topic_id, s.leader_epoch, s.partition_epoch).hash(&mut h);
         acc.wrapping_add(h.finish())
     })
 }

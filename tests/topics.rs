@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use replog::*;
 
 fn cluster() -> Cluster {
@@ -237,4 +239,136 @@ fn a_restarted_broker_removes_what_an_interrupted_deletion_left() {
     c.restart_broker(BrokerId(0)).unwrap();
     common::wait_until("the leftover to be removed", || !left.exists());
     assert!(c.topics().is_empty(), "nothing was loaded from it");
+}
+
+/// Rule 1 across deletion: a StopReplica of a deleted topic that arrives late,
+/// after the topic was created again under its name, must not delete the new
+/// topic's replicas (with its acknowledged records).
+#[test]
+fn rule1_a_late_stop_replica_of_a_deleted_topic_spares_the_topic_created_again() {
+    let faults = FaultTransport::default().seed(1);
+    let c = Cluster::builder()
+        .brokers(3)
+        .transport(faults.clone())
+        .build()
+        .unwrap();
+    let config = TopicConfig::new(1, 3).min_insync_replicas(2);
+    c.create_topic("t", config.clone()).unwrap();
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    prod.send("t", Record::new("deleted")).wait().unwrap();
+    // Every message sent now, the StopReplicas among them, arrives 300 ms late.
+    let late = Duration::from_millis(300);
+    faults.delay(late, late).unwrap();
+    let deleted = std::time::Instant::now();
+    c.delete_topic("t").unwrap();
+    faults.clear_faults();
+    c.create_topic("t", config).unwrap();
+    let values: Vec<String> = (0..20).map(|i| format!("new-{i}")).collect();
+    for v in &values {
+        prod.send("t", Record::new(v.clone())).wait().unwrap();
+    }
+    assert!(
+        deleted.elapsed() < late,
+        "written before the StopReplicas arrive"
+    );
+    assert!(faults.stats().delayed > 0);
+    // The late copies are the only ones held in the transport: once it has
+    // handed over as many as it was given, they have reached the brokers' inboxes.
+    common::wait_until("the late messages to arrive", || {
+        let s = faults.stats();
+        s.sent + s.duplicated == s.delivered + s.dropped
+    });
+    // A write to a new topic on every broker is handled after them (an inbox is
+    // served in order), so they have been handled too.
+    c.create_topic("probe", TopicConfig::new(1, 3).min_insync_replicas(3))
+        .unwrap();
+    prod.send("probe", Record::new("p")).wait().unwrap();
+    let p = c.topic("t").unwrap().partition(0).unwrap();
+    common::wait_until("a full ISR", || p.isr().len() == 3);
+    for b in p.replicas() {
+        let got: Vec<String> = p
+            .replica(b)
+            .unwrap()
+            .read(0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
+            .collect();
+        assert_eq!(got, values, "replica on {b:?}");
+    }
+    let consumer = common::consumer_from_start(&c, "t");
+    let got = common::consume_n(&consumer, values.len());
+    assert_eq!(got.len(), values.len());
+}
+
+/// Rule 1 across deletion, with the network dropping, delaying, duplicating and
+/// reordering messages: each creation of a topic holds exactly the records
+/// acknowledged to it, on every in-sync replica, however the messages about the
+/// creations before it were lost or arrive late.
+#[test]
+fn rule1_a_topic_deleted_and_created_again_under_faults_holds_only_its_own_records() {
+    let faults = FaultTransport::default().seed(11);
+    let c = Cluster::builder()
+        .brokers(3)
+        .transport(faults.clone())
+        .build()
+        .unwrap();
+    let prod = c.producer(ProducerConfig::new()).unwrap();
+    // From the deletion of one creation to the writes to the next.
+    let faulty = || {
+        faults.drop_probability(0.05).unwrap();
+        faults.duplicate_probability(0.1).unwrap();
+        faults.reorder_probability(0.2).unwrap();
+        faults
+            .delay(Duration::ZERO, Duration::from_millis(200))
+            .unwrap();
+    };
+    faulty();
+    for round in 0..8 {
+        c.create_topic("t", TopicConfig::new(2, 3).min_insync_replicas(2))
+            .unwrap();
+        let values: Vec<String> = (0..30).map(|i| format!("round-{round}-{i}")).collect();
+        let ds: Vec<_> = values
+            .iter()
+            .map(|v| prod.send("t", Record::new(v.clone()).key(v.clone())))
+            .collect();
+        for d in ds {
+            d.wait().unwrap();
+        }
+        // Checked on a quiet network: every replica back in sync.
+        faults.clear_faults();
+        let t = c.topic("t").unwrap();
+        let mut seen = Vec::new();
+        for p in t.partitions() {
+            common::wait_until("a full ISR", || p.isr().len() == 3);
+            let hw = p.high_watermark();
+            let mut logs = Vec::new();
+            for b in p.isr() {
+                let log: Vec<String> = p
+                    .replica(b)
+                    .unwrap()
+                    .read(0, hw as usize)
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
+                    .collect();
+                logs.push(log);
+            }
+            assert!(
+                logs.windows(2).all(|w| w[0] == w[1]),
+                "round {round}, partition {}: replicas differ: {logs:?}",
+                p.id()
+            );
+            seen.extend(logs.swap_remove(0));
+        }
+        seen.sort();
+        let mut want = values.clone();
+        want.sort();
+        assert_eq!(
+            seen, want,
+            "round {round}: the records of this creation only"
+        );
+        faulty();
+        c.delete_topic("t").unwrap();
+    }
 }

@@ -48,7 +48,7 @@ impl Broker {
         }
         let parked = std::mem::take(&mut self.parked_client_fetches);
         for f in parked {
-            let touched = f.fetch.partitions.iter().any(|(tp, _)| dirty.contains(tp));
+            let touched = f.fetch.partitions.iter().any(|(tp, ..)| dirty.contains(tp));
             if !touched && f.deadline > now {
                 self.parked_client_fetches.push(f);
                 continue;
@@ -111,13 +111,21 @@ impl Broker {
                 }
             }
             ClientRequest::Group(g) => self.group_request(g, now),
-            ClientRequest::ListOffsets { tp, reply } => {
+            ClientRequest::ListOffsets {
+                tp,
+                topic_id,
+                reply,
+            } => {
                 let result = match self.replicas.get(&tp) {
-                    Some(r) if matches!(r.role, Role::Leader(_)) => Ok(OffsetsInfo {
-                        log_start: r.log.log_start_offset(),
-                        high_watermark: r.status.hw(),
-                        log_end: r.log.log_end_offset(),
-                    }),
+                    Some(r)
+                        if matches!(r.role, Role::Leader(_)) && r.topic_id == Some(topic_id) =>
+                    {
+                        Ok(OffsetsInfo {
+                            log_start: r.log.log_start_offset(),
+                            high_watermark: r.status.hw(),
+                            log_end: r.log.log_end_offset(),
+                        })
+                    }
                     _ => Err(self.not_leader(&tp)),
                 };
                 let _ = reply.send(result);
@@ -147,9 +155,13 @@ impl Broker {
         let mut news = false;
         let mut budget = f.max_bytes;
         let mut corrupt = Vec::new();
-        for (tp, offset) in &f.partitions {
+        for (tp, offset, topic_id) in &f.partitions {
             let result = match self.replicas.get(tp) {
                 None => Err(self.not_leader(tp)),
+                // Another creation of the topic than the reader's: not its leader.
+                Some(r) if topic_id.is_some_and(|id| r.topic_id != Some(id)) => {
+                    Err(self.not_leader(tp))
+                }
                 Some(r) => {
                     let upto = match (f.limit, &r.role) {
                         (ReadLimit::HighWatermark, Role::Leader(l)) => Some(l.hw()),

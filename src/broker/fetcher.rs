@@ -81,6 +81,7 @@ impl Fetchers {
                         tp: r.name.clone(),
                         fetch_offset: r.log.log_end_offset(),
                         leader_epoch: st.leader_epoch,
+                        topic_id: st.topic_id,
                         last_fetched_epoch: r.log.latest_epoch(),
                         high_watermark: r.high_watermark(),
                         log_start: r.log.log_start_offset(),

@@ -26,6 +26,10 @@ impl Broker {
         if l != leader {
             return;
         }
+        // An answer about a deleted topic's replica that this one replaced.
+        if r.state.as_ref().map(|s| s.topic_id) != Some(p.topic_id) {
+            return;
+        }
         let epoch = r.state.as_ref().map_or(0, |s| s.leader_epoch);
         match p.result {
             Ok(data) => {

@@ -68,7 +68,12 @@ impl Broker {
                 unheard = true;
                 continue;
             };
-            if !matches!(&r.role, Role::Leader(l) if l.leader_epoch() == p.leader_epoch) {
+            // A fetch for another creation of the topic is no progress here: the
+            // follower's log may hold the deleted topic's records.
+            let same_topic = r.state.as_ref().is_some_and(|st| st.topic_id == p.topic_id);
+            if !same_topic
+                || !matches!(&r.role, Role::Leader(l) if l.leader_epoch() == p.leader_epoch)
+            {
                 unheard |= !heard_of(r, p);
                 continue;
             }
@@ -109,7 +114,13 @@ impl Broker {
         let mut budget = f.max_bytes;
         let mut corrupt = Vec::new();
         for p in &f.partitions {
-            let Some(r) = self.replicas.get(&*p.tp).filter(|r| heard_of(r, p)) else {
+            let Some(r) = self.replicas.get(&*p.tp) else {
+                continue;
+            };
+            // Fetched for a deleted topic this broker knows was created again: the
+            // follower's view is stale, as with an older leader epoch.
+            let deleted = r.state.as_ref().is_some_and(|st| st.topic_id > p.topic_id);
+            if !deleted && !heard_of(r, p) {
                 // The follower heard of this leadership (or partition) before this
                 // broker did: the controller's word reaches brokers one by one. Not
                 // news yet, so left out: the fetch waits until the word arrives
@@ -119,6 +130,7 @@ impl Broker {
                 continue;
             };
             let result = match &r.role {
+                _ if deleted => Err(FetchError::FencedLeaderEpoch),
                 Role::Leader(l) => {
                     if p.leader_epoch < l.leader_epoch() {
                         Err(FetchError::FencedLeaderEpoch)
@@ -172,6 +184,7 @@ impl Broker {
             }
             out.push(FetchPartitionResponse {
                 tp: p.tp.clone(),
+                topic_id: p.topic_id,
                 result,
             });
         }
@@ -340,7 +353,13 @@ impl Broker {
         let Role::Leader(leader) = &r.role else {
             return Err(self.not_leader(&req.tp));
         };
-        let config = &r.state.as_ref().expect("a leader has a state").config;
+        let state = r.state.as_ref().expect("a leader has a state");
+        if state.topic_id != req.topic_id {
+            // This broker has not yet heard that the topic was deleted and created
+            // again (or the producer has not): not the leader of that creation.
+            return Err(self.not_leader(&req.tp));
+        }
+        let config = &state.config;
         if req.batch.len() > config.max_message_bytes {
             return Err(Error::RecordTooLarge {
                 topic: req.tp.topic.clone(),
@@ -499,9 +518,11 @@ fn answer(req: &ProduceRequest, result: Result<u64>) {
 }
 
 /// Whether this broker has heard of the leadership (or the partition) `p` was
-/// fetched in: a follower may hear of it first.
+/// fetched in: a follower may hear of it first. A fetch for another creation of
+/// the topic (one side has not yet heard it was deleted and created again) is
+/// not heard of either: the follower's log may hold the deleted topic's records.
 fn heard_of(r: &Replica, p: &FetchPartition) -> bool {
     r.state
         .as_ref()
-        .is_some_and(|st| st.leader_epoch >= p.leader_epoch)
+        .is_some_and(|st| st.leader_epoch >= p.leader_epoch && st.topic_id == p.topic_id)
 }

@@ -23,6 +23,9 @@ mod status;
 #[cfg(all(test, not(loom)))]
 #[path = "tests/support.rs"]
 mod test_support;
+#[cfg(all(test, not(loom)))]
+#[path = "tests/topic_ids.rs"]
+mod topic_ids_tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -485,12 +488,8 @@ impl Broker {
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.config.heartbeat_interval;
             if let Some(broker_epoch) = self.broker_epoch {
-                let state_digest = protocol::state_digest(
-                    self.replicas
-                        .values()
-                        .filter_map(|r| r.state.as_ref())
-                        .map(|s| (&s.tp, s.leader_epoch, s.partition_epoch)),
-                );
+                let state_digest =
+                    protocol::state_digest(self.replicas.values().filter_map(|r| r.state.as_ref()));
                 self.send(
                     NodeId::Controller,
                     Message::Heartbeat {
@@ -700,8 +699,13 @@ impl Broker {
             }
             Message::StopReplica { partitions, delete } => {
                 let mut stopped = false;
-                for tp in partitions {
-                    stopped |= self.stop_replica(&tp, delete);
+                for (tp, topic_id) in partitions {
+                    // A late StopReplica of a deleted topic must spare the topic
+                    // created again under its name.
+                    let later = self.replicas.get(&tp).and_then(|r| r.topic_id);
+                    if later.is_none_or(|id| id <= topic_id) {
+                        stopped |= self.stop_replica(&tp, delete);
+                    }
                 }
                 if stopped {
                     self.fetchers.refresh(&self.replicas);
@@ -797,16 +801,34 @@ impl Broker {
         if !st.replicas.contains(&me) {
             return false;
         }
-        if !self.replicas.contains_key(&st.tp) {
-            match self.create_replica(&st.tp) {
-                Ok(r) => {
-                    self.replicas.insert(st.tp.clone(), r);
+        if !self.host(&st.tp) {
+            return false;
+        }
+        match self.replicas.get(&st.tp).and_then(|r| r.topic_id) {
+            // Late word of a deleted topic: this replica belongs to its successor.
+            Some(id) if id > st.topic_id => return false,
+            // What is left of a deleted topic whose StopReplica never came (or
+            // came while this broker was down): its records must not pass for the
+            // new topic's.
+            Some(id) if id < st.topic_id => {
+                self.stop_replica(&st.tp, true);
+                if !self.host(&st.tp) {
+                    return false;
                 }
-                Err(_) => return false,
             }
+            _ => {}
         }
         let lag = self.config.replica_lag_time_max;
+        let dir = self.partition_dir(&st.tp);
         let r = self.replicas.get_mut(&st.tp).expect("inserted above");
+        if r.topic_id != Some(st.topic_id) {
+            r.topic_id = Some(st.topic_id);
+            if let Some(dir) = dir {
+                // Not written: a restart finds no id and takes the next state's,
+                // as before topic ids (only a deletion it missed goes unnoticed).
+                let _ = storage::write_topic_id(&dir, st.topic_id, self.config.fsync);
+            }
+        }
         if let Some(cur) = &r.state {
             if st.leader_epoch < cur.leader_epoch
                 || (st.leader_epoch == cur.leader_epoch
@@ -852,6 +874,21 @@ impl Broker {
     pub(super) fn clear_loss_marker(&self, tp: &TopicPartition) {
         if let Some(path) = self.partition_dir(tp) {
             let _ = storage::loss_reported(&path);
+        }
+    }
+
+    /// Hosts a replica of `tp` unless it does already (its files opened, or an
+    /// empty log in memory). False if its files could not be opened.
+    fn host(&mut self, tp: &TopicPartition) -> bool {
+        if self.replicas.contains_key(tp) {
+            return true;
+        }
+        match self.create_replica(tp) {
+            Ok(r) => {
+                self.replicas.insert(tp.clone(), r);
+                true
+            }
+            Err(_) => false,
         }
     }
 

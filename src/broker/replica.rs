@@ -54,6 +54,9 @@ pub(crate) struct Replica {
     pub(crate) corrupt_at: Option<u64>,
     /// When a leader last asked to resign over corruption.
     pub(crate) resign_sent: Option<Duration>,
+    /// The creation of the topic the log's records belong to: from the last state
+    /// applied, or, for a log opened from disk before any, from its directory.
+    pub(crate) topic_id: Option<u64>,
 }
 
 /// The directory name of a partition: `topic-partition`, as Kafka.
@@ -107,6 +110,7 @@ impl Replica {
             hw: 0,
             corrupt_at: None,
             resign_sent: None,
+            topic_id: None,
         };
         r.publish();
         r
@@ -131,6 +135,7 @@ impl Replica {
     ) -> Result<(Self, bool)> {
         let (log, mut lost) = storage::open_segment_log(path, fsync)?;
         let mut r = Self::with_log(tp, log, status);
+        r.topic_id = storage::read_topic_id(path);
         // Rule 9 at recovery: rot in an old segment (recovery scans only the active
         // one) is found by the full read that rebuilds the producer table. The log is
         // cut there and the replica reports lost data: not electable until it has

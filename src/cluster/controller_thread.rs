@@ -193,11 +193,7 @@ impl ControllerThread {
             // send its whole state again.
             Message::Heartbeat { state_digest, .. } => {
                 let states = self.states_of(from);
-                let mine = protocol::state_digest(
-                    states
-                        .iter()
-                        .map(|s| (&s.tp, s.leader_epoch, s.partition_epoch)),
-                );
+                let mine = protocol::state_digest(states.iter());
                 (mine != *state_digest).then_some(states)
             }
             _ => None,

@@ -239,15 +239,15 @@ impl Consumer {
         })
     }
 
-    fn leader_of(&self, tp: &TopicPartition) -> Option<BrokerId> {
-        self.cluster
-            .metadata
-            .get()
+    /// The leader of `tp` and the creation of its topic, as the metadata has them.
+    fn leader_of(&self, tp: &TopicPartition) -> Option<(BrokerId, u64)> {
+        let image = self.cluster.metadata.get();
+        let p = image
             .topics
             .get(&tp.topic)?
             .partitions
-            .get(tp.partition as usize)?
-            .leader
+            .get(tp.partition as usize)?;
+        Some((p.leader?, p.topic_id))
     }
 
     fn list_offsets(&self, tp: &TopicPartition) -> Result<OffsetsInfo> {
@@ -255,11 +255,12 @@ impl Consumer {
             topic: tp.topic.clone(),
             partition: tp.partition,
         };
-        let leader = self.leader_of(tp).ok_or_else(no_leader)?;
+        let (leader, topic_id) = self.leader_of(tp).ok_or_else(no_leader)?;
         let tx = self.cluster.broker_tx(leader).ok_or_else(no_leader)?;
         let (reply, rx) = crossbeam_channel::bounded(1);
         tx.send(Inbound::Client(ClientRequest::ListOffsets {
             tp: tp.clone(),
+            topic_id,
             reply,
         }))
         .map_err(|_| no_leader())?;
@@ -279,15 +280,17 @@ impl Consumer {
                 }
             }
         }
-        let mut by_leader: HashMap<BrokerId, Vec<(TopicPartition, u64)>> = HashMap::new();
+        let mut by_leader: HashMap<BrokerId, Vec<(TopicPartition, u64, Option<u64>)>> =
+            HashMap::new();
         for tp in &assignment {
-            let (Some(pos), Some(leader)) = (s.positions.get(tp), self.leader_of(tp)) else {
+            let (Some(pos), Some((leader, topic_id))) = (s.positions.get(tp), self.leader_of(tp))
+            else {
                 continue;
             };
             by_leader
                 .entry(leader)
                 .or_default()
-                .push((tp.clone(), *pos));
+                .push((tp.clone(), *pos, Some(topic_id)));
         }
         let (reply, rx) = crossbeam_channel::unbounded();
         let mut asked = 0;

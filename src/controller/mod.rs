@@ -242,6 +242,10 @@ pub(crate) struct Controller {
     /// epoch, request id): an older one is a delayed or duplicated copy and is
     /// refused.
     last_alter: BTreeMap<TopicPartition, (u32, u64, u64)>,
+    /// Topics created so far, deleted ones included: the last topic id handed out.
+    /// Not persisted as such: replaying the metadata log creates the same topics in
+    /// the same order, so they get the same ids again.
+    topics_created: u64,
 }
 
 impl Controller {
@@ -270,6 +274,7 @@ impl Controller {
             last_alter: BTreeMap::new(),
             last_broker_epoch: 0,
             next_producer_id: 0,
+            topics_created: 0,
             producer_id_limit: 0,
         }
     }
@@ -382,10 +387,13 @@ impl Controller {
         let Some(topic) = self.image.topics.get(name) else {
             return Err(Error::UnknownTopic { topic: name.into() });
         };
-        let mut per_broker: BTreeMap<BrokerId, Vec<TopicPartition>> = BTreeMap::new();
+        let mut per_broker: BTreeMap<BrokerId, Vec<(TopicPartition, u64)>> = BTreeMap::new();
         for p in &topic.partitions {
             for r in p.replicas.iter().filter(|r| self.image.is_alive(**r)) {
-                per_broker.entry(*r).or_default().push(p.tp.clone());
+                per_broker
+                    .entry(*r)
+                    .or_default()
+                    .push((p.tp.clone(), p.topic_id));
             }
         }
         self.remove_topic(name);
@@ -1015,11 +1023,14 @@ impl Controller {
 
     fn insert_topic(&mut self, name: &str, config: TopicConfig, assignments: Vec<Vec<BrokerId>>) {
         let config = Arc::new(config);
+        self.topics_created += 1;
+        let topic_id = self.topics_created;
         let partitions = assignments
             .into_iter()
             .enumerate()
             .map(|(i, replicas)| PartitionState {
                 tp: TopicPartition::new(name, i as u32),
+                topic_id,
                 leader: replicas.first().copied(),
                 leader_epoch: 0,
                 isr: replicas.clone(),

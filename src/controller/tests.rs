@@ -468,6 +468,32 @@ fn six_brokers_on_three_racks_rf3_put_every_partition_on_three_racks_with_equal_
 }
 
 #[test]
+fn rule1_a_topic_created_again_gets_a_new_topic_id_that_replay_repeats() {
+    let mut h = H::new(3);
+    let ids = |h: &H| -> Vec<u64> {
+        h.c.image().topics["t"]
+            .partitions
+            .iter()
+            .map(|p| p.topic_id)
+            .collect()
+    };
+    h.create("t", TopicConfig::new(2, 3));
+    let first = ids(&h);
+    assert_eq!(first[0], first[1], "one id per topic");
+    let out = h.c.delete_topic("t", secs(0)).unwrap();
+    for (_, m) in &h.take(out).messages {
+        let Message::StopReplica { partitions, .. } = m else {
+            panic!("{m:?}");
+        };
+        assert!(partitions.iter().all(|(_, id)| *id == first[0]), "{m:?}");
+    }
+    h.create("t", TopicConfig::new(2, 3));
+    let second = ids(&h);
+    assert!(second[0] > first[0], "{first:?} then {second:?}");
+    h.assert_replay_matches();
+}
+
+#[test]
 fn delete_topic_stops_live_replicas_and_unknown_topics_are_refused() {
     let mut h = H::new(3);
     h.create("t", TopicConfig::new(3, 2));

@@ -87,8 +87,8 @@ impl<'a> Dispatch<'a> {
             && !(q.retrying && q.in_flight > 0)
         {
             let tp = TopicPartition::new(topic, p);
-            let leader = self.image.partition(&tp).and_then(|p| p.leader);
-            let Some(leader) = leader else {
+            let route = self.image.partition(&tp).map(|p| (p.leader, p.topic_id));
+            let Some((Some(leader), topic_id)) = route else {
                 break; // offline: wait for an election (metadata wakes the sender)
             };
             if q.in_flight > 0 && q.in_flight_leader != Some(leader) {
@@ -106,6 +106,7 @@ impl<'a> Dispatch<'a> {
             let request = ProduceRequest {
                 id,
                 tp: tp.clone(),
+                topic_id,
                 acks: config.acks,
                 batch: sealed.batch.clone(),
                 timeout: config.request_timeout,

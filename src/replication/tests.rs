@@ -28,6 +28,7 @@ fn send_pending(leader: &mut Leader, request_id: u64) {
 fn state(isr: &[u32], min_isr: u32) -> PartitionState {
     PartitionState {
         tp: TopicPartition::new("t", 0),
+        topic_id: 1,
         replicas: vec![b(0), b(1), b(2)],
         leader: Some(b(0)),
         leader_epoch: 1,

@@ -48,6 +48,11 @@ impl ClientView<'_> {
         let leader = self.image.partition(tp)?.leader?;
         (self.running)(leader).then_some(leader)
     }
+
+    /// The id of the topic's current creation (0 for none).
+    fn topic_id(&self, tp: &TopicPartition) -> u64 {
+        self.image.partition(tp).map_or(0, |p| p.topic_id)
+    }
 }
 
 #[derive(Debug)]
@@ -205,6 +210,7 @@ impl SimProducer {
                 ClientRequest::Produce(ProduceRequest {
                     id,
                     tp: tp.clone(),
+                    topic_id: view.topic_id(&tp),
                     acks: self.acks,
                     batch: b.batch.clone(),
                     timeout: REQUEST_TIMEOUT,
@@ -381,7 +387,7 @@ impl SimConsumer {
             out.push((
                 leader,
                 ClientRequest::Fetch(ClientFetch {
-                    partitions: vec![(tp, position)],
+                    partitions: vec![(tp.clone(), position, Some(view.topic_id(&tp)))],
                     max_wait,
                     max_bytes: 16 * 1024,
                     limit: ReadLimit::HighWatermark,

@@ -223,6 +223,31 @@ pub(crate) fn open_segment_log(
     Ok((Box::new(log), report.truncated_bytes > 0))
 }
 
+/// The file in a partition directory that names the creation of the topic its
+/// records belong to (the controller's topic id, in decimal): a directory left by
+/// a deleted topic is told from one of the topic created again under its name.
+const TOPIC_ID_FILE: &str = "topic.id";
+
+/// Records in `dir` that its records belong to the topic created with `topic_id`.
+pub(crate) fn write_topic_id(
+    dir: &std::path::Path,
+    topic_id: u64,
+    fsync: crate::config::FsyncPolicy,
+) -> Result<()> {
+    let text = format!("{topic_id}\n");
+    files::write_atomically(dir, TOPIC_ID_FILE, text.as_bytes(), fsync.syncs())
+}
+
+/// The topic id recorded in `dir`, if one was and it reads back whole. `None`
+/// (a directory written before topic ids, or a damaged file) matches any id.
+pub(crate) fn read_topic_id(dir: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join(TOPIC_ID_FILE))
+        .ok()?
+        .trim_end()
+        .parse()
+        .ok()
+}
+
 /// The file in a partition directory that says its replica lost records it held
 /// (recovery, or the scrub after it, cut them) and the controller has not yet
 /// acknowledged hearing so. Recovery leaves other files alone (`docs/FORMAT.md`).

@@ -30,6 +30,7 @@ fn follower() -> (Broker, InboxReceiver<Inbound>) {
     let replicas = vec![BrokerId(2), ME];
     let state = PartitionState {
         tp: tp(),
+        topic_id: 1,
         replicas: replicas.clone(),
         leader: Some(BrokerId(2)),
         leader_epoch: 1,

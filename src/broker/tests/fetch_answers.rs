@@ -51,6 +51,7 @@ fn state(
 ) -> PartitionState {
     PartitionState {
         tp: tp(p),
+        topic_id: 1,
         replicas: replicas.to_vec(),
         leader: Some(leader),
         leader_epoch,
@@ -82,6 +83,7 @@ fn produce(b: &mut Broker, p: u32, records: u32) -> Receiver<ProduceResponse> {
         ProduceRequest {
             id: u64::from(p),
             tp: tp(p),
+            topic_id: 1,
             acks: Acks::Leader,
             batch: builder.finish(None),
             timeout: Duration::from_secs(30),
@@ -100,6 +102,7 @@ fn produce(b: &mut Broker, p: u32, records: u32) -> Receiver<ProduceResponse> {
 fn at(p: u32, fetch_offset: u64, high_watermark: u64) -> FetchPartition {
     FetchPartition {
         tp: Arc::new(tp(p)),
+        topic_id: 1,
         fetch_offset,
         leader_epoch: LEADER_EPOCH,
         last_fetched_epoch: (fetch_offset > 0).then_some(LEADER_EPOCH),

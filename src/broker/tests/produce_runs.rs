@@ -32,6 +32,7 @@ fn sole_leader(dir: Option<&Path>) -> Broker {
     b.apply_partition_state(
         PartitionState {
             tp: tp(),
+            topic_id: 1,
             replicas: vec![ME],
             leader: Some(ME),
             leader_epoch: 3,
@@ -87,6 +88,7 @@ fn produce_request(
     let req = ProduceRequest {
         id,
         tp,
+        topic_id: 1,
         acks,
         batch,
         timeout: Duration::from_secs(30),

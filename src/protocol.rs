@@ -190,6 +190,8 @@ pub(crate) enum Message {
     AlterPartition {
         broker_epoch: u64,
         tp: TopicPartition,
+        /// The creation of the topic the leader leads (see [`PartitionState::topic_id`]).
+        topic_id: u64,
         leader_epoch: u32,
         partition_epoch: u32,
         new_isr: Vec<BrokerId>,

@@ -635,8 +635,12 @@ impl Broker {
     fn propose_isr(&mut self, tp: &TopicPartition, epochs: (u32, u32), new_isr: Vec<BrokerId>) {
         self.next_alter_id += 1;
         let request_id = self.next_alter_id;
-        let member_epochs = match self.replicas.get_mut(tp).map(|r| &mut r.role) {
-            Some(Role::Leader(l)) => l.sending_proposal(&new_isr, request_id),
+        let Some(r) = self.replicas.get_mut(tp) else {
+            return;
+        };
+        let topic_id = r.topic_id.unwrap_or(0);
+        let member_epochs = match &mut r.role {
+            Role::Leader(l) => l.sending_proposal(&new_isr, request_id),
             _ => Vec::new(),
         };
         let message = Message::AlterPartition {
@@ -644,6 +648,7 @@ impl Broker {
             request_id,
             broker_epoch: self.broker_epoch.unwrap_or(0),
             tp: tp.clone(),
+            topic_id,
             leader_epoch: epochs.0,
             partition_epoch: epochs.1,
             new_isr,

@@ -448,6 +448,7 @@ impl Controller {
             Message::AlterPartition {
                 broker_epoch,
                 tp,
+                topic_id,
                 leader_epoch,
                 partition_epoch,
                 new_isr,
@@ -458,7 +459,7 @@ impl Controller {
                 let result = self.alter_partition(
                     from,
                     (broker_epoch, request_id),
-                    &tp,
+                    (&tp, topic_id),
                     (leader_epoch, partition_epoch),
                     (&new_isr, &member_epochs),
                     &mut changes,
@@ -745,12 +746,14 @@ impl Controller {
         &mut self,
         from: BrokerId,
         (broker_epoch, request_id): (u64, u64),
-        tp: &TopicPartition,
+        (tp, topic_id): (&TopicPartition, u64),
         (leader_epoch, partition_epoch): (u32, u32),
         (new_isr, member_epochs): (&[BrokerId], &[(BrokerId, u64)]),
         changes: &mut Changes,
     ) -> std::result::Result<PartitionState, AlterPartitionError> {
-        let Some(p) = self.image.partition(tp) else {
+        // A late proposal for a deleted topic is about no partition of the topic
+        // created again under its name.
+        let Some(p) = self.image.partition(tp).filter(|p| p.topic_id == topic_id) else {
             return Err(AlterPartitionError::UnknownTopicOrPartition);
         };
         let current_broker = self
@@ -1047,6 +1050,9 @@ impl Controller {
     fn remove_topic(&mut self, name: &str) {
         self.image.topics.remove(name);
         self.image.ineligible.retain(|tp, _| tp.topic != name);
+        // A topic created again under the name starts over in leader epoch 0: the
+        // deleted one's proposals must not make its own look old.
+        self.last_alter.retain(|tp, _| tp.topic != name);
     }
 
     /// The state of an existing partition (a broken invariant if it is missing).

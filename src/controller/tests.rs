@@ -163,9 +163,11 @@ impl H {
             .filter_map(|b| Some((*b, image.brokers.get(b)?.broker_epoch)))
             .collect();
         let request_id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let topic_id = self.c.image().partition(tp).map_or(0, |p| p.topic_id);
         let msg = Message::AlterPartition {
             broker_epoch,
             tp: tp.clone(),
+            topic_id,
             leader_epoch,
             partition_epoch,
             new_isr,
@@ -491,6 +493,70 @@ fn rule1_a_topic_created_again_gets_a_new_topic_id_that_replay_repeats() {
     let second = ids(&h);
     assert!(second[0] > first[0], "{first:?} then {second:?}");
     h.assert_replay_matches();
+}
+
+#[test]
+fn rule4_a_topic_created_again_takes_isr_changes_from_its_leader_in_epoch_0() {
+    let mut h = H::new(3);
+    let (tp, replicas) = single(&mut h, "t", TopicConfig::new(1, 3));
+    // The first creation's leader dies; the next one, in epoch 1, proposes.
+    h.stop(replicas[0].0);
+    h.register(replicas[0].0, secs(0));
+    let st = h.state(&tp);
+    assert_eq!(st.leader_epoch, 1);
+    assert!(h
+        .alter(
+            &tp,
+            st.isr.clone().into_iter().chain([replicas[0]]).collect()
+        )
+        .is_ok());
+    let out = h.c.delete_topic("t", secs(0)).unwrap();
+    h.take(out);
+    h.create("t", TopicConfig::new(1, 3));
+    // The new creation starts again in epoch 0: its proposals are not older than
+    // the deleted topic's.
+    let st = h.state(&tp);
+    assert_eq!(st.leader_epoch, 0);
+    let shrunk = h.alter(&tp, st.isr[..2].to_vec());
+    assert_eq!(shrunk.map(|s| s.isr), Ok(st.isr[..2].to_vec()));
+}
+
+#[test]
+fn rule4_a_late_proposal_for_a_deleted_topic_is_refused_by_the_topic_created_again() {
+    let mut h = H::new(3);
+    let (tp, _) = single(&mut h, "t", TopicConfig::new(1, 3));
+    let old = h.state(&tp);
+    let out = h.c.delete_topic("t", secs(0)).unwrap();
+    h.take(out);
+    h.create("t", TopicConfig::new(1, 3));
+    let new = h.state(&tp);
+    // Same leader, same epochs: only the topic id tells the proposals apart.
+    assert_eq!(
+        (old.leader, old.leader_epoch, old.partition_epoch),
+        (new.leader, new.leader_epoch, new.partition_epoch)
+    );
+    let leader = new.leader.unwrap();
+    let epoch = h.epoch_of(leader);
+    let propose = |h: &mut H, topic_id| {
+        let msg = Message::AlterPartition {
+            broker_epoch: epoch,
+            tp: tp.clone(),
+            topic_id,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            new_isr: new.isr[..2].to_vec(),
+            member_epochs: Vec::new(),
+            request_id: 7,
+        };
+        alter_reply(&h.c.handle(leader, msg, secs(0)))
+    };
+    assert_eq!(
+        propose(&mut h, old.topic_id),
+        Err(AlterPartitionError::UnknownTopicOrPartition)
+    );
+    assert_eq!(h.state(&tp).isr, new.isr, "nothing applied");
+    assert_eq!(propose(&mut h, new.topic_id), Ok(()));
+    assert_eq!(h.state(&tp).isr, new.isr[..2].to_vec());
 }
 
 #[test]
@@ -1565,6 +1631,7 @@ fn a_delayed_copy_of_a_refused_alter_partition_is_not_applied_later() {
     let proposal = |request_id, member_epochs: &Vec<(BrokerId, u64)>| Message::AlterPartition {
         broker_epoch: e,
         tp: tp.clone(),
+        topic_id: st.topic_id,
         leader_epoch: st.leader_epoch,
         partition_epoch: st.partition_epoch,
         new_isr: r.clone(),
@@ -1642,6 +1709,7 @@ fn kip903_a_member_seen_before_its_restart_is_not_added_to_the_isr() {
         let msg = Message::AlterPartition {
             broker_epoch: h.epoch_of(leader),
             tp: tp.clone(),
+            topic_id: st.topic_id,
             leader_epoch: st.leader_epoch,
             partition_epoch: st.partition_epoch,
             new_isr: r.clone(),

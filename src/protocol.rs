@@ -177,6 +177,9 @@ pub(crate) enum Message {
     ReplicaDamaged {
         broker_epoch: u64,
         tp: TopicPartition,
+        /// The creation of the topic whose replica was cut (a late report of a
+        /// deleted topic's says nothing about the topic created again).
+        topic_id: u64,
         /// The broker's number for this cut; its repeats carry the same.
         report: u64,
     },

@@ -222,6 +222,7 @@ impl Broker {
         let at = offset.unwrap_or(r.log.log_start_offset());
         let Role::Leader(l) = &r.role else {
             let end = r.log.log_end_offset();
+            let topic_id = r.topic_id.unwrap_or(0);
             let _ = r.truncate_to(at);
             // It may have cut committed records: not electable until it has
             // refetched them and is back in the ISR. Kept on disk until then, so
@@ -229,12 +230,13 @@ impl Broker {
             if let Some(path) = self.partition_dir(tp) {
                 let _ = storage::mark_loss(&path, self.config.fsync);
             }
-            let report = self.note_damage(tp, end);
+            let report = self.note_damage(tp, end, topic_id);
             self.send(
                 NodeId::Controller,
                 Message::ReplicaDamaged {
                     broker_epoch,
                     tp: tp.clone(),
+                    topic_id,
                     report,
                 },
             );
@@ -254,15 +256,17 @@ impl Broker {
     /// Notes that the follower of `tp` cut its log, which ended at `end`, and returns
     /// the number of the report to send. Every cut gets a new number, so that a
     /// late ack of an earlier report does not end the repeats of this one.
-    pub(super) fn note_damage(&mut self, tp: &TopicPartition, end: u64) -> u64 {
+    pub(super) fn note_damage(&mut self, tp: &TopicPartition, end: u64, topic_id: u64) -> u64 {
         self.last_damage_report += 1;
         let report = self.last_damage_report;
-        let d = self
-            .damaged
-            .entry(tp.clone())
-            .or_insert(Damage { until: 0, report });
+        let d = self.damaged.entry(tp.clone()).or_insert(Damage {
+            until: 0,
+            report,
+            topic_id,
+        });
         d.until = d.until.max(end);
         d.report = report;
+        d.topic_id = topic_id;
         report
     }
 
@@ -273,12 +277,18 @@ impl Broker {
     pub(super) fn report_damage(&mut self, broker_epoch: u64) {
         let mut healed = Vec::new();
         for (tp, d) in &self.damaged {
-            match self.replicas.get(tp) {
+            // A replica of a later creation of the topic is not the one cut: gone.
+            match self
+                .replicas
+                .get(tp)
+                .filter(|r| r.topic_id == Some(d.topic_id))
+            {
                 Some(r) if r.log.log_end_offset() < d.until => self.send(
                     NodeId::Controller,
                     Message::ReplicaDamaged {
                         broker_epoch,
                         tp: tp.clone(),
+                        topic_id: d.topic_id,
                         report: d.report,
                     },
                 ),

@@ -150,6 +150,9 @@ struct Damage {
     /// The number of the latest cut's report: an ack names the report it answers,
     /// and only the latest one's settles it.
     report: u64,
+    /// The creation of the topic whose replica was cut: a replica of another
+    /// creation of the topic (it was deleted and created again) misses nothing.
+    topic_id: u64,
 }
 
 /// A snapshot of an offsets partition's live offsets, written at `base..end` in

@@ -483,6 +483,7 @@ impl Controller {
             Message::ReplicaDamaged {
                 broker_epoch,
                 tp,
+                topic_id,
                 report,
             } => {
                 let current = self
@@ -491,7 +492,8 @@ impl Controller {
                     .get(&from)
                     .is_some_and(|m| m.alive && m.broker_epoch == broker_epoch);
                 let mut changes = Changes::default();
-                if let Some(p) = self.image.partition(&tp).cloned().filter(|_| current) {
+                let partition = self.image.partition(&tp).cloned();
+                if let Some(p) = partition.filter(|p| current && p.topic_id == topic_id) {
                     self.replica_damaged(&p, from, &mut changes);
                 }
                 // Acknowledged either way. From a stale epoch the report is moot:

@@ -1531,6 +1531,7 @@ fn a_damaged_follower_leaves_the_isr_and_is_not_elected_until_it_rejoins() {
         Message::ReplicaDamaged {
             broker_epoch: e,
             tp: tp.clone(),
+            topic_id: h.state(&tp).topic_id,
             report: 1,
         },
         Duration::from_millis(1),
@@ -1549,6 +1550,38 @@ fn a_damaged_follower_leaves_the_isr_and_is_not_elected_until_it_rejoins() {
 }
 
 #[test]
+fn rule9_a_late_damage_report_of_a_deleted_topic_leaves_the_topic_created_again_alone() {
+    let mut h = H::new(3);
+    let (tp, r) = single(&mut h, "t", TopicConfig::new(1, 3));
+    let old = h.state(&tp).topic_id;
+    let out = h.c.delete_topic("t", secs(0)).unwrap();
+    h.take(out);
+    h.create("t", TopicConfig::new(1, 3));
+    let before = h.state(&tp);
+    let out = h.c.handle(
+        r[1],
+        Message::ReplicaDamaged {
+            broker_epoch: h.epoch_of(r[1]),
+            tp: tp.clone(),
+            topic_id: old,
+            report: 3,
+        },
+        Duration::from_millis(1),
+    );
+    assert!(out.records.is_empty(), "{:?}", out.records);
+    assert!(
+        matches!(
+            out.messages.as_slice(),
+            [(_, Message::ReplicaDamagedAck { report: 3, .. })]
+        ),
+        "acknowledged, to end its repeats: {:?}",
+        out.messages
+    );
+    assert_eq!(h.state(&tp), before);
+    assert!(!h.c.image().ineligible.contains_key(&tp));
+}
+
+#[test]
 fn a_damage_report_from_a_stale_broker_epoch_changes_nothing_but_is_acknowledged() {
     // Moot: a broker with a newer epoch was fenced in between, so it left every
     // ISR and rejoins only once it has refetched. The ack stops its repeats.
@@ -1560,6 +1593,7 @@ fn a_damage_report_from_a_stale_broker_epoch_changes_nothing_but_is_acknowledged
         Message::ReplicaDamaged {
             broker_epoch: 9999,
             tp: tp.clone(),
+            topic_id: before.topic_id,
             report: 7,
         },
         Duration::from_millis(1),
@@ -1584,6 +1618,7 @@ fn rule9_a_repeated_damage_report_is_acknowledged_each_time_and_changes_nothing_
     let report = |h: &H| Message::ReplicaDamaged {
         broker_epoch: h.epoch_of(damaged),
         tp: tp.clone(),
+        topic_id: h.state(&tp).topic_id,
         report: 1,
     };
     let acked = |out: &ControllerOutput| {

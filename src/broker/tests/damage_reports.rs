@@ -68,7 +68,7 @@ fn ack(b: &mut Broker, report: u64) {
 #[test]
 fn rule9_a_damage_report_is_repeated_until_the_controller_acknowledges_it() {
     let (mut b, controller) = follower();
-    let first = b.note_damage(&tp(), 10);
+    let first = b.note_damage(&tp(), 10, 1);
     b.report_damage(BROKER_EPOCH);
     assert_eq!(
         reports(&controller),
@@ -88,9 +88,9 @@ fn rule9_a_damage_report_is_repeated_until_the_controller_acknowledges_it() {
 #[test]
 fn rule9_a_late_ack_of_an_earlier_cut_does_not_end_the_repeats_of_a_later_one() {
     let (mut b, controller) = follower();
-    let first = b.note_damage(&tp(), 10);
+    let first = b.note_damage(&tp(), 10, 1);
     ack(&mut b, first);
-    let second = b.note_damage(&tp(), 20);
+    let second = b.note_damage(&tp(), 20, 1);
     assert_ne!(first, second);
     // The first report's duplicated ack arrives now.
     ack(&mut b, first);
@@ -99,4 +99,23 @@ fn rule9_a_late_ack_of_an_earlier_cut_does_not_end_the_repeats_of_a_later_one() 
     ack(&mut b, second);
     b.report_damage(BROKER_EPOCH);
     assert_eq!(reports(&controller), []);
+}
+
+/// The topic was deleted and created again: the replica of the new creation
+/// misses nothing, and reporting the old cut against it would take it out of the
+/// new topic's ISR for no reason.
+#[test]
+fn rule9_damage_to_a_deleted_topics_replica_is_not_reported_against_its_successor() {
+    let (mut b, controller) = follower();
+    let first = b.note_damage(&tp(), 10, 1);
+    b.report_damage(BROKER_EPOCH);
+    assert_eq!(reports(&controller), [first]);
+    let mut created_again = b.replicas[&tp()].state.clone().expect("a state");
+    created_again.topic_id = 2;
+    created_again.leader_epoch = 0;
+    created_again.partition_epoch = 0;
+    b.apply_partition_state(created_again, Duration::ZERO);
+    assert_eq!(b.replicas[&tp()].topic_id, Some(2));
+    b.report_damage(BROKER_EPOCH);
+    assert_eq!(reports(&controller), [], "not the replica that was cut");
 }

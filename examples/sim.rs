@@ -6,11 +6,13 @@
 //! cargo run --release --features sim --example sim -- --seeds 1000 --from 0   # soak: seeds 0..1000
 //! ```
 //!
-//! Options: `--threads N` (default: available cores), `--broken hw|election|compaction` (break
-//! a rule on purpose), `--fault-phase SECS` (virtual seconds of faults per seed),
+//! Options: `--threads N` (default: available cores),
+//! `--broken hw|election|compaction|topic-id` (break a rule on purpose),
+//! `--fault-phase SECS` (virtual seconds of faults per seed),
 //! `--flip-any-segment` (flip bytes in inactive segments too), `--groups` (a group
 //! commits offsets throughout, to a compacted `__consumer_offsets`), `--produce-runs`
-//! (produce requests for one partition arriving together are appended as one run).
+//! (produce requests for one partition arriving together are appended as one run),
+//! `--recreate` (a second topic is deleted and created again under its name).
 //! Exits with status 1 when a seed fails, after printing its replay command.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +50,7 @@ fn main() {
             "--flip-any-segment" => options.flip_any_segment = true,
             "--groups" => options.groups = true,
             "--produce-runs" => options.produce_runs = true,
+            "--recreate" => options.recreate = true,
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -109,7 +112,7 @@ fn usage(problem: &str) -> ! {
         eprintln!("error: {problem}");
     }
     eprintln!(
-        "usage: sim --seed N [--trace] | --seeds N [--from S] [--threads T]; [--broken hw|election|compaction] [--fault-phase SECS] [--flip-any-segment] [--groups] [--produce-runs]"
+        "usage: sim --seed N [--trace] | --seeds N [--from S] [--threads T]; [--broken hw|election|compaction|topic-id] [--fault-phase SECS] [--flip-any-segment] [--groups] [--produce-runs] [--recreate]"
     );
     std::process::exit(2);
 }

@@ -107,6 +107,9 @@ pub(crate) struct Broker {
     /// controller with every heartbeat (the network may lose a report) until it
     /// acknowledges, or the replica has refetched that far.
     damaged: BTreeMap<TopicPartition, Damage>,
+    /// Per partition, the last creation of its topic this broker was told to
+    /// delete: a late state of it must not bring its replica back.
+    deleted: BTreeMap<TopicPartition, u64>,
     /// The number of the last damage report (see [`Damage::report`]).
     last_damage_report: u64,
     /// The group coordinator for the offsets partitions this broker leads.
@@ -283,6 +286,7 @@ impl Broker {
             dirty: FxHashSet::default(),
             lost_data: Vec::new(),
             damaged: BTreeMap::new(),
+            deleted: BTreeMap::new(),
             last_damage_report: 0,
         };
         broker.shared.clear();
@@ -708,9 +712,19 @@ impl Broker {
             Message::StopReplica { partitions, delete } => {
                 let mut stopped = false;
                 for (tp, topic_id) in partitions {
+                    if delete {
+                        let last = self.deleted.entry(tp.clone()).or_insert(topic_id);
+                        *last = (*last).max(topic_id);
+                    }
                     // A late StopReplica of a deleted topic must spare the topic
                     // created again under its name.
                     let later = self.replicas.get(&tp).and_then(|r| r.topic_id);
+                    // The simulation's checker must catch a StopReplica that ignores
+                    // which creation it is about.
+                    #[cfg(any(test, feature = "sim"))]
+                    let later = later.filter(|_| {
+                        crate::sim::broken_rule() != crate::sim::BrokenRule::StopAnyCreation
+                    });
                     if later.is_none_or(|id| id <= topic_id) {
                         stopped |= self.stop_replica(&tp, delete);
                     }
@@ -808,6 +822,9 @@ impl Broker {
         );
         if !st.replicas.contains(&me) {
             return false;
+        }
+        if self.deleted.get(&st.tp).is_some_and(|d| st.topic_id <= *d) {
+            return false; // late word of a creation deleted since
         }
         if !self.host(&st.tp) {
             return false;

@@ -15,6 +15,8 @@ pub(crate) struct ReplicaView<'a> {
     pub(crate) leader: Option<(u32, u64)>,
     /// The replica's own high watermark (a follower's as last heard from its leader).
     pub(crate) hw: u64,
+    /// The creation of the topic the replica's log belongs to, once known.
+    pub(crate) topic_id: Option<u64>,
 }
 
 impl Broker {
@@ -40,6 +42,7 @@ impl Broker {
             log: r.log.as_ref(),
             leader,
             hw,
+            topic_id: r.topic_id,
         })
     }
 }

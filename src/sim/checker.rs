@@ -79,6 +79,27 @@ pub(crate) struct Checker {
     offline_by_rule5: u64,
 }
 
+/// The topic the simulation deletes and creates again (with `recreate`).
+pub(crate) const CHURN: &str = "churn";
+
+/// The checker's name for `tp` of the creation `topic_id`: each creation of the
+/// churning topic has a ledger of its own (`churn@<id>-<partition>`); other topics
+/// are created once.
+fn ledger(tp: &TopicPartition, topic_id: Option<u64>) -> TopicPartition {
+    if tp.topic == CHURN {
+        TopicPartition::new(format!("{CHURN}@{}", topic_id.unwrap_or(0)), tp.partition)
+    } else {
+        tp.clone()
+    }
+}
+
+/// Whether `key` is a ledger of a creation of the churning topic.
+fn is_churn_ledger(key: &TopicPartition) -> bool {
+    key.topic
+        .strip_prefix(CHURN)
+        .is_some_and(|rest| rest.starts_with('@'))
+}
+
 /// The values at `from..to` of `log` (fewer when the log ends first).
 fn read_values(log: &dyn Log, from: u64, to: u64) -> Result<Vec<(u64, Bytes)>, String> {
     let mut out = Vec::new();
@@ -156,10 +177,11 @@ impl Checker {
     pub(crate) fn observe<'a>(&mut self, now: Duration, brokers: impl Iterator<Item = &'a Broker>) {
         for broker in brokers {
             let b = broker.id();
-            for tp in broker.hosted() {
-                let Some(view) = broker.replica_view(&tp) else {
+            for hosted in broker.hosted() {
+                let Some(view) = broker.replica_view(&hosted) else {
                     continue;
                 };
+                let tp = ledger(&hosted, view.topic_id);
                 if let Some((epoch, hw)) = view.leader {
                     let seen = self.hw_seen.entry((tp.clone(), b, epoch)).or_insert(hw);
                     if hw < *seen {
@@ -250,10 +272,11 @@ impl Checker {
         &mut self,
         now: Duration,
         acks: Acks,
-        tp: &TopicPartition,
+        (tp, topic_id): (&TopicPartition, u64),
         base: u64,
         values: &[Bytes],
     ) {
+        let tp = &ledger(tp, Some(topic_id));
         for (i, v) in values.iter().enumerate() {
             let offset = base + i as u64;
             match acks {
@@ -330,7 +353,13 @@ impl Checker {
     /// record (one may be acknowledged before a check has seen its HW).
     /// A compacted offsets partition needs to hold only what follows its log start:
     /// what lay below is restated by the snapshot there.
-    pub(crate) fn holds_committed(&self, tp: &TopicPartition, log: &dyn Log) -> bool {
+    pub(crate) fn holds_committed(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Option<u64>,
+        log: &dyn Log,
+    ) -> bool {
+        let tp = &ledger(tp, topic_id);
         let Ok(values) = read_values(log, 0, log.log_end_offset()) else {
             return false;
         };
@@ -371,14 +400,19 @@ impl Checker {
             .flat_map(|(_, t)| t.partitions.iter());
         for p in records {
             let tp = &p.tp;
+            // Where the checker keeps this creation's records.
+            let key = ledger(tp, Some(p.topic_id));
             if image.offline_by_rule5(p) {
                 // Unavailable by design; durability is still owed: a running replica
                 // must hold every committed record, and its log stands in for the
                 // leader's in the checks on acknowledged and consumed records.
                 self.offline_by_rule5 += 1;
-                let committed = self.truth.get(tp).cloned().unwrap_or_default();
+                let committed = self.truth.get(&key).cloned().unwrap_or_default();
                 let holder = p.replicas.iter().find_map(|r| {
                     let view = broker(*r)?.replica_view(tp)?;
+                    if view.topic_id != Some(p.topic_id) {
+                        return None;
+                    }
                     let vals = read_values(view.log, 0, view.log.log_end_offset()).ok()?;
                     let log: Vec<Bytes> = vals.into_iter().map(|(_, v)| v).collect();
                     (log.len() >= committed.len() && log[..committed.len()] == committed[..])
@@ -386,7 +420,7 @@ impl Checker {
                 });
                 match holder {
                     Some(log) => {
-                        finals.insert(tp.clone(), log);
+                        finals.insert(key, log);
                     }
                     None => self.violation(
                         now,
@@ -442,7 +476,7 @@ impl Checker {
                 );
             }
             let log: Vec<Bytes> = values.into_iter().map(|(_, v)| v).collect();
-            let committed = self.truth.get(tp).cloned().unwrap_or_default();
+            let committed = self.truth.get(&key).cloned().unwrap_or_default();
             for (o, v) in committed.iter().enumerate() {
                 match log.get(o) {
                     Some(x) if x == v => {}
@@ -479,6 +513,15 @@ impl Checker {
                     );
                     continue;
                 };
+                if view.topic_id != Some(p.topic_id) {
+                    self.violation(
+                        now,
+                        format!(
+                            "{tp}: replica {r} holds creation {:?} of the topic, not {}",
+                            view.topic_id, p.topic_id
+                        ),
+                    );
+                }
                 match read_values(view.log, 0, view.log.log_end_offset()) {
                     Ok(vals) => {
                         let mine: Vec<Bytes> = vals.into_iter().map(|(_, v)| v).collect();
@@ -516,11 +559,14 @@ impl Checker {
                     );
                 }
             }
-            finals.insert(tp.clone(), log);
+            finals.insert(key, log);
         }
         let at = |tp: &TopicPartition, o: u64| finals.get(tp).and_then(|l| l.get(o as usize));
         let mut lost_all = Vec::new();
         for (tp, o, v) in &self.acked_all {
+            if is_churn_ledger(tp) && !finals.contains_key(tp) {
+                continue; // acknowledged to a creation deleted since
+            }
             if at(tp, *o) != Some(v) {
                 lost_all.push(format!(
                     "{tp} offset {o}: acks=all record {:?} lost or moved",

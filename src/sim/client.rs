@@ -79,6 +79,11 @@ struct PartState {
 pub(crate) struct SimProducer {
     index: usize,
     acks: Acks,
+    /// The first character of its values (see [`tag`]).
+    tag: char,
+    /// Its topic may be deleted under it (and created again): a batch refused as
+    /// `UnknownTopic` is retried, into the next creation, rather than a breach.
+    topic_may_go: bool,
     producer_id: Option<u64>,
     topic: String,
     parts: BTreeMap<u32, PartState>,
@@ -90,8 +95,9 @@ pub(crate) struct SimProducer {
     stopped: bool,
     reply_tx: Sender<ProduceResponse>,
     reply_rx: Receiver<ProduceResponse>,
-    /// Every request that may still be answered: (partition, batch serial, values).
-    sent: BTreeMap<u64, (TopicPartition, u64, Vec<Bytes>)>,
+    /// Every request that may still be answered: (partition, topic id it was
+    /// routed by, batch serial, values).
+    sent: BTreeMap<u64, (TopicPartition, u64, u64, Vec<Bytes>)>,
 }
 
 /// The value tag of a producer's acks mode: `a` (all), `o` (one), `z` (zero).
@@ -118,6 +124,8 @@ impl SimProducer {
         SimProducer {
             index,
             acks,
+            tag: tag(acks),
+            topic_may_go: false,
             producer_id,
             topic: topic.to_string(),
             parts: (0..partitions).map(|p| (p, PartState::default())).collect(),
@@ -131,6 +139,23 @@ impl SimProducer {
             reply_rx,
             sent: BTreeMap::new(),
         }
+    }
+
+    /// A producer (not idempotent: a new creation of the topic knows no sequence)
+    /// of values tagged `tag` to a topic that is deleted and created again.
+    pub(crate) fn of_churning_topic(mut self, tag: char) -> Self {
+        assert!(
+            self.producer_id.is_none(),
+            "sequences do not survive a deletion"
+        );
+        self.tag = tag;
+        self.topic_may_go = true;
+        self
+    }
+
+    /// The topic it writes.
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// Stops starting new batches (the ones begun are still retried until done).
@@ -205,12 +230,13 @@ impl SimProducer {
             };
             let id = self.next_request;
             self.next_request += 1;
+            let topic_id = view.topic_id(&tp);
             out.push((
                 leader,
                 ClientRequest::Produce(ProduceRequest {
                     id,
                     tp: tp.clone(),
-                    topic_id: view.topic_id(&tp),
+                    topic_id,
                     acks: self.acks,
                     batch: b.batch.clone(),
                     timeout: REQUEST_TIMEOUT,
@@ -227,7 +253,8 @@ impl SimProducer {
             } else {
                 b.in_flight = Some((id, leader, now));
                 b.next_look = now + LOOK_INTERVAL;
-                self.sent.insert(id, (tp, b.serial, b.values.clone()));
+                self.sent
+                    .insert(id, (tp, topic_id, b.serial, b.values.clone()));
             }
         }
     }
@@ -237,12 +264,7 @@ impl SimProducer {
         let mut builder = BatchBuilder::new(self.producer_id, 256);
         let mut values = Vec::new();
         for _ in 0..count {
-            let v = Bytes::from(format!(
-                "{}{}-{}",
-                tag(self.acks),
-                self.index,
-                self.next_value
-            ));
+            let v = Bytes::from(format!("{}{}-{}", self.tag, self.index, self.next_value));
             self.next_value += 1;
             builder.push(&Record::new(v.clone()), now.as_millis() as u64);
             values.push(v);
@@ -270,7 +292,7 @@ impl SimProducer {
         }
         replies.sort_by_key(|r| r.id);
         for r in replies {
-            let Some((tp, serial, values)) = self.sent.get(&r.id).cloned() else {
+            let Some((tp, topic_id, serial, values)) = self.sent.get(&r.id).cloned() else {
                 continue;
             };
             let part = self.parts.get_mut(&tp.partition).expect("known partition");
@@ -281,7 +303,7 @@ impl SimProducer {
             match r.result {
                 Ok(base) => {
                     self.sent.remove(&r.id);
-                    checker.acknowledged(now, self.acks, &tp, base, &values);
+                    checker.acknowledged(now, self.acks, (&tp, topic_id), base, &values);
                     // Even a late answer to an abandoned request completes the batch.
                     if part.pending.as_ref().is_some_and(|b| b.serial == serial) {
                         part.pending = None;
@@ -294,7 +316,8 @@ impl SimProducer {
                     };
                     b.in_flight = None;
                     b.retry_at = now + RETRY_BACKOFF;
-                    if !retriable(&e) {
+                    let gone = self.topic_may_go && matches!(e, Error::UnknownTopic { .. });
+                    if !retriable(&e) && !gone {
                         checker.violation(
                             now,
                             format!(

@@ -56,7 +56,7 @@ pub use faults::{FaultCounts, FaultKind};
 pub use net::NetConfig;
 
 use crate::group::OFFSETS_TOPIC;
-use checker::Checker;
+use checker::{Checker, CHURN};
 use client::{ClientView, Outgoing, SimCommitter, SimConsumer, SimProducer};
 use faults::{Action, Damage};
 use net::{Network, SimTransport};
@@ -77,16 +77,20 @@ pub enum BrokenRule {
     /// written but not yet acknowledged (it states the older, applied values after
     /// them). Caught only with `groups`.
     SnapshotWithoutPending,
+    /// A broker's StopReplica deletes the partition's replica whatever creation of
+    /// the topic it holds. Caught only with `recreate`.
+    StopAnyCreation,
 }
 
 impl BrokenRule {
-    /// Parses `none`, `hw`, `election` or `compaction`.
+    /// Parses `none`, `hw`, `election`, `compaction` or `topic-id`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "none" => Some(BrokenRule::None),
             "hw" => Some(BrokenRule::HwFromLeaderLeo),
             "election" => Some(BrokenRule::ElectAnyLive),
             "compaction" => Some(BrokenRule::SnapshotWithoutPending),
+            "topic-id" => Some(BrokenRule::StopAnyCreation),
             _ => None,
         }
     }
@@ -98,6 +102,7 @@ impl BrokenRule {
             BrokenRule::HwFromLeaderLeo => "hw",
             BrokenRule::ElectAnyLive => "election",
             BrokenRule::SnapshotWithoutPending => "compaction",
+            BrokenRule::StopAnyCreation => "topic-id",
         }
     }
 }
@@ -153,6 +158,12 @@ pub struct SimOptions {
     /// Off by default, so that a seed replays as it always did; CI runs a share of
     /// its seeds with it.
     pub produce_runs: bool,
+    /// Also write a second topic, `churn`, with `acks=all`, and delete it and
+    /// create it again under the same name now and then during the fault phase:
+    /// checks that one creation's records never pass for another's, and that each
+    /// creation keeps what was acknowledged to it while it exists. Off by default,
+    /// so that a seed replays as it always did; CI runs a share of its seeds with it.
+    pub recreate: bool,
 }
 
 impl Default for SimOptions {
@@ -165,6 +176,7 @@ impl Default for SimOptions {
             flip_any_segment: false,
             groups: false,
             produce_runs: false,
+            recreate: false,
         }
     }
 }
@@ -192,6 +204,10 @@ pub struct SimOutcome {
     pub events: u64,
     /// Whether produce requests reached brokers in runs (see [`SimOptions`]).
     pub produce_runs: bool,
+    /// Whether a second topic was deleted and created again (see [`SimOptions`]).
+    pub recreate: bool,
+    /// Times that topic was created again after a deletion.
+    pub recreated: u64,
     /// Produce requests that reached a broker right behind another for the same
     /// partition and were handled with it as one run.
     pub requests_in_runs: u64,
@@ -232,8 +248,9 @@ impl SimOutcome {
         } else {
             ""
         };
+        let recreate = if self.recreate { " --recreate" } else { "" };
         format!(
-            "cargo run --release --features sim --example sim -- --seed {}{broken}{flip}{groups}{runs}{phase} --trace",
+            "cargo run --release --features sim --example sim -- --seed {}{broken}{flip}{groups}{runs}{recreate}{phase} --trace",
             self.seed
         )
     }
@@ -346,6 +363,8 @@ enum Event {
     EndFaults,
     /// The settle phase looks whether the cluster has converged.
     CheckConverged,
+    /// The churning topic is deleted, or created again (with `recreate`).
+    Churn,
 }
 
 impl Event {
@@ -359,6 +378,7 @@ impl Event {
             Event::StormEnd => 6,
             Event::EndFaults => 7,
             Event::CheckConverged => 8,
+            Event::Churn => 9,
         }
     }
 }
@@ -458,6 +478,16 @@ struct Sim {
     requests_in_runs: u64,
     topic: TopicConfig,
     topic_created: bool,
+    /// Whether the churning topic is deleted and created again.
+    recreate: bool,
+    /// Whether a creation of the churning topic exists now.
+    churn_exists: bool,
+    /// Whether it was ever created, and the times it was created again since.
+    churn_created: bool,
+    recreated: u64,
+    /// Draws the churning topic's schedule (its own stream: other seeds' draws
+    /// stay as they were without `recreate`).
+    churn_rng: Rng,
     faults_over: bool,
     end: Duration,
     converged: bool,
@@ -577,6 +607,11 @@ impl Sim {
             requests_in_runs: 0,
             topic,
             topic_created: false,
+            recreate: options.recreate,
+            churn_exists: false,
+            churn_created: false,
+            recreated: 0,
+            churn_rng: Rng::new(seed, 9),
             faults_over: false,
             end: options.fault_phase + options.settle,
             converged: false,
@@ -615,6 +650,20 @@ impl Sim {
             sim.committers.push(SimCommitter::new(
                 "g", 0, TOPIC, partitions, interval, start,
             ));
+        }
+        if options.recreate {
+            let interval = (sim.churn_rng.range(5, 20), sim.churn_rng.range(30, 80));
+            let producer = SimProducer::new(
+                sim.producers.len(),
+                Acks::All,
+                None,
+                CHURN,
+                partitions,
+                interval,
+                start,
+            );
+            sim.producers.push(producer.of_churning_topic('c'));
+            sim.push(Duration::from_millis(300), Event::Churn);
         }
         for id in broker_ids {
             sim.start_broker(id, false);
@@ -847,6 +896,7 @@ impl Sim {
             }
             Event::StormEnd => self.log(|| "storm ends".into()),
             Event::EndFaults => self.end_faults(),
+            Event::Churn => self.churn(),
             Event::CheckConverged => {
                 if self.settled() {
                     self.log(|| "converged".into());
@@ -938,6 +988,53 @@ impl Sim {
                 self.push(self.now + Duration::from_millis(100), Event::CreateTopic);
             }
         }
+    }
+
+    /// Deletes the churning topic, or creates it again: a creation lives for 0.5
+    /// to 4 s of the fault phase, the gap to the next is 0 to 300 ms (messages
+    /// about the deleted creation are still on their way). After the faults it
+    /// is created once more, if it is missing, and left alone.
+    fn churn(&mut self) {
+        if self.churn_exists && self.faults_over {
+            return;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let request = if self.churn_exists {
+            ClientRequest::DeleteTopic {
+                name: CHURN.to_string(),
+                reply: tx,
+            }
+        } else {
+            ClientRequest::CreateTopic {
+                name: CHURN.to_string(),
+                config: self.topic.clone(),
+                reply: tx,
+            }
+        };
+        self.controller.step(Inbound::Client(request));
+        let next = match rx.try_recv() {
+            Ok(Ok(())) => {
+                self.churn_exists = !self.churn_exists;
+                let exists = self.churn_exists;
+                if exists {
+                    // The first creation is not a re-creation.
+                    self.recreated += u64::from(self.churn_created);
+                    self.churn_created = true;
+                }
+                self.log(|| format!("{CHURN} {}", if exists { "created" } else { "deleted" }));
+                if exists {
+                    self.churn_rng.range(500, 4000)
+                } else {
+                    self.churn_rng.range(0, 300)
+                }
+            }
+            // Creation needs as many live brokers as replicas: try again soon.
+            other => {
+                self.log(|| format!("{CHURN}: {other:?}; retrying"));
+                100
+            }
+        };
+        self.push(self.now + Duration::from_millis(next), Event::Churn);
     }
 
     /// Wakes producer, consumer or committer `step` with the clients' view of the
@@ -1107,7 +1204,12 @@ impl Sim {
                             .get(x)
                             .and_then(|n| n.broker.as_ref())
                             .and_then(|broker| broker.replica_view(&p.tp))
-                            .is_some_and(|v| self.checker.holds_committed(&p.tp, v.log))
+                            .is_some_and(|v| {
+                                // A replica of another creation holds none of this
+                                // one's records.
+                                (p.tp.topic != CHURN || v.topic_id == Some(p.topic_id))
+                                    && self.checker.holds_committed(&p.tp, v.topic_id, v.log)
+                            })
                 })
             })
     }
@@ -1250,6 +1352,9 @@ impl Sim {
         for c in &mut self.committers {
             c.stop();
         }
+        if self.recreate && !self.churn_exists {
+            self.push(self.now, Event::Churn);
+        }
         self.push(self.now + CONVERGE_CHECK, Event::CheckConverged);
     }
 
@@ -1273,16 +1378,18 @@ impl Sim {
             .filter(|p| image.offline_by_rule5(p))
             .map(|p| &p.tp)
             .collect();
-        // Producers write the sim's topic only.
-        let offline_produced: Vec<u32> = offline
-            .iter()
-            .filter(|tp| tp.topic == TOPIC)
-            .map(|tp| tp.partition)
-            .collect();
+        // Each producer writes one topic.
+        let offline_of = |topic: &str| -> Vec<u32> {
+            offline
+                .iter()
+                .filter(|tp| tp.topic == topic)
+                .map(|tp| tp.partition)
+                .collect()
+        };
         let pending: usize = self
             .producers
             .iter()
-            .map(|p| p.pending_except(&offline_produced))
+            .map(|p| p.pending_except(&offline_of(p.topic())))
             .sum();
         if pending > 0 {
             let _ = write!(s, "{pending} producer batches unacknowledged; ");
@@ -1377,6 +1484,8 @@ impl Sim {
             trace_hash: self.hash.0,
             events: self.events,
             produce_runs: self.produce_runs,
+            recreate: self.recreate,
+            recreated: self.recreated,
             requests_in_runs: self.requests_in_runs,
             virtual_time: self.now,
             tally: self.tally.clone(),

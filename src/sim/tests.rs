@@ -184,6 +184,26 @@ fn sim_ci_seeds_with_produce_runs() {
     assert_all_pass(&outcomes);
 }
 
+/// A quarter of CI's seeds again with a second topic deleted and created again
+/// under its name throughout the fault phase (`SimOptions::recreate`): no creation's
+/// records pass for another's, and each keeps what was acknowledged to it.
+#[cfg(feature = "sim")]
+#[test]
+fn sim_ci_seeds_with_a_topic_deleted_and_created_again() {
+    let options = SimOptions {
+        recreate: true,
+        ..SimOptions::default()
+    };
+    let outcomes = run_set(CI_SEEDS / 2..3 * CI_SEEDS / 4, &options);
+    let recreated: u64 = outcomes.iter().map(|o| o.recreated).sum();
+    assert!(
+        recreated > outcomes.len() as u64,
+        "created again {recreated} times over {} seeds",
+        outcomes.len()
+    );
+    assert_all_pass(&outcomes);
+}
+
 /// Seeds that once failed because the schedule itself destroyed the last copy of
 /// committed records: it killed the one replica holding them while the only other
 /// in-sync replica had restarted without its data (memory storage).
@@ -278,6 +298,26 @@ fn first_caught(rule: BrokenRule) -> Option<SimOutcome> {
 fn sim_checker_catches_hw_taken_from_the_leader_alone() {
     let o = first_caught(BrokenRule::HwFromLeaderLeo).expect("CI's seeds catch a broken HW rule");
     eprintln!("caught by seed {}:\n{}", o.seed, o.report());
+}
+
+#[cfg(feature = "sim")]
+#[test]
+fn sim_checker_catches_a_stop_replica_that_ignores_the_topic_id() {
+    let options = SimOptions {
+        broken: BrokenRule::StopAnyCreation,
+        recreate: true,
+        ..SimOptions::default()
+    };
+    let o = (0..CI_SEEDS)
+        .map(|s| run(s, &options))
+        .find(|o| !o.passed())
+        .expect("CI's seeds catch a late StopReplica deleting the topic created again");
+    eprintln!(
+        "caught by seed {}:
+{}",
+        o.seed,
+        o.report()
+    );
 }
 
 #[cfg(feature = "sim")]

@@ -327,3 +327,18 @@ fn rule1_a_reader_of_another_creation_is_not_served_the_deleted_topics_records()
     ));
     assert_eq!(offsets(&mut b, 1).ok(), Some(3));
 }
+
+#[test]
+fn rule1_a_late_state_of_a_deleted_creation_does_not_bring_its_replica_back() {
+    let (mut b, _peer) = bare(None);
+    b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
+    produce(&mut b, 1, 3);
+    stop(&mut b, 1);
+    assert_eq!(leo(&b), None);
+    // A LeaderAndIsr of the deleted creation, sent before its deletion.
+    b.apply_partition_state(state(1, ME, 1), Duration::ZERO);
+    assert_eq!(leo(&b), None, "still deleted");
+    // The topic created again is hosted.
+    b.apply_partition_state(state(2, ME, 0), Duration::ZERO);
+    assert_eq!(leo(&b), Some(0));
+}

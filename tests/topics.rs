@@ -241,17 +241,34 @@ fn a_restarted_broker_removes_what_an_interrupted_deletion_left() {
     assert!(c.topics().is_empty(), "nothing was loaded from it");
 }
 
-/// Rule 1 across deletion: a StopReplica of a deleted topic that arrives late,
-/// after the topic was created again under its name, must not delete the new
-/// topic's replicas (with its acknowledged records).
-#[test]
-fn rule1_a_late_stop_replica_of_a_deleted_topic_spares_the_topic_created_again() {
-    let faults = FaultTransport::default().seed(1);
+/// Three brokers whose messages go through the returned fault transport (seeded).
+fn three_brokers_on_a_fault_transport(seed: u64) -> (Cluster, FaultTransport) {
+    let faults = FaultTransport::default().seed(seed);
     let c = Cluster::builder()
         .brokers(3)
         .transport(faults.clone())
         .build()
         .unwrap();
+    (c, faults)
+}
+
+/// The first `n` values in the log of `p`'s replica on broker `b`, as text.
+fn values_on(p: &Partition, b: BrokerId, n: usize) -> Vec<String> {
+    p.replica(b)
+        .unwrap()
+        .read(0, n)
+        .unwrap()
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
+        .collect()
+}
+
+/// Rule 1 across deletion: a StopReplica of a deleted topic that arrives late,
+/// after the topic was created again under its name, must not delete the new
+/// topic's replicas (with its acknowledged records).
+#[test]
+fn rule1_a_late_stop_replica_of_a_deleted_topic_spares_the_topic_created_again() {
+    let (c, faults) = three_brokers_on_a_fault_transport(1);
     let config = TopicConfig::new(1, 3).min_insync_replicas(2);
     c.create_topic("t", config.clone()).unwrap();
     let prod = c.producer(ProducerConfig::new()).unwrap();
@@ -286,15 +303,7 @@ fn rule1_a_late_stop_replica_of_a_deleted_topic_spares_the_topic_created_again()
     let p = c.topic("t").unwrap().partition(0).unwrap();
     common::wait_until("a full ISR", || p.isr().len() == 3);
     for b in p.replicas() {
-        let got: Vec<String> = p
-            .replica(b)
-            .unwrap()
-            .read(0, 100)
-            .unwrap()
-            .into_iter()
-            .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
-            .collect();
-        assert_eq!(got, values, "replica on {b:?}");
+        assert_eq!(values_on(&p, b, 100), values, "replica on {b:?}");
     }
     let consumer = common::consumer_from_start(&c, "t");
     let got = common::consume_n(&consumer, values.len());
@@ -307,12 +316,7 @@ fn rule1_a_late_stop_replica_of_a_deleted_topic_spares_the_topic_created_again()
 /// creations before it were lost or arrive late.
 #[test]
 fn rule1_a_topic_deleted_and_created_again_under_faults_holds_only_its_own_records() {
-    let faults = FaultTransport::default().seed(11);
-    let c = Cluster::builder()
-        .brokers(3)
-        .transport(faults.clone())
-        .build()
-        .unwrap();
+    let (c, faults) = three_brokers_on_a_fault_transport(11);
     let prod = c.producer(ProducerConfig::new()).unwrap();
     // From the deletion of one creation to the writes to the next.
     let faulty = || {
@@ -344,15 +348,7 @@ fn rule1_a_topic_deleted_and_created_again_under_faults_holds_only_its_own_recor
             let hw = p.high_watermark();
             let mut logs = Vec::new();
             for b in p.isr() {
-                let log: Vec<String> = p
-                    .replica(b)
-                    .unwrap()
-                    .read(0, hw as usize)
-                    .unwrap()
-                    .into_iter()
-                    .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
-                    .collect();
-                logs.push(log);
+                logs.push(values_on(&p, b, hw as usize));
             }
             assert!(
                 logs.windows(2).all(|w| w[0] == w[1]),

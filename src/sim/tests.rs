@@ -281,57 +281,51 @@ fn sim_offline_partitions_are_skipped_by_topic_and_partition() {
     assert_all_pass(&outcomes);
 }
 
-/// Runs CI's seeds with `rule` broken until one fails; returns that outcome.
+/// Runs CI's seeds with `options` (a rule broken) until one fails; returns that
+/// outcome.
 #[cfg(feature = "sim")]
-fn first_caught(rule: BrokenRule) -> Option<SimOutcome> {
-    let options = SimOptions {
-        broken: rule,
-        ..SimOptions::default()
-    };
+fn first_caught(options: SimOptions) -> Option<SimOutcome> {
     (0..CI_SEEDS)
         .map(|s| run(s, &options))
         .find(|o| !o.passed())
 }
 
+/// The default options with `rule` broken.
+#[cfg(feature = "sim")]
+fn breaking(rule: BrokenRule) -> SimOptions {
+    SimOptions {
+        broken: rule,
+        ..SimOptions::default()
+    }
+}
+
 #[cfg(feature = "sim")]
 #[test]
 fn sim_checker_catches_hw_taken_from_the_leader_alone() {
-    let o = first_caught(BrokenRule::HwFromLeaderLeo).expect("CI's seeds catch a broken HW rule");
+    let o = first_caught(breaking(BrokenRule::HwFromLeaderLeo))
+        .expect("CI's seeds catch a broken HW rule");
     eprintln!("caught by seed {}:\n{}", o.seed, o.report());
 }
 
 #[cfg(feature = "sim")]
 #[test]
 fn sim_checker_catches_a_stop_replica_that_ignores_the_topic_id() {
-    let options = SimOptions {
-        broken: BrokenRule::StopAnyCreation,
+    let o = first_caught(SimOptions {
         recreate: true,
-        ..SimOptions::default()
-    };
-    let o = (0..CI_SEEDS)
-        .map(|s| run(s, &options))
-        .find(|o| !o.passed())
-        .expect("CI's seeds catch a late StopReplica deleting the topic created again");
-    eprintln!(
-        "caught by seed {}:
-{}",
-        o.seed,
-        o.report()
-    );
+        ..breaking(BrokenRule::StopAnyCreation)
+    })
+    .expect("CI's seeds catch a late StopReplica deleting the topic created again");
+    eprintln!("caught by seed {}:\n{}", o.seed, o.report());
 }
 
 #[cfg(feature = "sim")]
 #[test]
 fn sim_checker_catches_a_compaction_that_forgets_pending_commits() {
-    let options = SimOptions {
-        broken: BrokenRule::SnapshotWithoutPending,
+    let o = first_caught(SimOptions {
         groups: true,
-        ..SimOptions::default()
-    };
-    let o = (0..CI_SEEDS)
-        .map(|s| run(s, &options))
-        .find(|o| !o.passed())
-        .expect("CI's seeds catch a compaction that loses acknowledged commits");
+        ..breaking(BrokenRule::SnapshotWithoutPending)
+    })
+    .expect("CI's seeds catch a compaction that loses acknowledged commits");
     assert!(
         o.violations.iter().any(|v| v.contains("was acknowledged")),
         "{}",
@@ -343,7 +337,7 @@ fn sim_checker_catches_a_compaction_that_forgets_pending_commits() {
 #[cfg(feature = "sim")]
 #[test]
 fn sim_checker_catches_election_of_any_live_replica() {
-    let o =
-        first_caught(BrokenRule::ElectAnyLive).expect("CI's seeds catch a broken election rule");
+    let o = first_caught(breaking(BrokenRule::ElectAnyLive))
+        .expect("CI's seeds catch a broken election rule");
     eprintln!("caught by seed {}:\n{}", o.seed, o.report());
 }

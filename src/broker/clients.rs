@@ -117,9 +117,7 @@ impl Broker {
                 reply,
             } => {
                 let result = match self.replicas.get(&tp) {
-                    Some(r)
-                        if matches!(r.role, Role::Leader(_)) && r.topic_id == Some(topic_id) =>
-                    {
+                    Some(r) if matches!(r.role, Role::Leader(_)) && r.is_of(topic_id) => {
                         Ok(OffsetsInfo {
                             log_start: r.log.log_start_offset(),
                             high_watermark: r.status.hw(),
@@ -159,9 +157,7 @@ impl Broker {
             let result = match self.replicas.get(tp) {
                 None => Err(self.not_leader(tp)),
                 // Another creation of the topic than the reader's: not its leader.
-                Some(r) if topic_id.is_some_and(|id| r.topic_id != Some(id)) => {
-                    Err(self.not_leader(tp))
-                }
+                Some(r) if topic_id.is_some_and(|id| !r.is_of(id)) => Err(self.not_leader(tp)),
                 Some(r) => {
                     let upto = match (f.limit, &r.role) {
                         (ReadLimit::HighWatermark, Role::Leader(l)) => Some(l.hw()),

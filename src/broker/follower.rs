@@ -27,7 +27,7 @@ impl Broker {
             return;
         }
         // An answer about a deleted topic's replica that this one replaced.
-        if r.state.as_ref().map(|s| s.topic_id) != Some(p.topic_id) {
+        if !r.is_of(p.topic_id) {
             return;
         }
         let epoch = r.state.as_ref().map_or(0, |s| s.leader_epoch);

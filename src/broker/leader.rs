@@ -70,8 +70,7 @@ impl Broker {
             };
             // A fetch for another creation of the topic is no progress here: the
             // follower's log may hold the deleted topic's records.
-            let same_topic = r.state.as_ref().is_some_and(|st| st.topic_id == p.topic_id);
-            if !same_topic
+            if !r.is_of(p.topic_id)
                 || !matches!(&r.role, Role::Leader(l) if l.leader_epoch() == p.leader_epoch)
             {
                 unheard |= !heard_of(r, p);
@@ -119,7 +118,7 @@ impl Broker {
             };
             // Fetched for a deleted topic this broker knows was created again: the
             // follower's view is stale, as with an older leader epoch.
-            let deleted = r.state.as_ref().is_some_and(|st| st.topic_id > p.topic_id);
+            let deleted = r.topic_id.is_some_and(|id| id > p.topic_id);
             if !deleted && !heard_of(r, p) {
                 // The follower heard of this leadership (or partition) before this
                 // broker did: the controller's word reaches brokers one by one. Not
@@ -278,11 +277,7 @@ impl Broker {
         let mut healed = Vec::new();
         for (tp, d) in &self.damaged {
             // A replica of a later creation of the topic is not the one cut: gone.
-            match self
-                .replicas
-                .get(tp)
-                .filter(|r| r.topic_id == Some(d.topic_id))
-            {
+            match self.replicas.get(tp).filter(|r| r.is_of(d.topic_id)) {
                 Some(r) if r.log.log_end_offset() < d.until => self.send(
                     NodeId::Controller,
                     Message::ReplicaDamaged {
@@ -363,13 +358,12 @@ impl Broker {
         let Role::Leader(leader) = &r.role else {
             return Err(self.not_leader(&req.tp));
         };
-        let state = r.state.as_ref().expect("a leader has a state");
-        if state.topic_id != req.topic_id {
+        if !r.is_of(req.topic_id) {
             // This broker has not yet heard that the topic was deleted and created
             // again (or the producer has not): not the leader of that creation.
             return Err(self.not_leader(&req.tp));
         }
-        let config = &state.config;
+        let config = &r.state.as_ref().expect("a leader has a state").config;
         if req.batch.len() > config.max_message_bytes {
             return Err(Error::RecordTooLarge {
                 topic: req.tp.topic.clone(),
@@ -532,7 +526,8 @@ fn answer(req: &ProduceRequest, result: Result<u64>) {
 /// the topic (one side has not yet heard it was deleted and created again) is
 /// not heard of either: the follower's log may hold the deleted topic's records.
 fn heard_of(r: &Replica, p: &FetchPartition) -> bool {
-    r.state
-        .as_ref()
-        .is_some_and(|st| st.leader_epoch >= p.leader_epoch && st.topic_id == p.topic_id)
+    r.is_of(p.topic_id)
+        && r.state
+            .as_ref()
+            .is_some_and(|st| st.leader_epoch >= p.leader_epoch)
 }

@@ -846,7 +846,7 @@ impl Broker {
         let lag = self.config.replica_lag_time_max;
         let dir = self.partition_dir(&st.tp);
         let r = self.replicas.get_mut(&st.tp).expect("inserted above");
-        if r.topic_id != Some(st.topic_id) {
+        if !r.is_of(st.topic_id) {
             r.topic_id = Some(st.topic_id);
             if let Some(dir) = dir {
                 // Not written: a restart finds no id and takes the next state's,

@@ -55,7 +55,8 @@ pub(crate) struct Replica {
     /// When a leader last asked to resign over corruption.
     pub(crate) resign_sent: Option<Duration>,
     /// The creation of the topic the log's records belong to: from the last state
-    /// applied, or, for a log opened from disk before any, from its directory.
+    /// applied (always that state's id), or, for a log opened from disk before any,
+    /// from its directory. Read through [`Replica::is_of`] where one is asked for.
     pub(crate) topic_id: Option<u64>,
 }
 
@@ -114,6 +115,11 @@ impl Replica {
         };
         r.publish();
         r
+    }
+
+    /// Whether the log belongs to the creation `topic_id` of its topic.
+    pub(crate) fn is_of(&self, topic_id: u64) -> bool {
+        self.topic_id == Some(topic_id)
     }
 
     /// A replica in memory: empty, as after every (re)start. What it stamps as

@@ -218,6 +218,12 @@ pub(crate) enum Message {
     },
     LeaderAndIsr {
         partitions: Vec<PartitionState>,
+        /// `Some(n)` when `partitions` is every partition the broker hosts as of
+        /// the controller's `n`th topic creation (Kafka's FULL LeaderAndIsr,
+        /// KIP-516): a replica of an earlier creation that is not listed belongs
+        /// to a topic deleted since, whose StopReplica was lost or came while the
+        /// broker was down, and the broker removes it. `None` for a change.
+        complete_as_of: Option<u64>,
     },
     StopReplica {
         /// Each partition with the topic id it was created under: a replica of a
@@ -487,5 +493,19 @@ pub(crate) fn state_digest<'a>(states: impl Iterator<Item = &'a PartitionState>)
         // same epochs as the same partition of its successor.
         (&s.tp, s.topic_id, s.leader_epoch, s.partition_epoch).hash(&mut h);
         acc.wrapping_add(h.finish())
+    })
+}
+
+/// What a broker adds to its [`state_digest`] for replicas it hosts without a
+/// state, each with its topic id: never 0 for one, so that the controller, which
+/// knows no such replica, sees a difference.
+pub(crate) fn stateless_digest<'a>(
+    replicas: impl Iterator<Item = (&'a TopicPartition, u64)>,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    replicas.fold(0u64, |acc, (tp, topic_id)| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ("no state", tp, topic_id).hash(&mut h);
+        acc.wrapping_add(h.finish() | 1)
     })
 }

@@ -368,3 +368,76 @@ fn rule1_a_topic_deleted_and_created_again_under_faults_holds_only_its_own_recor
         c.delete_topic("t").unwrap();
     }
 }
+
+/// Three brokers keeping their logs under `dir`, their messages going through the
+/// returned fault transport.
+fn disk_cluster_on_a_fault_transport(dir: &std::path::Path) -> (Cluster, FaultTransport) {
+    let faults = FaultTransport::default().seed(7);
+    let c = Cluster::builder()
+        .brokers(3)
+        .data_dir(dir)
+        .transport(faults.clone())
+        .build()
+        .unwrap();
+    (c, faults)
+}
+
+/// Topic `t` (2 partitions) and `kept` (1), both on all three brokers, with a few
+/// acknowledged records each.
+fn two_topics_written(c: &Cluster, dir: &std::path::Path) {
+    c.create_topic("t", TopicConfig::new(2, 3)).unwrap();
+    c.create_topic("kept", TopicConfig::new(1, 3)).unwrap();
+    let p = c.producer(ProducerConfig::new()).unwrap();
+    for topic in ["t", "kept"] {
+        for i in 0..10 {
+            p.send(topic, Record::new(format!("{i}"))).wait().unwrap();
+        }
+    }
+    assert_eq!(broker_dir_entries(dir, "t-"), 6);
+}
+
+/// A deleted topic's replicas go even when every StopReplica is lost: the
+/// brokers' heartbeats still report them, and the controller answers with the
+/// complete list of what each should hold.
+#[test]
+fn a_deleted_topic_whose_stop_replicas_were_lost_is_still_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, faults) = disk_cluster_on_a_fault_transport(dir.path());
+    two_topics_written(&c, dir.path());
+    faults.drop_kind("StopReplica");
+    c.delete_topic("t").unwrap();
+    faults.allow_kind("StopReplica");
+    assert!(
+        faults.stats().dropped >= 3,
+        "one StopReplica per broker lost"
+    );
+    common::wait_until("t's replicas to be removed", || {
+        broker_dir_entries(dir.path(), "t-") == 0
+    });
+    assert_eq!(broker_dir_entries(dir.path(), "kept-"), 3, "kept stays");
+    let kept = c.topic("kept").unwrap().partition(0).unwrap();
+    for b in kept.replicas() {
+        assert_eq!(values_on(&kept, b, 100).len(), 10, "kept on {b:?}");
+    }
+}
+
+/// A broker down while a topic is deleted gets no StopReplica; when it registers
+/// again, the complete list of what it should hold tells it to remove the topic.
+#[test]
+fn a_broker_down_while_a_topic_was_deleted_removes_it_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _faults) = disk_cluster_on_a_fault_transport(dir.path());
+    two_topics_written(&c, dir.path());
+    c.kill_broker(BrokerId(0)).unwrap();
+    c.delete_topic("t").unwrap();
+    common::wait_until("the live brokers to remove t", || {
+        broker_dir_entries(dir.path(), "t-") == 2
+    });
+    c.restart_broker(BrokerId(0)).unwrap();
+    common::wait_until("broker 0 to remove t", || {
+        broker_dir_entries(dir.path(), "t-") == 0
+    });
+    let kept = c.topic("kept").unwrap().partition(0).unwrap();
+    common::wait_until("broker 0 back in kept's ISR", || kept.isr().len() == 3);
+    assert_eq!(values_on(&kept, BrokerId(0), 100).len(), 10);
+}

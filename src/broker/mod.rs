@@ -27,7 +27,7 @@ mod test_support;
 #[path = "tests/topic_ids.rs"]
 mod topic_ids_tests;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -495,8 +495,7 @@ impl Broker {
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.config.heartbeat_interval;
             if let Some(broker_epoch) = self.broker_epoch {
-                let state_digest =
-                    protocol::state_digest(self.replicas.values().filter_map(|r| r.state.as_ref()));
+                let state_digest = self.state_digest();
                 self.send(
                     NodeId::Controller,
                     Message::Heartbeat {
@@ -700,10 +699,18 @@ impl Broker {
             // The fetch sessions are refreshed once per message, not once per
             // partition: each refresh passes over every replica, so a topic of n
             // partitions would cost n² to create or delete.
-            Message::LeaderAndIsr { partitions } => {
+            Message::LeaderAndIsr {
+                partitions,
+                complete_as_of,
+            } => {
+                let listed: Option<BTreeSet<TopicPartition>> =
+                    complete_as_of.map(|_| partitions.iter().map(|st| st.tp.clone()).collect());
                 let mut changed = false;
                 for st in partitions {
                     changed |= self.apply_one_state(st, now);
+                }
+                if let (Some(created), Some(listed)) = (complete_as_of, listed) {
+                    changed |= self.remove_strays(created, &listed);
                 }
                 if changed {
                     self.states_changed();
@@ -791,6 +798,49 @@ impl Broker {
             | Message::AlterPartition { .. }
             | Message::ReplicaDamaged { .. } => {}
         }
+    }
+
+    /// The digest of what this broker hosts, for its heartbeat: the state of each
+    /// replica, and each replica of a known creation that has no state (left by a
+    /// deleted topic, or its state lost), so that the controller's complete answer
+    /// removes or updates it.
+    fn state_digest(&self) -> u64 {
+        let states = self.replicas.values().filter_map(|r| r.state.as_ref());
+        let stateless = self
+            .replicas
+            .iter()
+            .filter(|(_, r)| r.state.is_none())
+            .filter_map(|(tp, r)| r.topic_id.map(|id| (tp, id)));
+        protocol::state_digest(states).wrapping_add(protocol::stateless_digest(stateless))
+    }
+
+    /// Removes the replicas a complete LeaderAndIsr as of the controller's
+    /// `created`th topic creation does not list: those of earlier creations are
+    /// left by topics deleted since (their StopReplica lost, or sent while this
+    /// broker was down). A replica of a later creation is newer than the list and
+    /// stays, as does one whose creation is unknown (its `topic.id` unreadable): it
+    /// may hold the only copy of acknowledged records. Whether any was removed.
+    fn remove_strays(&mut self, created: u64, listed: &BTreeSet<TopicPartition>) -> bool {
+        let strays: Vec<(TopicPartition, u64)> = self
+            .replicas
+            .iter()
+            .filter(|(tp, _)| !listed.contains(*tp))
+            .filter_map(|(tp, r)| {
+                r.topic_id
+                    .filter(|id| *id <= created)
+                    .map(|id| (tp.clone(), id))
+            })
+            .collect();
+        for (tp, topic_id) in &strays {
+            trace!(
+                "broker {}: {tp} of deleted topic id {topic_id} removed",
+                self.config.id
+            );
+            let last = self.deleted.entry(tp.clone()).or_insert(*topic_id);
+            *last = (*last).max(*topic_id);
+            self.stop_replica(tp, true);
+        }
+        !strays.is_empty()
     }
 
     /// Applies a LeaderAndIsr (or an accepted AlterPartition) for one partition.

@@ -189,12 +189,12 @@ impl ControllerThread {
         };
         let now = self.now();
         let resync = match &env.message {
-            // A LeaderAndIsr may have been lost: when the broker's view differs,
-            // send its whole state again.
+            // A LeaderAndIsr or StopReplica may have been lost: when the broker's
+            // view differs, send its whole state again.
             Message::Heartbeat { state_digest, .. } => {
                 let states = self.states_of(from);
                 let mine = protocol::state_digest(states.iter());
-                (mine != *state_digest).then_some(states)
+                (mine != *state_digest).then_some((states, self.core.topics_created()))
             }
             _ => None,
         };
@@ -229,13 +229,23 @@ impl ControllerThread {
                     .filter(|s| s.tp == tp)
                     .collect();
                 if !states.is_empty() {
-                    self.send(from, Message::LeaderAndIsr { partitions: states });
+                    let m = Message::LeaderAndIsr {
+                        partitions: states,
+                        complete_as_of: None,
+                    };
+                    self.send(from, m);
                 }
             }
         }
-        if let Some(states) = resync {
-            if registered && !states.is_empty() {
-                self.send(from, Message::LeaderAndIsr { partitions: states });
+        // Complete, even when empty: the broker's view may differ by a replica it
+        // should no longer hold (a deleted topic's, its StopReplica lost).
+        if let Some((states, created)) = resync {
+            if registered {
+                let m = Message::LeaderAndIsr {
+                    partitions: states,
+                    complete_as_of: Some(created),
+                };
+                self.send(from, m);
             }
         }
     }

@@ -372,7 +372,13 @@ impl Controller {
             }],
             messages: per_broker
                 .into_iter()
-                .map(|(b, partitions)| (b, Message::LeaderAndIsr { partitions }))
+                .map(|(b, partitions)| {
+                    let m = Message::LeaderAndIsr {
+                        partitions,
+                        complete_as_of: None,
+                    };
+                    (b, m)
+                })
                 .collect(),
         })
     }
@@ -583,6 +589,12 @@ impl Controller {
     /// The current image.
     pub(crate) fn image(&self) -> &MetadataImage {
         &self.image
+    }
+
+    /// Topics created so far, deleted ones included: every topic id handed out is
+    /// at most this.
+    pub(crate) fn topics_created(&self) -> u64 {
+        self.topics_created
     }
 
     /// When `tick` next has something to do: the earliest session expiry of an alive
@@ -1118,7 +1130,7 @@ impl Controller {
 
     /// Records, plus one LeaderAndIsr per live broker hosting a changed partition.
     /// A registering broker gets the state of every partition it hosts instead (even
-    /// none: the list is complete).
+    /// none), marked complete: it removes what it still holds of deleted topics.
     fn finish(&self, changes: &Changes, registering: Option<BrokerId>) -> ControllerOutput {
         let mut per_broker: BTreeMap<BrokerId, Vec<PartitionState>> = BTreeMap::new();
         for tp in &changes.partitions {
@@ -1142,7 +1154,14 @@ impl Controller {
             records: self.records_for(changes),
             messages: per_broker
                 .into_iter()
-                .map(|(b, partitions)| (b, Message::LeaderAndIsr { partitions }))
+                .map(|(b, partitions)| {
+                    let complete_as_of = (Some(b) == registering).then_some(self.topics_created);
+                    let m = Message::LeaderAndIsr {
+                        partitions,
+                        complete_as_of,
+                    };
+                    (b, m)
+                })
                 .collect(),
         }
     }

@@ -44,7 +44,7 @@ fn alter_reply(out: &ControllerOutput) -> std::result::Result<(), AlterPartition
 fn leader_and_isr(out: &ControllerOutput) -> BTreeMap<BrokerId, Vec<TopicPartition>> {
     let mut m = BTreeMap::new();
     for (to, msg) in &out.messages {
-        if let Message::LeaderAndIsr { partitions } = msg {
+        if let Message::LeaderAndIsr { partitions, .. } = msg {
             let prev = m.insert(*to, partitions.iter().map(|p| p.tp.clone()).collect());
             assert!(prev.is_none(), "two LeaderAndIsr to {to} in one output");
         }
@@ -641,6 +641,41 @@ fn registration_sends_every_hosted_partition_to_the_broker() {
             .collect();
     assert_eq!(leader_and_isr(&out)[&BrokerId(2)], hosted);
     assert!(matches!(out.messages[0].1, Message::Registered { .. }));
+}
+
+#[test]
+fn registration_state_is_complete_as_of_the_last_topic_created() {
+    let mut h = H::new(3);
+    h.create("a", TopicConfig::new(1, 3));
+    h.create("gone", TopicConfig::new(1, 3));
+    let out = h.c.delete_topic("gone", secs(0)).unwrap();
+    h.take(out);
+    h.stop(2);
+    let out = h.register(2, secs(1));
+    let complete: Vec<Option<u64>> = out
+        .messages
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::LeaderAndIsr { complete_as_of, .. } => Some(*complete_as_of),
+            _ => None,
+        })
+        .collect();
+    // Two topics created: a replica of either not listed is a deleted topic's.
+    assert_eq!(complete, vec![Some(2)]);
+    // A change is not complete: it says nothing of other partitions.
+    let out = h.create("b", TopicConfig::new(1, 3));
+    for (_, m) in &out.messages {
+        assert!(
+            matches!(
+                m,
+                Message::LeaderAndIsr {
+                    complete_as_of: None,
+                    ..
+                }
+            ),
+            "{m:?}"
+        );
+    }
 }
 
 #[test]
@@ -1359,7 +1394,7 @@ fn leader_and_isr_goes_to_the_live_replicas_of_changed_partitions_only() {
     assert_eq!(leader_and_isr(&out), expect);
     // The states sent are the new ones.
     for (_, msg) in &out.messages {
-        if let Message::LeaderAndIsr { partitions } = msg {
+        if let Message::LeaderAndIsr { partitions, .. } = msg {
             for p in partitions {
                 assert_eq!(p, &h.state(&p.tp));
             }

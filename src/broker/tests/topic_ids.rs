@@ -342,3 +342,84 @@ fn rule1_a_late_state_of_a_deleted_creation_does_not_bring_its_replica_back() {
     b.apply_partition_state(state(2, ME, 0), Duration::ZERO);
     assert_eq!(leo(&b), Some(0));
 }
+
+/// A complete LeaderAndIsr as of the controller's `created`th topic creation,
+/// listing `partitions`.
+fn complete(b: &mut Broker, created: u64, partitions: Vec<PartitionState>) {
+    let m = Message::LeaderAndIsr {
+        partitions,
+        complete_as_of: Some(created),
+    };
+    from_controller(b, m);
+}
+
+#[test]
+fn rule1_a_complete_state_removes_the_replica_of_a_topic_deleted_without_its_stop_replica() {
+    let (mut b, _peer) = bare(None);
+    b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
+    produce(&mut b, 1, 3);
+    // The topic was deleted, its StopReplica lost; nothing else is assigned here.
+    complete(&mut b, 1, vec![]);
+    assert_eq!(leo(&b), None, "what the deleted topic left is gone");
+    assert_eq!(b.state_digest(), 0, "as the controller counts it");
+    // A state of it sent before its deletion does not bring it back.
+    b.apply_partition_state(state(1, ME, 1), Duration::ZERO);
+    assert_eq!(leo(&b), None);
+}
+
+#[test]
+fn rule1_a_complete_state_keeps_what_it_lists() {
+    let (mut b, _peer) = bare(None);
+    b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
+    produce(&mut b, 1, 3);
+    complete(&mut b, 1, vec![state(1, ME, 0)]);
+    assert_eq!(leo(&b), Some(3));
+}
+
+#[test]
+fn rule1_a_complete_state_older_than_a_creation_spares_its_replica() {
+    let (mut b, _peer) = bare(None);
+    b.apply_partition_state(state(3, ME, 0), Duration::ZERO);
+    produce(&mut b, 3, 3);
+    // Computed before topic 3 was created, delivered after.
+    complete(&mut b, 2, vec![]);
+    assert_eq!(leo(&b), Some(3), "newer than the list: not a stray");
+}
+
+#[test]
+fn rule1_a_restarted_broker_removes_a_deleted_topic_when_told_all_it_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut b, _peer) = bare(Some(dir.path()));
+        b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
+        produce(&mut b, 1, 3);
+    }
+    // Restarted after the topic was deleted: the replica has no state, and the
+    // heartbeat's digest says so, unlike the controller's (which knows of none).
+    let (mut b, _peer) = bare(Some(dir.path()));
+    assert_eq!(leo(&b), Some(3));
+    assert_ne!(b.state_digest(), 0, "the stateless replica is reported");
+    complete(&mut b, 1, vec![]);
+    assert_eq!(leo(&b), None);
+    assert_eq!(b.state_digest(), 0);
+    drop(b);
+    let (b, _peer) = bare(Some(dir.path()));
+    assert_eq!(leo(&b), None, "its files went with it");
+}
+
+#[test]
+fn rule1_a_replica_of_unknown_creation_is_kept_by_a_complete_state() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut b, _peer) = bare(Some(dir.path()));
+        b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
+        produce(&mut b, 1, 3);
+        let replica_dir = b.partition_dir(&tp()).unwrap();
+        std::fs::remove_file(replica_dir.join("topic.id")).unwrap();
+    }
+    // Its records may be the only copy of acknowledged ones: kept.
+    let (mut b, _peer) = bare(Some(dir.path()));
+    assert_eq!(b.replicas[&tp()].topic_id, None);
+    complete(&mut b, 5, vec![]);
+    assert_eq!(leo(&b), Some(3));
+}

@@ -1400,6 +1400,22 @@ impl Sim {
         if self.committers.iter().any(SimCommitter::busy) {
             s.push_str("an offset commit unanswered; ");
         }
+        // Each broker holds exactly the replicas assigned to it: what is left of a
+        // deleted topic (its StopReplica lost) must go too.
+        for (b, node) in &self.nodes {
+            let Some(broker) = &node.broker else { continue };
+            for tp in broker.hosted() {
+                let topic_id = broker.replica_view(&tp).and_then(|v| v.topic_id);
+                let assigned = image.topics.get(&tp.topic).is_some_and(|t| {
+                    t.partitions.iter().any(|p| {
+                        p.tp == tp && p.replicas.contains(b) && Some(p.topic_id) == topic_id
+                    })
+                });
+                if !assigned {
+                    let _ = write!(s, "broker {b} holds {tp} of topic id {topic_id:?}; ");
+                }
+            }
+        }
         for p in image.topics.values().flat_map(|t| t.partitions.iter()) {
             if offline.contains(&&p.tp) {
                 continue;

@@ -39,6 +39,13 @@ impl Broker {
                 f.unheard =
                     self.record_fetch_positions((f.from, f.broker_epoch), &f.partitions, now);
             }
+            // It was looked at whole when it came and found no news: only what
+            // changed since can make news now. The whole answer is built only to
+            // be sent (it carries every high watermark that moved meanwhile).
+            if f.deadline > now && !f.unheard && !self.has_news(&mut f, &dirty) {
+                self.parked_replica_fetches.push(f);
+                continue;
+            }
             let (responses, news) = self.answer_replica_fetch(&f);
             if news || f.deadline <= now {
                 self.reply_fetch(&f, responses);

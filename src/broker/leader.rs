@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::hash::{FxHashMap, FxHashSet};
+
 use crate::config::Acks;
 use crate::ids::{BrokerId, NodeId, TopicPartition};
 use crate::protocol::{
@@ -39,6 +41,7 @@ impl Broker {
             partitions,
             deadline,
             unheard,
+            index: None,
         };
         let (responses, has_news) = self.answer_replica_fetch(&parked);
         if has_news || deadline <= now {
@@ -113,74 +116,11 @@ impl Broker {
         let mut budget = f.max_bytes;
         let mut corrupt = Vec::new();
         for p in &f.partitions {
-            let Some(r) = self.replicas.get(&*p.tp) else {
+            let Some((result, urgent)) = self.fetch_result(p, Some((&mut budget, &mut corrupt)))
+            else {
                 continue;
             };
-            // Fetched for a deleted topic this broker knows was created again: the
-            // follower's view is stale, as with an older leader epoch.
-            let deleted = r.topic_id.is_some_and(|id| id > p.topic_id);
-            if !deleted && !heard_of(r, p) {
-                // The follower heard of this leadership (or partition) before this
-                // broker did: the controller's word reaches brokers one by one. Not
-                // news yet, so left out: the fetch waits until the word arrives
-                // here (which marks the partition dirty and wakes it) or until its
-                // deadline. An error would make the follower back off, and after a
-                // failover every acks=all write would wait out that back-off.
-                continue;
-            };
-            let result = match &r.role {
-                _ if deleted => Err(FetchError::FencedLeaderEpoch),
-                Role::Leader(l) => {
-                    if p.leader_epoch < l.leader_epoch() {
-                        Err(FetchError::FencedLeaderEpoch)
-                    } else if let Some(d) = p
-                        .last_fetched_epoch
-                        .and_then(|e| diverging(r, e, p.fetch_offset))
-                    {
-                        Ok(FetchData {
-                            high_watermark: l.hw(),
-                            log_start: r.log.log_start_offset(),
-                            leader_epoch: l.leader_epoch(),
-                            diverging: Some(d),
-                            batches: Vec::new(),
-                        })
-                    } else if p.fetch_offset < r.log.log_start_offset() {
-                        Err(FetchError::OffsetOutOfRange {
-                            log_start: r.log.log_start_offset(),
-                        })
-                    } else {
-                        let batches = if p.fetch_offset < r.log.log_end_offset() && budget > 0 {
-                            match r.log.read(p.fetch_offset, budget) {
-                                Ok(b) => b,
-                                Err(Error::Corrupt { offset, .. }) => {
-                                    corrupt.push((TopicPartition::clone(&p.tp), offset));
-                                    Vec::new()
-                                }
-                                Err(_) => Vec::new(),
-                            }
-                        } else {
-                            Vec::new()
-                        };
-                        budget = budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
-                        Ok(FetchData {
-                            high_watermark: l.hw(),
-                            log_start: r.log.log_start_offset(),
-                            leader_epoch: l.leader_epoch(),
-                            diverging: None,
-                            batches,
-                        })
-                    }
-                }
-                _ => Err(FetchError::NotLeader),
-            };
-            match &result {
-                Ok(d) if d.batches.is_empty() && d.diverging.is_none() => {
-                    if d.high_watermark == p.high_watermark && d.log_start <= p.log_start {
-                        continue;
-                    }
-                }
-                _ => news = true,
-            }
+            news |= urgent;
             out.push(FetchPartitionResponse {
                 tp: p.tp.clone(),
                 topic_id: p.topic_id,
@@ -191,6 +131,121 @@ impl Broker {
             self.found_corruption(&tp, offset);
         }
         (out, news)
+    }
+
+    /// Whether the answer to the parked fetch `f` would be news now, looking only
+    /// at its partitions in `dirty`: those that changed since it was last looked
+    /// at (every change that makes news marks its partition). Reads no records:
+    /// with many partitions a fetch covers hundreds, and only a handful change
+    /// between two looks.
+    pub(super) fn has_news(
+        &self,
+        f: &mut ParkedReplicaFetch,
+        dirty: &FxHashSet<TopicPartition>,
+    ) -> bool {
+        if f.partitions.len() <= dirty.len() {
+            return f
+                .partitions
+                .iter()
+                .filter(|p| dirty.contains(&*p.tp))
+                .any(|p| self.fetch_result(p, None).is_some_and(|(_, urgent)| urgent));
+        }
+        let index = f.index.get_or_insert_with(|| {
+            let mut m = FxHashMap::default();
+            for (i, p) in f.partitions.iter().enumerate() {
+                m.insert(p.tp.clone(), i);
+            }
+            m
+        });
+        dirty.iter().filter_map(|tp| index.get(tp)).any(|&i| {
+            self.fetch_result(&f.partitions[i], None)
+                .is_some_and(|(_, urgent)| urgent)
+        })
+    }
+
+    /// One partition's part of the answer to a replica fetch, and whether it is
+    /// news that should not wait; `None` when it is left out (nothing the follower
+    /// does not have, or a leadership not heard of here yet). `read` is the
+    /// answer's byte budget and where a corrupt batch met is noted; without it no
+    /// records are read, and a partition with records to send is news with none.
+    fn fetch_result(
+        &self,
+        p: &FetchPartition,
+        read: Option<(&mut usize, &mut Vec<(TopicPartition, Option<u64>)>)>,
+    ) -> Option<(std::result::Result<FetchData, FetchError>, bool)> {
+        let r = self.replicas.get(&*p.tp)?;
+        // Fetched for a deleted topic this broker knows was created again: the
+        // follower's view is stale, as with an older leader epoch.
+        let deleted = r.topic_id.is_some_and(|id| id > p.topic_id);
+        if !deleted && !heard_of(r, p) {
+            // The follower heard of this leadership (or partition) before this
+            // broker did: the controller's word reaches brokers one by one. Not
+            // news yet, so left out: the fetch waits until the word arrives
+            // here (which marks the partition dirty and wakes it) or until its
+            // deadline. An error would make the follower back off, and after a
+            // failover every acks=all write would wait out that back-off.
+            return None;
+        }
+        let mut unread = false;
+        let result = match &r.role {
+            _ if deleted => Err(FetchError::FencedLeaderEpoch),
+            Role::Leader(l) => {
+                if p.leader_epoch < l.leader_epoch() {
+                    Err(FetchError::FencedLeaderEpoch)
+                } else if let Some(d) = p
+                    .last_fetched_epoch
+                    .and_then(|e| diverging(r, e, p.fetch_offset))
+                {
+                    Ok(FetchData {
+                        high_watermark: l.hw(),
+                        log_start: r.log.log_start_offset(),
+                        leader_epoch: l.leader_epoch(),
+                        diverging: Some(d),
+                        batches: Vec::new(),
+                    })
+                } else if p.fetch_offset < r.log.log_start_offset() {
+                    Err(FetchError::OffsetOutOfRange {
+                        log_start: r.log.log_start_offset(),
+                    })
+                } else {
+                    let more = p.fetch_offset < r.log.log_end_offset();
+                    // Records to send but none read (`read` is `None`): news all the same.
+                    unread = more && read.is_none();
+                    let batches = match read {
+                        Some((budget, corrupt)) if more && *budget > 0 => {
+                            let batches = match r.log.read(p.fetch_offset, *budget) {
+                                Ok(b) => b,
+                                Err(Error::Corrupt { offset, .. }) => {
+                                    corrupt.push((TopicPartition::clone(&p.tp), offset));
+                                    Vec::new()
+                                }
+                                Err(_) => Vec::new(),
+                            };
+                            *budget = budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
+                            batches
+                        }
+                        _ => Vec::new(),
+                    };
+                    Ok(FetchData {
+                        high_watermark: l.hw(),
+                        log_start: r.log.log_start_offset(),
+                        leader_epoch: l.leader_epoch(),
+                        diverging: None,
+                        batches,
+                    })
+                }
+            }
+            _ => Err(FetchError::NotLeader),
+        };
+        match &result {
+            Ok(d) if d.batches.is_empty() && d.diverging.is_none() && !unread => {
+                if d.high_watermark == p.high_watermark && d.log_start <= p.log_start {
+                    return None;
+                }
+                Some((result, false))
+            }
+            _ => Some((result, true)),
+        }
     }
 
     pub(super) fn reply_fetch(

@@ -91,9 +91,12 @@ pub(crate) struct Broker {
     next_retention: Duration,
     /// Numbers this broker's AlterPartition proposals (see `Message::AlterPartition`).
     next_alter_id: u64,
-    /// Ordered, so that every pass over the replicas (ticks, fetches) runs in the
-    /// same order each time: a simulation seed replays exactly.
-    replicas: BTreeMap<TopicPartition, Replica>,
+    /// Hashed: a fetch looks up every partition it covers, hundreds with many
+    /// partitions, and ordered lookups compared topic names ten times each. The
+    /// hasher has no random state, so passes over the replicas (ticks, fetches)
+    /// still run in the same order on every run and a simulation seed replays
+    /// exactly.
+    replicas: ReplicaMap,
     fetchers: Fetchers,
     /// acks=all produce requests waiting for the HW, by waiter id.
     pending_acks: FxHashMap<u64, PendingAck>,
@@ -219,6 +222,9 @@ struct ParkedReplicaFetch {
     /// Some partition's leadership was not heard of here when the fetch came:
     /// its position is recorded again once it is.
     unheard: bool,
+    /// Where each partition is in `partitions`, built the first time a fetch of
+    /// many partitions waits past a round (see `Broker::has_news`).
+    index: Option<FxHashMap<Arc<TopicPartition>, usize>>,
 }
 
 #[derive(Debug)]
@@ -278,7 +284,7 @@ impl Broker {
             next_tick: Duration::ZERO,
             next_retention: RETENTION_CHECK,
             next_alter_id: 0,
-            replicas: BTreeMap::new(),
+            replicas: ReplicaMap::default(),
             pending_acks: FxHashMap::default(),
             next_waiter: 0,
             parked_replica_fetches: Vec::new(),
@@ -1056,5 +1062,5 @@ fn diverging(r: &Replica, last_epoch: u32, fetch_offset: u64) -> Option<EpochEnd
     }
 }
 
-/// The per-broker map used when grouping followers by leader.
-pub(crate) type ReplicaMap = BTreeMap<TopicPartition, Replica>;
+/// A broker's replicas by partition.
+pub(crate) type ReplicaMap = FxHashMap<TopicPartition, Replica>;

@@ -229,6 +229,37 @@ fn a_parked_fetch_wakes_for_data_in_a_partition_its_follower_replicates_only() {
 }
 
 #[test]
+fn a_parked_fetch_of_many_partitions_answers_with_every_change_since_it_came() {
+    // Broker 2 follows all 40 partitions: a parked fetch is then looked at
+    // through the partitions that changed, not all 40 each round.
+    let n = 40;
+    let (mut b, [to_2, _]) = leader(n, |_| BrokerId(2));
+    let now = Duration::ZERO;
+    let deadline = now + FETCH_WAIT_MAX;
+    let acked = produce(&mut b, 5, 3);
+    assert!(acked.try_recv().is_ok());
+    let all = |at_5: u64| {
+        (0..n)
+            .map(|p| at(p, if p == 5 { at_5 } else { 0 }, 0))
+            .collect()
+    };
+    fetch(&mut b, BrokerId(2), 1, all(0), now, deadline);
+    assert_eq!(answer(&to_2), Some((1, vec![(5, 0, 3)])), "data: at once");
+    // The follower has t-5's records: its HW moves to 3. Not news on its own:
+    // the fetch waits, round after round.
+    fetch(&mut b, BrokerId(2), 2, all(3), now, deadline);
+    for _ in 0..3 {
+        b.serve_parked(now);
+        assert_eq!(answer(&to_2), None);
+    }
+    // Data in t-17 is: the answer carries it and the HW that moved rounds ago.
+    let acked = produce(&mut b, 17, 2);
+    assert!(acked.try_recv().is_ok());
+    b.serve_parked(now);
+    assert_eq!(answer(&to_2), Some((2, vec![(5, 3, 0), (17, 0, 2)])));
+}
+
+#[test]
 fn a_fetch_for_a_leadership_not_yet_heard_of_waits_for_the_news_instead_of_failing() {
     // Broker 2 heard first that broker 1 leads in epoch 5. Broker 1 follows broker
     // 3 in epoch 4 for t-0, and has not heard of t-1 at all (just created). A

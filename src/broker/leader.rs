@@ -171,7 +171,7 @@ impl Broker {
     fn fetch_result(
         &self,
         p: &FetchPartition,
-        read: Option<(&mut usize, &mut Vec<(TopicPartition, Option<u64>)>)>,
+        read: Option<(&mut usize, &mut CorruptFound)>,
     ) -> Option<(std::result::Result<FetchData, FetchError>, bool)> {
         let r = self.replicas.get(&*p.tp)?;
         // Fetched for a deleted topic this broker knows was created again: the
@@ -580,6 +580,9 @@ fn answer(req: &ProduceRequest, result: Result<u64>) {
 /// fetched in: a follower may hear of it first. A fetch for another creation of
 /// the topic (one side has not yet heard it was deleted and created again) is
 /// not heard of either: the follower's log may hold the deleted topic's records.
+/// Corrupt batches an answer met, by partition and offset: handled once it is built.
+type CorruptFound = Vec<(TopicPartition, Option<u64>)>;
+
 fn heard_of(r: &Replica, p: &FetchPartition) -> bool {
     r.is_of(p.topic_id)
         && r.state

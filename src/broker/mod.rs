@@ -91,11 +91,10 @@ pub(crate) struct Broker {
     next_retention: Duration,
     /// Numbers this broker's AlterPartition proposals (see `Message::AlterPartition`).
     next_alter_id: u64,
-    /// Hashed: a fetch looks up every partition it covers, hundreds with many
-    /// partitions, and ordered lookups compared topic names ten times each. The
-    /// hasher has no random state, so passes over the replicas (ticks, fetches)
-    /// still run in the same order on every run and a simulation seed replays
-    /// exactly.
+    /// Ordered, so that every pass over the replicas (ticks, fetches) runs in the
+    /// same order each time: a simulation seed replays exactly, and a change
+    /// elsewhere keeps the seeds' paths (a hash map was no faster once a waiting
+    /// fetch is looked at through what changed).
     replicas: ReplicaMap,
     fetchers: Fetchers,
     /// acks=all produce requests waiting for the HW, by waiter id.
@@ -1063,4 +1062,4 @@ fn diverging(r: &Replica, last_epoch: u32, fetch_offset: u64) -> Option<EpochEnd
 }
 
 /// A broker's replicas by partition.
-pub(crate) type ReplicaMap = FxHashMap<TopicPartition, Replica>;
+pub(crate) type ReplicaMap = BTreeMap<TopicPartition, Replica>;

@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use crate::hash::{FxHashMap, FxHashSet};
-
 use crate::config::Acks;
+use crate::hash::{FxHashMap, FxHashSet};
 use crate::ids::{BrokerId, NodeId, TopicPartition};
 use crate::protocol::{
     FetchData, FetchError, FetchPartition, FetchPartitionResponse, Message, ProduceRequest,
@@ -576,13 +575,13 @@ fn answer(req: &ProduceRequest, result: Result<u64>) {
     req.reply.send(ProduceResponse { id: req.id, result });
 }
 
+/// Corrupt batches an answer met, by partition and offset: handled once it is built.
+type CorruptFound = Vec<(TopicPartition, Option<u64>)>;
+
 /// Whether this broker has heard of the leadership (or the partition) `p` was
 /// fetched in: a follower may hear of it first. A fetch for another creation of
 /// the topic (one side has not yet heard it was deleted and created again) is
 /// not heard of either: the follower's log may hold the deleted topic's records.
-/// Corrupt batches an answer met, by partition and offset: handled once it is built.
-type CorruptFound = Vec<(TopicPartition, Option<u64>)>;
-
 fn heard_of(r: &Replica, p: &FetchPartition) -> bool {
     r.is_of(p.topic_id)
         && r.state

@@ -171,18 +171,6 @@ impl ControllerThread {
         ));
     }
 
-    /// Every partition `broker` hosts, as the controller knows them.
-    fn states_of(&self, broker: BrokerId) -> Vec<PartitionState> {
-        self.core
-            .image()
-            .topics
-            .values()
-            .flat_map(|t| t.partitions.iter())
-            .filter(|p| p.replicas.contains(&broker))
-            .cloned()
-            .collect()
-    }
-
     fn peer(&mut self, env: Envelope) {
         let NodeId::Broker(from) = env.from else {
             return;
@@ -192,7 +180,7 @@ impl ControllerThread {
             // A LeaderAndIsr or StopReplica may have been lost: when the broker's
             // view differs, send its whole state again.
             Message::Heartbeat { state_digest, .. } => {
-                let states = self.states_of(from);
+                let states = self.core.states_of(from);
                 let mine = protocol::state_digest(states.iter());
                 (mine != *state_digest).then_some((states, self.core.topics_created()))
             }
@@ -224,6 +212,7 @@ impl ControllerThread {
         if stale_leader {
             if let Some(tp) = alter_tp {
                 let states: Vec<PartitionState> = self
+                    .core
                     .states_of(from)
                     .into_iter()
                     .filter(|s| s.tp == tp)

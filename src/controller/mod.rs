@@ -597,6 +597,16 @@ impl Controller {
         self.topics_created
     }
 
+    /// Every partition `broker` hosts, as the image has them: what a complete
+    /// LeaderAndIsr as of [`topics_created`](Self::topics_created) lists.
+    pub(crate) fn states_of(&self, broker: BrokerId) -> Vec<PartitionState> {
+        self.image
+            .all_partitions()
+            .filter(|p| p.replicas.contains(&broker))
+            .cloned()
+            .collect()
+    }
+
     /// When `tick` next has something to do: the earliest session expiry of an alive
     /// broker, or the next imbalance check when auto rebalance is on.
     pub(crate) fn next_deadline(&self) -> Option<Duration> {
@@ -1142,13 +1152,7 @@ impl Controller {
             }
         }
         if let Some(b) = registering {
-            let all = self
-                .image
-                .all_partitions()
-                .filter(|p| p.replicas.contains(&b))
-                .cloned()
-                .collect();
-            per_broker.insert(b, all);
+            per_broker.insert(b, self.states_of(b));
         }
         ControllerOutput {
             records: self.records_for(changes),

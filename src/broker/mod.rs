@@ -725,8 +725,7 @@ impl Broker {
                 let mut stopped = false;
                 for (tp, topic_id) in partitions {
                     if delete {
-                        let last = self.deleted.entry(tp.clone()).or_insert(topic_id);
-                        *last = (*last).max(topic_id);
+                        self.remember_deleted(&tp, topic_id);
                     }
                     // A late StopReplica of a deleted topic must spare the topic
                     // created again under its name.
@@ -819,6 +818,13 @@ impl Broker {
         protocol::state_digest(states).wrapping_add(protocol::stateless_digest(stateless))
     }
 
+    /// Remembers that the creation `topic_id` of `tp`'s topic was deleted, so that
+    /// a late state of it (or of an earlier one) is ignored.
+    fn remember_deleted(&mut self, tp: &TopicPartition, topic_id: u64) {
+        let last = self.deleted.entry(tp.clone()).or_insert(topic_id);
+        *last = (*last).max(topic_id);
+    }
+
     /// Removes the replicas a complete LeaderAndIsr as of the controller's
     /// `created`th topic creation does not list: those of earlier creations are
     /// left by topics deleted since (their StopReplica lost, or sent while this
@@ -841,8 +847,7 @@ impl Broker {
                 "broker {}: {tp} of deleted topic id {topic_id} removed",
                 self.config.id
             );
-            let last = self.deleted.entry(tp.clone()).or_insert(*topic_id);
-            *last = (*last).max(*topic_id);
+            self.remember_deleted(tp, *topic_id);
             self.stop_replica(tp, true);
         }
         !strays.is_empty()

@@ -486,14 +486,11 @@ impl Mailbox {
 /// The digest a broker reports in its heartbeat and the controller recomputes: an
 /// order-independent sum over the partitions of one broker.
 pub(crate) fn state_digest<'a>(states: impl Iterator<Item = &'a PartitionState>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    states.fold(0u64, |acc, s| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        // The topic id too: a replica of a deleted topic's partition may carry the
-        // same epochs as the same partition of its successor.
-        (&s.tp, s.topic_id, s.leader_epoch, s.partition_epoch).hash(&mut h);
-        acc.wrapping_add(h.finish())
-    })
+    // The topic id too: a replica of a deleted topic's partition may carry the
+    // same epochs as the same partition of its successor.
+    states
+        .map(|s| hash_of((&s.tp, s.topic_id, s.leader_epoch, s.partition_epoch)))
+        .fold(0, u64::wrapping_add)
 }
 
 /// What a broker adds to its [`state_digest`] for replicas it hosts without a
@@ -502,10 +499,15 @@ pub(crate) fn state_digest<'a>(states: impl Iterator<Item = &'a PartitionState>)
 pub(crate) fn stateless_digest<'a>(
     replicas: impl Iterator<Item = (&'a TopicPartition, u64)>,
 ) -> u64 {
-    use std::hash::{Hash, Hasher};
-    replicas.fold(0u64, |acc, (tp, topic_id)| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        ("no state", tp, topic_id).hash(&mut h);
-        acc.wrapping_add(h.finish() | 1)
-    })
+    replicas
+        .map(|(tp, topic_id)| hash_of(("no state", tp, topic_id)) | 1)
+        .fold(0, u64::wrapping_add)
+}
+
+/// One item's term in a digest.
+fn hash_of(item: impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    item.hash(&mut h);
+    h.finish()
 }

@@ -3,7 +3,7 @@
 //! a late or lost message about the deleted topic never acts on its successor, and
 //! the deleted topic's records never pass for the new one's.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,6 +90,23 @@ fn produce(b: &mut Broker, topic_id: u64, records: u32) {
     send(b, topic_id, records).expect("appended");
 }
 
+/// Makes this broker the leader of `t-0` of the creation `topic_id` in epoch 0,
+/// holding 3 records.
+fn lead_with_three(b: &mut Broker, topic_id: u64) {
+    b.apply_partition_state(state(topic_id, ME, 0), Duration::ZERO);
+    produce(b, topic_id, 3);
+}
+
+/// A data dir left by this broker after it led `t-0` of creation 1 and wrote 3
+/// records, and the directory of that replica.
+fn left_on_disk() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut b, _peer) = bare(Some(dir.path()));
+    lead_with_three(&mut b, 1);
+    let replica_dir = b.partition_dir(&tp()).expect("a data dir");
+    (dir, replica_dir)
+}
+
 fn from_controller(b: &mut Broker, message: Message) {
     b.handle_peer(Envelope::new(
         NodeId::Controller,
@@ -118,8 +135,7 @@ fn leo(b: &Broker) -> Option<u64> {
 #[test]
 fn rule1_a_late_stop_replica_of_a_deleted_topic_spares_the_topic_created_again() {
     let (mut b, _peer) = bare(None);
-    b.apply_partition_state(state(2, ME, 0), Duration::ZERO);
-    produce(&mut b, 2, 3);
+    lead_with_three(&mut b, 2);
     stop(&mut b, 1);
     assert_eq!(
         leo(&b),
@@ -133,8 +149,7 @@ fn rule1_a_late_stop_replica_of_a_deleted_topic_spares_the_topic_created_again()
 #[test]
 fn rule1_a_late_state_of_a_deleted_topic_is_ignored() {
     let (mut b, _peer) = bare(None);
-    b.apply_partition_state(state(2, ME, 0), Duration::ZERO);
-    produce(&mut b, 2, 3);
+    lead_with_three(&mut b, 2);
     // The deleted topic's partition had moved on to a later leader epoch.
     b.apply_partition_state(state(1, PEER, 7), Duration::ZERO);
     let r = &b.replicas[&tp()];
@@ -148,8 +163,7 @@ fn rule1_a_late_state_of_a_deleted_topic_is_ignored() {
 #[test]
 fn rule1_a_replica_left_by_a_deleted_topic_is_emptied_by_the_state_of_its_successor() {
     let (mut b, _peer) = bare(None);
-    b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
-    produce(&mut b, 1, 3);
+    lead_with_three(&mut b, 1);
     // Its StopReplica was lost; the topic created again starts in epoch 0 too.
     b.apply_partition_state(state(2, ME, 0), Duration::ZERO);
     assert_eq!(
@@ -162,12 +176,7 @@ fn rule1_a_replica_left_by_a_deleted_topic_is_emptied_by_the_state_of_its_succes
 
 #[test]
 fn rule1_a_replica_on_disk_keeps_its_topic_id_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (mut b, _peer) = bare(Some(dir.path()));
-        b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
-        produce(&mut b, 1, 3);
-    }
+    let (dir, _) = left_on_disk();
     // Restarted with the files: the same creation keeps its records …
     let (mut b, _peer) = bare(Some(dir.path()));
     assert_eq!(b.replicas[&tp()].topic_id, Some(1));
@@ -218,8 +227,7 @@ fn fetch_at(
 #[test]
 fn rule1_a_leader_does_not_count_a_follower_fetching_for_a_deleted_topic() {
     let (mut b, peer) = bare(None);
-    b.apply_partition_state(state(2, ME, 0), Duration::ZERO);
-    produce(&mut b, 2, 3);
+    lead_with_three(&mut b, 2);
     // Broker 2 still replicates the deleted topic, whose log also ends at 3: told
     // its view is stale, and not counted towards the HW.
     let stale = fetch_at(&mut b, &peer, 1, 3);
@@ -292,8 +300,7 @@ fn rule1_a_leader_refuses_a_batch_routed_to_another_creation_of_its_topic() {
 fn rule1_a_reader_of_another_creation_is_not_served_the_deleted_topics_records() {
     let (mut b, _peer) = bare(None);
     // This broker has not heard yet that `t` was deleted and created again (2).
-    b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
-    produce(&mut b, 1, 3);
+    lead_with_three(&mut b, 1);
     let read = |b: &mut Broker, topic_id: Option<u64>| {
         let (reply, rx) = crossbeam_channel::bounded(1);
         b.handle_client(ClientRequest::Fetch(ClientFetch {
@@ -331,8 +338,7 @@ fn rule1_a_reader_of_another_creation_is_not_served_the_deleted_topics_records()
 #[test]
 fn rule1_a_late_state_of_a_deleted_creation_does_not_bring_its_replica_back() {
     let (mut b, _peer) = bare(None);
-    b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
-    produce(&mut b, 1, 3);
+    lead_with_three(&mut b, 1);
     stop(&mut b, 1);
     assert_eq!(leo(&b), None);
     // A LeaderAndIsr of the deleted creation, sent before its deletion.
@@ -356,8 +362,7 @@ fn complete(b: &mut Broker, created: u64, partitions: Vec<PartitionState>) {
 #[test]
 fn rule1_a_complete_state_removes_the_replica_of_a_topic_deleted_without_its_stop_replica() {
     let (mut b, _peer) = bare(None);
-    b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
-    produce(&mut b, 1, 3);
+    lead_with_three(&mut b, 1);
     // The topic was deleted, its StopReplica lost; nothing else is assigned here.
     complete(&mut b, 1, vec![]);
     assert_eq!(leo(&b), None, "what the deleted topic left is gone");
@@ -370,8 +375,7 @@ fn rule1_a_complete_state_removes_the_replica_of_a_topic_deleted_without_its_sto
 #[test]
 fn rule1_a_complete_state_keeps_what_it_lists() {
     let (mut b, _peer) = bare(None);
-    b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
-    produce(&mut b, 1, 3);
+    lead_with_three(&mut b, 1);
     complete(&mut b, 1, vec![state(1, ME, 0)]);
     assert_eq!(leo(&b), Some(3));
 }
@@ -379,8 +383,7 @@ fn rule1_a_complete_state_keeps_what_it_lists() {
 #[test]
 fn rule1_a_complete_state_older_than_a_creation_spares_its_replica() {
     let (mut b, _peer) = bare(None);
-    b.apply_partition_state(state(3, ME, 0), Duration::ZERO);
-    produce(&mut b, 3, 3);
+    lead_with_three(&mut b, 3);
     // Computed before topic 3 was created, delivered after.
     complete(&mut b, 2, vec![]);
     assert_eq!(leo(&b), Some(3), "newer than the list: not a stray");
@@ -388,12 +391,7 @@ fn rule1_a_complete_state_older_than_a_creation_spares_its_replica() {
 
 #[test]
 fn rule1_a_restarted_broker_removes_a_deleted_topic_when_told_all_it_hosts() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (mut b, _peer) = bare(Some(dir.path()));
-        b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
-        produce(&mut b, 1, 3);
-    }
+    let (dir, _) = left_on_disk();
     // Restarted after the topic was deleted: the replica has no state, and the
     // heartbeat's digest says so, unlike the controller's (which knows of none).
     let (mut b, _peer) = bare(Some(dir.path()));
@@ -409,14 +407,8 @@ fn rule1_a_restarted_broker_removes_a_deleted_topic_when_told_all_it_hosts() {
 
 #[test]
 fn rule1_a_replica_of_unknown_creation_is_kept_by_a_complete_state() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let (mut b, _peer) = bare(Some(dir.path()));
-        b.apply_partition_state(state(1, ME, 0), Duration::ZERO);
-        produce(&mut b, 1, 3);
-        let replica_dir = b.partition_dir(&tp()).unwrap();
-        std::fs::remove_file(replica_dir.join("topic.id")).unwrap();
-    }
+    let (dir, replica_dir) = left_on_disk();
+    std::fs::remove_file(replica_dir.join("topic.id")).unwrap();
     // Its records may be the only copy of acknowledged ones: kept.
     let (mut b, _peer) = bare(Some(dir.path()));
     assert_eq!(b.replicas[&tp()].topic_id, None);

@@ -135,26 +135,59 @@ impl DeliverySlot {
         }
     }
 
-    /// Record `index` of the batch, once the batch is done (`None` before).
-    // Inlined into `wait` and `poll` (once per record): as a call, its result came
-    // back through memory and was read back at once, a store-forwarding stall.
+    /// The outcome word once the batch is done (`None` while pending).
     #[inline]
-    fn outcome(&self, index: u32) -> Option<Result<RecordMetadata>> {
-        let base = match self.outcome.load(Ordering::Acquire) {
-            PENDING => return None,
-            FAILED => return Some(Err(self.error())),
+    fn settled(&self) -> Option<u64> {
+        match self.outcome.load(Ordering::Acquire) {
+            PENDING => None,
+            word => Some(word),
+        }
+    }
+
+    /// Record `index`'s result from a settled outcome `word`.
+    // Builds the metadata in the caller's return place: a copy of it after the
+    // topic's clone (written field by field) stalled on store forwarding.
+    #[inline(always)]
+    fn result(&self, word: u64, index: u32) -> Result<RecordMetadata> {
+        let offset = match word {
+            FAILED => return Err(self.error()),
             NO_OFFSET => None,
             base => Some(base + index as u64),
         };
-        Some(Ok(RecordMetadata {
-            topic: self.topic.clone(),
+        // Not `clone()`: that writes the `String` through memory, field by field,
+        // and the copy into the return place then stalled on store forwarding;
+        // built here, its fields stay in registers.
+        let mut topic = String::with_capacity(self.topic.len());
+        topic.push_str(&self.topic);
+        Ok(RecordMetadata {
+            topic,
             partition: self.partition,
-            offset: base,
-        }))
+            offset,
+        })
     }
 }
 
 impl DeliverySlot {
+    /// Blocks until the batch is done; returns the outcome word. Out of line: a
+    /// record waited on after its batch is done never comes here.
+    #[inline(never)]
+    fn wait_settled(&self) -> u64 {
+        // An answer is often microseconds away: yielding the core a few times
+        // before sleeping saves a futex sleep and wake-up.
+        for _ in 0..crate::inbox::YIELDS {
+            crate::sync::yield_now();
+            if let Some(word) = self.settled() {
+                return word;
+            }
+        }
+        let mut s = self.state.lock();
+        // Written under this lock: no completion slips in between.
+        while self.outcome.load(Ordering::Relaxed) == PENDING {
+            self.cond.wait(&mut s);
+        }
+        self.outcome.load(Ordering::Relaxed)
+    }
+
     /// The error of a failed batch, for one of its records.
     #[cold]
     fn error(&self) -> Error {
@@ -200,38 +233,60 @@ impl DeliverySlot {
 #[derive(Debug)]
 #[must_use = "a Delivery tells whether the record was written"]
 pub struct Delivery {
-    inner: Inner,
+    /// The batch's slot; a record refused before it reached a batch gets a slot
+    /// of its own, already failed.
+    slot: Arc<DeliverySlot>,
+    /// The record's index in the batch (low 32 bits) and [`WAITING`].
+    // Two words, not an enum: a `Delivery` is returned and stored once per
+    // record, and a two-word struct comes back in registers, where an enum came
+    // back through memory written field by field, and the caller's copy of it
+    // then stalled on store forwarding.
+    word: u64,
 }
 
-#[derive(Debug)]
-enum Inner {
-    /// Failed before it reached a batch (unknown topic, too large …). Boxed: a
-    /// `Delivery` is returned and stored per record, so it stays three words.
-    Failed(Option<Box<Error>>),
-    /// Record `index` of the batch behind `slot`; `waiting` once polled and
-    /// counted in the producer's [`Waiters`].
-    InBatch {
-        slot: Arc<DeliverySlot>,
-        index: u32,
-        waiting: bool,
-    },
-}
+/// Set in [`Delivery::word`] once the future was polled and counted in the
+/// producer's [`Waiters`].
+const WAITING: u64 = 1 << 32;
 
 impl Delivery {
+    #[inline]
     pub(crate) fn new(slot: Arc<DeliverySlot>, index: u32) -> Self {
         Delivery {
-            inner: Inner::InBatch {
-                slot,
-                index,
-                waiting: false,
-            },
+            slot,
+            word: index as u64,
         }
     }
 
+    /// A record refused before it reached a batch (unknown topic, too large …).
+    #[cold]
     pub(crate) fn failed(e: Error) -> Self {
-        Delivery {
-            inner: Inner::Failed(Some(Box::new(e))),
+        let slot = DeliverySlot::new("", 0, Arc::default());
+        slot.complete(Err(e));
+        Delivery::new(slot, 0)
+    }
+
+    fn index(&self) -> u32 {
+        self.word as u32
+    }
+
+    /// Uncounts a waiting future (resolved, dropped, or turned into `wait`).
+    fn stop_waiting(&mut self) {
+        if self.word & WAITING != 0 {
+            self.word &= !WAITING;
+            self.slot.waiters.leave();
         }
+    }
+
+    /// Record `index`'s result; a failed slot only this delivery holds (a
+    /// record refused on its own) gives up its error rather than a copy.
+    #[inline(always)]
+    fn result(&self, word: u64) -> Result<RecordMetadata> {
+        if word == FAILED && Arc::strong_count(&self.slot) == 1 {
+            if let Some(e) = self.slot.state.lock().error.take() {
+                return Err(e);
+            }
+        }
+        self.slot.result(word, self.index())
     }
 
     /// Blocks until the record is acknowledged or has failed.
@@ -242,109 +297,61 @@ impl Delivery {
     /// within `delivery.timeout.ms`: `NotEnoughReplicas`, `Timeout`,
     /// `LeaderNotAvailable` and the like.
     pub fn wait(mut self) -> Result<RecordMetadata> {
-        // Taken out, so that `Drop` finds nothing left to uncount.
-        match std::mem::replace(&mut self.inner, Inner::Failed(None)) {
-            Inner::Failed(mut e) => Err(*e.take().expect("a failed delivery holds its error")),
-            Inner::InBatch {
-                slot,
-                index,
-                waiting,
-            } => {
-                if waiting {
-                    slot.waiters.leave();
-                }
-                // An answer is often microseconds away: yielding the core a few
-                // times before sleeping saves a futex sleep and wake-up.
-                for _ in 0..crate::inbox::YIELDS {
-                    if let Some(r) = slot.outcome(index) {
-                        return r;
-                    }
-                    crate::sync::yield_now();
-                }
-                let mut s = slot.state.lock();
-                // Written under this lock: no completion slips in between.
-                while slot.outcome.load(Ordering::Relaxed) == PENDING {
-                    slot.cond.wait(&mut s);
-                }
-                drop(s);
-                slot.outcome(index).expect("done")
-            }
-        }
+        self.stop_waiting();
+        let word = match self.slot.settled() {
+            Some(word) => word,
+            None => self.slot.wait_settled(),
+        };
+        self.result(word)
     }
 
     /// Whether the outcome is known (a following `wait` will not block).
     pub fn is_done(&self) -> bool {
-        match &self.inner {
-            Inner::Failed(_) => true,
-            Inner::InBatch { slot, .. } => slot.outcome.load(Ordering::Acquire) != PENDING,
-        }
+        self.slot.settled().is_some()
     }
 }
 
 impl Drop for Delivery {
     fn drop(&mut self) {
-        if let Inner::InBatch {
-            slot,
-            waiting: true,
-            ..
-        } = &self.inner
-        {
-            slot.waiters.leave();
-        }
+        self.stop_waiting();
     }
-}
-
-/// Record `index` of `slot` as a poll result; uncounts a waiting future that
-/// resolves.
-fn ready(slot: &DeliverySlot, index: u32, waiting: &mut bool) -> Option<Result<RecordMetadata>> {
-    let r = slot.outcome(index)?;
-    if std::mem::take(waiting) {
-        slot.waiters.leave();
-    }
-    Some(r)
 }
 
 impl Future for Delivery {
     type Output = Result<RecordMetadata>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.inner {
-            Inner::Failed(e) => Poll::Ready(Err(*e
-                .take()
-                .expect("a completed Delivery is not polled again"))),
-            Inner::InBatch {
-                slot,
-                index,
-                waiting,
-            } => {
-                if let Some(r) = ready(slot, *index, waiting) {
-                    return Poll::Ready(r);
-                }
-                if !*waiting {
-                    *waiting = true;
-                    // Alone: see `Waiters`. Bounded, like `wait`'s.
-                    if slot.waiters.join() {
-                        for _ in 0..crate::inbox::YIELDS {
-                            crate::sync::yield_now();
-                            if let Some(r) = ready(slot, *index, waiting) {
-                                return Poll::Ready(r);
-                            }
-                        }
+        let this = &mut *self;
+        if let Some(word) = this.slot.settled() {
+            this.stop_waiting();
+            return Poll::Ready(this.result(word));
+        }
+        if this.word & WAITING == 0 {
+            this.word |= WAITING;
+            // Alone: see `Waiters`. Bounded, like `wait`'s.
+            if this.slot.waiters.join() {
+                for _ in 0..crate::inbox::YIELDS {
+                    crate::sync::yield_now();
+                    if let Some(word) = this.slot.settled() {
+                        this.stop_waiting();
+                        return Poll::Ready(this.result(word));
                     }
                 }
-                let mut s = slot.state.lock();
-                // Checked again under the lock the completion writes under: a
-                // waker registered here is always woken.
-                if slot.outcome.load(Ordering::Relaxed) != PENDING {
-                    drop(s);
-                    return Poll::Ready(ready(slot, *index, waiting).expect("done"));
-                }
-                if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    s.wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
             }
         }
+        let mut s = this.slot.state.lock();
+        // Checked again under the lock the completion writes under: a waker
+        // registered here is always woken.
+        let word = this.slot.outcome.load(Ordering::Relaxed);
+        if word != PENDING {
+            drop(s);
+            this.stop_waiting();
+            return Poll::Ready(this.result(word));
+        }
+        if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            s.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
@@ -378,6 +385,40 @@ mod tests {
         assert_eq!(waiters.count(), 0);
         drop(d);
         assert_eq!(waiters.count(), 0, "a resolved future is uncounted once");
+    }
+
+    #[test]
+    fn a_record_refused_on_its_own_gives_its_error_by_wait_and_by_poll() {
+        let too_large = || Error::RecordTooLarge {
+            topic: "t".into(),
+            size: 10,
+            max: 5,
+        };
+        let d = Delivery::failed(too_large());
+        assert!(d.is_done());
+        assert!(matches!(
+            d.wait(),
+            Err(Error::RecordTooLarge { size: 10, .. })
+        ));
+        let mut d = Delivery::failed(too_large());
+        let Poll::Ready(Err(e)) = poll(&mut d) else {
+            panic!("a refused record's future is ready at once");
+        };
+        assert!(matches!(e, Error::RecordTooLarge { max: 5, .. }));
+    }
+
+    #[test]
+    fn every_record_of_a_failed_batch_gets_the_error() {
+        let slot = DeliverySlot::new("t", 0, Arc::default());
+        let first = Delivery::new(slot.clone(), 0);
+        let second = Delivery::new(slot.clone(), 1);
+        drop(slot);
+        first.slot.complete(Err(Error::Timeout {
+            what: "an answer".into(),
+            after: std::time::Duration::from_secs(1),
+        }));
+        assert!(matches!(first.wait(), Err(Error::Timeout { .. })));
+        assert!(matches!(second.wait(), Err(Error::Timeout { .. })));
     }
 
     #[test]

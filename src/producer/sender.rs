@@ -191,7 +191,9 @@ fn send_ready(shared: &Shared, image: &MetadataImage, state: &mut State, now: In
                 dispatch.released.1 += s.count as usize;
                 dispatch.done.push((s, Err(e)));
             }
-            if q.in_flight == 0 {
+            // Written only when they change: a calling thread appends to this
+            // queue, and a store here would take its cache line away each pass.
+            if q.in_flight == 0 && q.retrying {
                 q.retrying = false;
             }
             if q.retry_at.is_some_and(|t| now < t) {
@@ -212,7 +214,9 @@ fn send_ready(shared: &Shared, image: &MetadataImage, state: &mut State, now: In
                     }
                 }
             }
-            q.retry_at = None;
+            if q.retry_at.is_some() {
+                q.retry_at = None;
+            }
             dispatch.send_queue(topic, p, q, in_flight, next_request);
         }
     }

@@ -145,8 +145,6 @@ impl DeliverySlot {
     }
 
     /// Record `index`'s result from a settled outcome `word`.
-    // Builds the metadata in the caller's return place: a copy of it after the
-    // topic's clone (written field by field) stalled on store forwarding.
     #[inline(always)]
     fn result(&self, word: u64, index: u32) -> Result<RecordMetadata> {
         let offset = match word {
@@ -182,10 +180,12 @@ impl DeliverySlot {
         }
         let mut s = self.state.lock();
         // Written under this lock: no completion slips in between.
-        while self.outcome.load(Ordering::Relaxed) == PENDING {
-            self.cond.wait(&mut s);
+        loop {
+            match self.outcome.load(Ordering::Relaxed) {
+                PENDING => self.cond.wait(&mut s),
+                word => return word,
+            }
         }
-        self.outcome.load(Ordering::Relaxed)
     }
 
     /// The error of a failed batch, for one of its records.
@@ -289,6 +289,12 @@ impl Delivery {
         self.slot.result(word, self.index())
     }
 
+    /// A polled future's result once settled: it stops counting as waiting.
+    fn resolve(&mut self, word: u64) -> Result<RecordMetadata> {
+        self.stop_waiting();
+        self.result(word)
+    }
+
     /// Blocks until the record is acknowledged or has failed.
     ///
     /// # Errors
@@ -323,8 +329,7 @@ impl Future for Delivery {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         if let Some(word) = this.slot.settled() {
-            this.stop_waiting();
-            return Poll::Ready(this.result(word));
+            return Poll::Ready(this.resolve(word));
         }
         if this.word & WAITING == 0 {
             this.word |= WAITING;
@@ -333,8 +338,7 @@ impl Future for Delivery {
                 for _ in 0..crate::inbox::YIELDS {
                     crate::sync::yield_now();
                     if let Some(word) = this.slot.settled() {
-                        this.stop_waiting();
-                        return Poll::Ready(this.result(word));
+                        return Poll::Ready(this.resolve(word));
                     }
                 }
             }
@@ -345,8 +349,7 @@ impl Future for Delivery {
         let word = this.slot.outcome.load(Ordering::Relaxed);
         if word != PENDING {
             drop(s);
-            this.stop_waiting();
-            return Poll::Ready(this.result(word));
+            return Poll::Ready(this.resolve(word));
         }
         if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
             s.wakers.push(cx.waker().clone());

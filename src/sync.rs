@@ -97,6 +97,11 @@ mod loom_impl {
                 self.0.lock().expect("loom mutexes are never poisoned"),
             ))
         }
+
+        /// The lock if it is free now.
+        pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+            self.0.try_lock().ok().map(|g| MutexGuard(Some(g)))
+        }
     }
 
     impl<T> Deref for MutexGuard<'_, T> {

@@ -356,7 +356,7 @@ impl Broker {
 
     pub(super) fn produce(&mut self, req: ProduceRequest, now: Duration) {
         if let Err(e) = self.check_produce(&req) {
-            return answer(&req, Err(e));
+            return answer(req, Err(e));
         }
         let r = self.replicas.get_mut(&req.tp).expect("checked: hosted");
         let Role::Leader(leader) = &mut r.role else {
@@ -371,7 +371,7 @@ impl Broker {
                     last_offset,
                 } => {
                     if req.acks != Acks::All || last_offset < leader.hw() {
-                        return answer(&req, Ok(base_offset));
+                        return answer(req, Ok(base_offset));
                     }
                     let id = self.next_waiter;
                     self.next_waiter += 1;
@@ -395,7 +395,7 @@ impl Broker {
                         expected: expected as i64,
                         got: seq as i64,
                     };
-                    return answer(&req, Err(e));
+                    return answer(req, Err(e));
                 }
             }
         }
@@ -531,7 +531,7 @@ impl Broker {
                     Err(e) => e.duplicate(),
                     Ok(()) => unreachable!("a write that succeeded left every batch"),
                 };
-                answer(&req, Err(e));
+                answer(req, Err(e));
             }
             base = end;
         }
@@ -540,7 +540,8 @@ impl Broker {
     /// After `req`'s batch went to the log at `base..end`: answers it (acks 1), or
     /// parks it until the HW reaches `end` (acks=all), and moves the HW.
     fn appended(&mut self, req: ProduceRequest, base: u64, end: u64, now: Duration) {
-        let r = self.replicas.get_mut(&req.tp).expect("appended: hosted");
+        let tp = req.tp.clone();
+        let r = self.replicas.get_mut(&tp).expect("appended: hosted");
         let Role::Leader(leader) = &mut r.role else {
             unreachable!("appended: leads")
         };
@@ -552,7 +553,7 @@ impl Broker {
                 id,
                 PendingAck {
                     request_id: req.id,
-                    tp: req.tp.clone(),
+                    tp: req.tp,
                     base_offset: base,
                     target: AckTarget::Producer(req.reply),
                 },
@@ -561,18 +562,24 @@ impl Broker {
         } else {
             let ready = leader.appended(end, None, now);
             if req.acks == Acks::Leader {
-                answer(&req, Ok(base));
+                answer(req, Ok(base));
             }
             ready
         };
-        mark_dirty(&mut self.dirty, &req.tp);
-        self.apply_ready(&req.tp, ready);
+        mark_dirty(&mut self.dirty, &tp);
+        self.apply_ready(&tp, ready);
     }
 }
 
-/// Answers `req` with `result`.
-fn answer(req: &ProduceRequest, result: Result<u64>) {
-    req.reply.send(ProduceResponse { id: req.id, result });
+/// Answers `req` with `result`. Its batch is dropped first: the producer may
+/// settle the answer at once on this thread, and it reuses the batch's buffer
+/// only if nothing else holds it by then.
+fn answer(req: ProduceRequest, result: Result<u64>) {
+    let ProduceRequest {
+        id, reply, batch, ..
+    } = req;
+    drop(batch);
+    reply.send(ProduceResponse { id, result });
 }
 
 /// Corrupt batches an answer met, by partition and offset: handled once it is built.

@@ -6,9 +6,12 @@
 //! freed). Waking the sender thread for each one would cost a thread wake-up per
 //! request. Instead an answer waits here until the sender thread or a calling thread
 //! next holds the accumulator lock, and wakes the sender only when it failed (a
-//! retry or an error to report) or when the producer has said it is waiting for
-//! answers ([`Answers::want`]): a flush, a full buffer, or records queued behind a
-//! batch in flight that only an answer lets go out.
+//! retry or an error to report). When the producer has said it is waiting for
+//! answers ([`Answers::want`]: a flush, a full buffer, or records queued behind a
+//! batch in flight that only an answer lets go out), a successful answer is
+//! settled at once by the leader that gave it if the accumulator lock is free
+//! ([`Wake::answered`]), which sends what it frees without a thread wake-up, and
+//! wakes the sender otherwise.
 //!
 //! No wake-up is lost: a leader queues its answer under the lock and then reads
 //! `wanted`; [`Answers::want`] sets `wanted` and then looks at the queue under the
@@ -51,8 +54,10 @@ impl<T, W: Wake> Answers<T, W> {
             self.queued.store(q.len(), Ordering::Relaxed);
         }
         // Read after queueing under the lock: see the module docs.
-        if urgent || self.wanted.load(Ordering::Relaxed) {
+        if urgent {
             self.wake.wake();
+        } else if self.wanted.load(Ordering::Relaxed) {
+            self.wake.answered();
         }
     }
 
@@ -91,5 +96,60 @@ impl<T, W: Wake> Answers<T, W> {
         if wanted && !self.queue.lock().is_empty() {
             self.wake.wake();
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Counts how the sender was called on: woken, or asked to settle.
+    #[derive(Debug, Default)]
+    struct Calls {
+        woken: AtomicU32,
+        answered: AtomicU32,
+    }
+
+    impl Wake for Arc<Calls> {
+        fn wake(&self) {
+            self.woken.fetch_add(1, Ordering::Relaxed);
+        }
+
+        fn answered(&self) {
+            self.answered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn counts(c: &Calls) -> (u32, u32) {
+        (
+            c.woken.load(Ordering::Relaxed),
+            c.answered.load(Ordering::Relaxed),
+        )
+    }
+
+    #[test]
+    fn a_wanted_answer_asks_to_settle_and_a_failure_wakes_the_sender() {
+        let calls = Arc::new(Calls::default());
+        let answers = Answers::new(calls.clone());
+        // Nobody waits: the answer waits for the next look.
+        answers.push(1, false);
+        assert_eq!(counts(&calls), (0, 0));
+        // A failure needs the sender thread (a retry, a backoff), wanted or not.
+        answers.push(2, true);
+        assert_eq!(counts(&calls), (1, 0));
+        // Wanting answers with some queued wakes the sender for them.
+        answers.want();
+        assert_eq!(counts(&calls), (2, 0));
+        // A success while wanted may be settled where it is given.
+        answers.push(3, false);
+        assert_eq!(counts(&calls), (2, 1));
+        answers.push(4, true);
+        assert_eq!(counts(&calls), (3, 1));
+        let mut got = Vec::new();
+        answers.take_into(&mut got);
+        assert_eq!(got, vec![1, 2, 3, 4]);
     }
 }

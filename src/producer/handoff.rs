@@ -17,6 +17,12 @@ use super::accumulator::State;
 pub(crate) trait Wake {
     /// Makes the sender's next wait return (at once if it is waiting now).
     fn wake(&self);
+
+    /// A leader's answer arrived while the producer waits for answers: settles
+    /// it on the leader's thread when it can, else wakes the sender thread.
+    fn answered(&self) {
+        self.wake();
+    }
 }
 
 /// The producer's wake-up: a `bounded(1)` channel the sender thread `select!`s on
@@ -60,6 +66,11 @@ impl<W: Wake> Handoff<W> {
     /// Locks the accumulator.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock()
+    }
+
+    /// Locks the accumulator if no other thread holds it now.
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, State>> {
+        self.state.try_lock()
     }
 
     /// Wakes the sender thread.

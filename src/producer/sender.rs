@@ -66,7 +66,7 @@ impl Sender {
         let mut state = shared.handoff.lock();
         take_answers(&shared, &mut state);
         check_in_flight(&shared, &image, &mut state, now);
-        send_ready(&shared, &image, &mut state, now);
+        send_ready(&shared, &image, &mut state, now, true);
         if state.closed && state.outstanding == 0 && state.in_flight.is_empty() {
             return None;
         }
@@ -110,6 +110,34 @@ fn next_deadline(shared: &Shared, state: &State, now: Instant) -> Instant {
         d = d.min(f.sent + config.request_timeout + REQUEST_SLACK);
     }
     d.max(now)
+}
+
+/// Settles the answers queued and sends what they free, on a leader's thread
+/// whose answer the producer waits for ([`super::AnswerWake`]). Only if the
+/// accumulator lock is free now (a leader never waits for a producer), and
+/// without what may block (asking the controller for a producer id): that is
+/// left to the sender thread, which is woken when it must look sooner than it
+/// planned. False: the lock was taken, the sender thread must do it.
+pub(super) fn settle(shared: &Shared) -> bool {
+    let Some(mut state) = shared.handoff.try_lock() else {
+        return false;
+    };
+    let image = shared.cluster.metadata.get();
+    let now = Instant::now();
+    take_answers(shared, &mut state);
+    send_ready(shared, &image, &mut state, now, false);
+    shared
+        .answers
+        .set_wanted(state.needs_answers(shared.config.linger, now));
+    // Closing: only the sender thread ends the producer once nothing is left.
+    if state.closed
+        || state
+            .sender_wakes_at
+            .is_none_or(|at| next_deadline(shared, &state, now) < at)
+    {
+        shared.handoff.wake_sender();
+    }
+    true
 }
 
 /// Takes the answers leaders left and settles each (under the accumulator lock).
@@ -162,8 +190,16 @@ fn check_in_flight(shared: &Shared, image: &MetadataImage, state: &mut State, no
 }
 
 /// Seals batches whose linger ran out, fails those whose delivery timeout ran out
-/// unsent, and sends what each partition may have in flight.
-fn send_ready(shared: &Shared, image: &MetadataImage, state: &mut State, now: Instant) {
+/// unsent, and sends what each partition may have in flight. A partition that
+/// needs a new producer id first is skipped unless `may_block` (asking the
+/// controller waits for its answer).
+fn send_ready(
+    shared: &Shared,
+    image: &MetadataImage,
+    state: &mut State,
+    now: Instant,
+    may_block: bool,
+) {
     let config = &shared.config;
     state.seal_due(now, config.linger, shared.producer_id);
     let mut dispatch = Dispatch::new(shared, image, now);
@@ -200,7 +236,7 @@ fn send_ready(shared: &Shared, image: &MetadataImage, state: &mut State, now: In
                 continue;
             }
             if q.needs_reset {
-                if q.in_flight > 0 {
+                if q.in_flight > 0 || !may_block {
                     continue;
                 }
                 match shared

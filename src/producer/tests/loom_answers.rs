@@ -9,7 +9,8 @@
 use loom::thread;
 
 use crate::producer::answers::Answers;
-use crate::sync::Arc;
+use crate::producer::handoff::Wake;
+use crate::sync::{Arc, AtomicBool, Condvar, Mutex, Ordering};
 
 use super::{Signal, SignalTx};
 
@@ -78,5 +79,98 @@ fn loom_answers_a_failure_wakes_the_sender_unasked() {
         };
         assert_eq!(sender(&answers, &signal, 1), vec![9]);
         leader.join().unwrap();
+    });
+}
+
+/// The accumulator as [`Settling`] sees it: records not yet settled, and the
+/// condvar a `flush` waits on.
+#[derive(Debug, Default)]
+struct Accumulator {
+    outstanding: Mutex<usize>,
+    progress: Condvar,
+    stop: AtomicBool,
+}
+
+impl Accumulator {
+    /// Takes what is queued and settles it, with the accumulator lock held.
+    fn settle(&self, outstanding: &mut usize, answers: &Answers<u32, Settling>) {
+        let mut got = Vec::new();
+        answers.take_into(&mut got);
+        *outstanding -= got.len();
+        if *outstanding == 0 {
+            self.progress.notify_all();
+        }
+    }
+}
+
+/// The producer's wake-up as `AnswerWake` does it: a wanted answer is settled on
+/// the leader's thread when the accumulator lock is free, else the sender is woken.
+#[derive(Debug)]
+struct Settling {
+    tx: SignalTx,
+    acc: Arc<Accumulator>,
+    answers: std::sync::Weak<Answers<u32, Settling>>,
+}
+
+impl Wake for Settling {
+    fn wake(&self) {
+        self.tx.wake();
+    }
+
+    fn answered(&self) {
+        let answers = self.answers.upgrade();
+        match (self.acc.outstanding.try_lock(), answers) {
+            (Some(mut outstanding), Some(answers)) => self.acc.settle(&mut outstanding, &answers),
+            _ => self.tx.wake(),
+        }
+    }
+}
+
+/// A flush waits while a leader answers: the answer is settled either by the
+/// leader itself (the lock was free) or by the sender it wakes (the lock was
+/// held), and the flush returns either way. A lost answer leaves the flush
+/// waiting for good and loom reports the deadlock.
+#[test]
+fn loom_answers_a_wanted_answer_is_settled_by_its_leader_or_by_the_woken_sender() {
+    loom::model(|| {
+        let signal = Arc::new(Signal::default());
+        let acc = Arc::new(Accumulator {
+            outstanding: Mutex::new(1),
+            ..Accumulator::default()
+        });
+        let answers = Arc::new_cyclic(|me| {
+            Answers::new(Settling {
+                tx: SignalTx(signal.clone()),
+                acc: acc.clone(),
+                answers: me.clone(),
+            })
+        });
+        let leader = {
+            let answers = answers.clone();
+            thread::spawn(move || answers.push(7, false))
+        };
+        let sender = {
+            let (answers, acc, signal) = (answers.clone(), acc.clone(), signal.clone());
+            thread::spawn(move || loop {
+                signal.recv();
+                let mut outstanding = acc.outstanding.lock();
+                if acc.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                acc.settle(&mut outstanding, &answers);
+            })
+        };
+        // The flush: wants answers, then waits until nothing is outstanding.
+        {
+            let mut outstanding = acc.outstanding.lock();
+            answers.want();
+            while *outstanding > 0 {
+                acc.progress.wait(&mut outstanding);
+            }
+        }
+        leader.join().unwrap();
+        acc.stop.store(true, Ordering::Relaxed);
+        SignalTx(signal).wake();
+        sender.join().unwrap();
     });
 }

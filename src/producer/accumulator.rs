@@ -71,6 +71,25 @@ pub(crate) struct Queue {
 
 impl Queue {
     /// Seals the open batch, giving it the next sequence numbers.
+    /// Seals the open batch if nothing is in flight and its linger ran out, or at
+    /// once when `all` (a flush or close waits).
+    pub(crate) fn seal_if_due(
+        &mut self,
+        now: Instant,
+        linger: Duration,
+        all: bool,
+        producer_id: Option<u64>,
+    ) {
+        if self.in_flight == 0
+            && self
+                .open
+                .as_ref()
+                .is_some_and(|o| all || o.created + linger <= now)
+        {
+            self.seal(producer_id);
+        }
+    }
+
     pub(crate) fn seal(&mut self, producer_id: Option<u64>) {
         let Some(open) = self.open.take() else {
             return;
@@ -444,13 +463,7 @@ impl State {
         let all = self.flushes > 0 || self.closed;
         for t in self.topics.values_mut() {
             for q in t.partitions.iter_mut() {
-                if q.in_flight == 0
-                    && q.open
-                        .as_ref()
-                        .is_some_and(|o| all || o.created + linger <= now)
-                {
-                    q.seal(producer_id);
-                }
+                q.seal_if_due(now, linger, all, producer_id);
             }
         }
     }

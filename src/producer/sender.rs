@@ -11,7 +11,7 @@ use crate::protocol::{ClientRequest, ProduceResponse};
 use crate::sync::Arc;
 use crate::{Error, Result};
 
-use super::accumulator::State;
+use super::accumulator::{State, TopicIndex};
 use super::dispatch::{Dispatch, InFlight};
 use super::Shared;
 
@@ -66,7 +66,7 @@ impl Sender {
         let mut state = shared.handoff.lock();
         take_answers(&shared, &mut state);
         check_in_flight(&shared, &image, &mut state, now);
-        send_ready(&shared, &image, &mut state, now, true);
+        send_ready(&shared, &image, &mut state, now);
         if state.closed && state.outstanding == 0 && state.in_flight.is_empty() {
             return None;
         }
@@ -114,27 +114,64 @@ fn next_deadline(shared: &Shared, state: &State, now: Instant) -> Instant {
 
 /// Settles the answers queued and sends what they free, on a leader's thread
 /// whose answer the producer waits for ([`super::AnswerWake`]). Only if the
-/// accumulator lock is free now (a leader never waits for a producer), and
-/// without what may block (asking the controller for a producer id): that is
-/// left to the sender thread, which is woken when it must look sooner than it
-/// planned. False: the lock was taken, the sender thread must do it.
+/// accumulator lock is free now (a leader never waits for a producer), and only
+/// the partitions the answers free: a leader's work per answer does not grow
+/// with the producer's partitions. What may block (asking the controller for a
+/// producer id) and what is timed (retries, delivery timeouts) stay with the
+/// sender thread, woken when it must look sooner than it planned. Leaves
+/// `wanted` as it is: the sender's next pass decides it again. False: the lock
+/// was taken, the sender thread must do it.
 pub(super) fn settle(shared: &Shared) -> bool {
     let Some(mut state) = shared.handoff.try_lock() else {
         return false;
     };
+    let config = &shared.config;
+    let mut answers = std::mem::take(&mut state.answers);
+    shared.answers.take_into(&mut answers);
+    let mut freed: Vec<(TopicIndex, u32)> = Vec::new();
+    for r in answers.drain(..) {
+        let State {
+            topics, in_flight, ..
+        } = &mut *state;
+        if let Some(f) = in_flight.get(&r.id) {
+            if let Some(at) = topics.find(&f.tp.topic) {
+                if !freed.contains(&(at, f.tp.partition)) {
+                    freed.push((at, f.tp.partition));
+                }
+            }
+        }
+        on_response(shared, &mut state, r);
+    }
+    state.answers = answers;
     let image = shared.cluster.metadata.get();
     let now = Instant::now();
-    take_answers(shared, &mut state);
-    send_ready(shared, &image, &mut state, now, false);
-    shared
-        .answers
-        .set_wanted(state.needs_answers(shared.config.linger, now));
+    let all = state.flushes > 0 || state.closed;
+    let mut dispatch = Dispatch::new(shared, &image, now);
+    let mut look_by: Option<Instant> = None;
+    let State {
+        topics,
+        in_flight,
+        next_request,
+        ..
+    } = &mut *state;
+    for (at, p) in freed {
+        let (topic, t) = topics.at(at);
+        let Some(q) = t.partitions.get_mut(p as usize) else {
+            continue;
+        };
+        q.seal_if_due(now, config.linger, all, shared.producer_id);
+        if q.in_flight == 0 && q.retrying {
+            q.retrying = false;
+        }
+        if q.retry_at.is_none() && !q.needs_reset {
+            dispatch.send_queue(topic, p, q, in_flight, next_request);
+        }
+        let due = q.ready.front().map(|s| s.created + config.delivery_timeout);
+        look_by = look_by.into_iter().chain(due).chain(q.retry_at).min();
+    }
+    dispatch.finish(&mut state);
     // Closing: only the sender thread ends the producer once nothing is left.
-    if state.closed
-        || state
-            .sender_wakes_at
-            .is_none_or(|at| next_deadline(shared, &state, now) < at)
-    {
+    if state.closed || look_by.is_some_and(|d| state.sender_wakes_at.is_none_or(|at| d < at)) {
         shared.handoff.wake_sender();
     }
     true
@@ -190,16 +227,8 @@ fn check_in_flight(shared: &Shared, image: &MetadataImage, state: &mut State, no
 }
 
 /// Seals batches whose linger ran out, fails those whose delivery timeout ran out
-/// unsent, and sends what each partition may have in flight. A partition that
-/// needs a new producer id first is skipped unless `may_block` (asking the
-/// controller waits for its answer).
-fn send_ready(
-    shared: &Shared,
-    image: &MetadataImage,
-    state: &mut State,
-    now: Instant,
-    may_block: bool,
-) {
+/// unsent, and sends what each partition may have in flight.
+fn send_ready(shared: &Shared, image: &MetadataImage, state: &mut State, now: Instant) {
     let config = &shared.config;
     state.seal_due(now, config.linger, shared.producer_id);
     let mut dispatch = Dispatch::new(shared, image, now);
@@ -236,7 +265,7 @@ fn send_ready(
                 continue;
             }
             if q.needs_reset {
-                if q.in_flight > 0 || !may_block {
+                if q.in_flight > 0 {
                     continue;
                 }
                 match shared

@@ -70,7 +70,6 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    /// Seals the open batch, giving it the next sequence numbers.
     /// Seals the open batch if nothing is in flight and its linger ran out, or at
     /// once when `all` (a flush or close waits).
     pub(crate) fn seal_if_due(
@@ -90,6 +89,16 @@ impl Queue {
         }
     }
 
+    /// A retry is over once nothing of the partition is in flight. Written only
+    /// when it changes: a calling thread appends to this queue, and a store on
+    /// every look would take its cache line away.
+    pub(crate) fn end_retry_if_idle(&mut self) {
+        if self.in_flight == 0 && self.retrying {
+            self.retrying = false;
+        }
+    }
+
+    /// Seals the open batch, giving it the next sequence numbers.
     pub(crate) fn seal(&mut self, producer_id: Option<u64>) {
         let Some(open) = self.open.take() else {
             return;
@@ -452,6 +461,12 @@ impl State {
         }
     }
 
+    /// Whether a flush or close waits: every open batch goes out now, linger or
+    /// not, and the sender thread sends it.
+    pub(crate) fn sending_all(&self) -> bool {
+        self.flushes > 0 || self.closed
+    }
+
     /// Seals open batches that waited `linger` (all of them when flushing or closing).
     ///
     /// A batch that is not full also waits while an earlier batch of its partition
@@ -460,7 +475,7 @@ impl State {
     /// answer to the batch in flight wakes the sender, so the wait is at most one
     /// round trip; a lone record with nothing in flight goes out at once.
     pub(crate) fn seal_due(&mut self, now: Instant, linger: Duration, producer_id: Option<u64>) {
-        let all = self.flushes > 0 || self.closed;
+        let all = self.sending_all();
         for t in self.topics.values_mut() {
             for q in t.partitions.iter_mut() {
                 q.seal_if_due(now, linger, all, producer_id);

@@ -410,7 +410,7 @@ impl Producer {
         seal_open: bool,
     ) -> bool {
         let shared = self.shared();
-        if state.flushes > 0 || state.closed {
+        if state.sending_all() {
             return false;
         }
         let accumulator::State {

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::controller::MetadataImage;
-use crate::protocol::{ClientRequest, ProduceResponse};
+use crate::ids::TopicPartition;
+use crate::protocol::ClientRequest;
 use crate::sync::Arc;
 use crate::{Error, Result};
 
@@ -126,26 +127,17 @@ pub(super) fn settle(shared: &Shared) -> bool {
         return false;
     };
     let config = &shared.config;
-    let mut answers = std::mem::take(&mut state.answers);
-    shared.answers.take_into(&mut answers);
     let mut freed: Vec<(TopicIndex, u32)> = Vec::new();
-    for r in answers.drain(..) {
-        let State {
-            topics, in_flight, ..
-        } = &mut *state;
-        if let Some(f) = in_flight.get(&r.id) {
-            if let Some(at) = topics.find(&f.tp.topic) {
-                if !freed.contains(&(at, f.tp.partition)) {
-                    freed.push((at, f.tp.partition));
-                }
+    take_answers_then(shared, &mut state, |state, tp| {
+        if let Some(at) = state.topics.find(&tp.topic) {
+            if !freed.contains(&(at, tp.partition)) {
+                freed.push((at, tp.partition));
             }
         }
-        on_response(shared, &mut state, r);
-    }
-    state.answers = answers;
+    });
     let image = shared.cluster.metadata.get();
     let now = Instant::now();
-    let all = state.flushes > 0 || state.closed;
+    let all = state.sending_all();
     let mut dispatch = Dispatch::new(shared, &image, now);
     let mut look_by: Option<Instant> = None;
     let State {
@@ -160,9 +152,7 @@ pub(super) fn settle(shared: &Shared) -> bool {
             continue;
         };
         q.seal_if_due(now, config.linger, all, shared.producer_id);
-        if q.in_flight == 0 && q.retrying {
-            q.retrying = false;
-        }
+        q.end_retry_if_idle();
         if q.retry_at.is_none() && !q.needs_reset {
             dispatch.send_queue(topic, p, q, in_flight, next_request);
         }
@@ -179,21 +169,27 @@ pub(super) fn settle(shared: &Shared) -> bool {
 
 /// Takes the answers leaders left and settles each (under the accumulator lock).
 pub(super) fn take_answers(shared: &Shared, state: &mut State) {
+    take_answers_then(shared, state, |_, _| {});
+}
+
+/// As [`take_answers`], telling `answered` the partition of each batch answered
+/// before it is settled. Answers arrive in order per leader; an answer to a
+/// request given up on is ignored.
+fn take_answers_then(
+    shared: &Shared,
+    state: &mut State,
+    mut answered: impl FnMut(&mut State, &TopicPartition),
+) {
     let mut answers = std::mem::take(&mut state.answers);
     shared.answers.take_into(&mut answers);
     for r in answers.drain(..) {
-        on_response(shared, state, r);
+        let Some(f) = state.in_flight.remove(&r.id) else {
+            continue;
+        };
+        answered(state, &f.tp);
+        finish(shared, state, f, r.result);
     }
     state.answers = answers;
-}
-
-/// Answers arrive in order per leader; an answer to a request given up on is
-/// ignored.
-fn on_response(shared: &Shared, state: &mut State, r: ProduceResponse) {
-    let Some(f) = state.in_flight.remove(&r.id) else {
-        return;
-    };
-    finish(shared, state, f, r.result);
 }
 
 /// Gives up on requests whose leader moved or died, or that had no answer in time:
@@ -256,11 +252,7 @@ fn send_ready(shared: &Shared, image: &MetadataImage, state: &mut State, now: In
                 dispatch.released.1 += s.count as usize;
                 dispatch.done.push((s, Err(e)));
             }
-            // Written only when they change: a calling thread appends to this
-            // queue, and a store here would take its cache line away each pass.
-            if q.in_flight == 0 && q.retrying {
-                q.retrying = false;
-            }
+            q.end_retry_if_idle();
             if q.retry_at.is_some_and(|t| now < t) {
                 continue;
             }
@@ -279,6 +271,7 @@ fn send_ready(shared: &Shared, image: &MetadataImage, state: &mut State, now: In
                     }
                 }
             }
+            // Written only when it changes, as `Queue::end_retry_if_idle`.
             if q.retry_at.is_some() {
                 q.retry_at = None;
             }

@@ -190,10 +190,10 @@ impl BatchBuilder {
             None => BytesMut::with_capacity(capacity),
         };
         // Touched once, in one sweep: the records are then written into memory this
-        // core already owns. Fresh memory was last read by the broker that copied
-        // an earlier batch out of it, so each record's first writes would otherwise
-        // wait for the core to take its lines back, and the producer's per-record
-        // lock would wait for those writes.
+        // core already owns. A reused buffer was last read by the broker that
+        // copied its batch out, and is in no cache of this core, so each record's
+        // first writes would otherwise wait for its lines one at a time, and the
+        // producer's per-record lock would wait for those writes.
         buf.resize(capacity, 0);
         // The header is written by `finish`, once the records are known.
         buf.truncate(BATCH_HEADER_LEN);

@@ -5,8 +5,6 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-
 use crate::hash::FxHashMap;
 use crate::ids::BrokerId;
 use crate::record::{Batch, BatchBuilder, Record, BATCH_HEADER_LEN};
@@ -15,6 +13,7 @@ use crate::Error;
 
 use super::delivery::Waiters;
 use super::dispatch::{InFlight, RETRY_BACKOFF, RETRY_BACKOFF_MAX};
+use super::pool::BufferPool;
 use super::DeliverySlot;
 
 /// A batch still taking records.
@@ -342,14 +341,10 @@ pub(crate) struct State {
     pub(crate) answers: Vec<crate::protocol::ProduceResponse>,
     /// The producer's waiting `Delivery` futures, shared with every batch's slot.
     waiters: Arc<Waiters>,
-    /// Buffers of answered batches, for new batches to be written into: a batch
-    /// then costs no allocation and free of its 16 KiB (see [`State::recycle`]).
-    spare: Vec<BytesMut>,
+    /// Buffers of answered batches, for new batches to be written into (see
+    /// [`State::recycle`]).
+    spare: BufferPool,
 }
-
-/// How many answered batches' buffers [`State`] keeps for reuse: about what
-/// is answered between two batches being opened under a steady load.
-const SPARE_BUFFERS: usize = 8;
 
 impl State {
     /// Adds one record to `partition` of `topic` (`None`: the topic's sticky
@@ -430,7 +425,7 @@ impl State {
             // batch (whole batches under load, so no growing by reallocation and
             // copying), a few records otherwise, not batch.size for a lone record.
             builder: BatchBuilder::reusing(
-                self.spare.pop(),
+                self.spare.take(),
                 limits.producer_id,
                 (size * 8).max(last).min(limit) + BATCH_HEADER_LEN,
             ),
@@ -526,12 +521,11 @@ impl State {
     }
 
     /// Keeps the buffer of `batch`, which was answered, for a new batch, if
-    /// nothing else holds it any more and it is at most `max_capacity` bytes.
-    pub(crate) fn recycle(&mut self, batch: Batch, max_capacity: usize) {
-        if self.spare.len() < SPARE_BUFFERS {
-            if let Some(b) = batch.into_spare(max_capacity) {
-                self.spare.push(b);
-            }
+    /// nothing else holds it any more, it is at most `max_capacity` bytes, and the
+    /// kept buffers stay within `max_pool` bytes.
+    pub(crate) fn recycle(&mut self, batch: Batch, max_capacity: usize, max_pool: usize) {
+        if let Some(b) = batch.into_spare(max_capacity) {
+            self.spare.give(b, max_pool);
         }
     }
 

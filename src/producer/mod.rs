@@ -10,6 +10,7 @@ mod delivery;
 mod dispatch;
 mod handoff;
 mod partitioner;
+mod pool;
 mod sender;
 
 use std::thread::JoinHandle;

@@ -327,5 +327,7 @@ fn finish(shared: &Shared, state: &mut State, f: InFlight, result: Result<u64>) 
         .handoff
         .finished(state, sealed.bytes, sealed.count as usize);
     // Twice batch.size: a batch of one record above it is not kept.
-    state.recycle(sealed.batch, 2 * shared.config.batch_size);
+    let config = &shared.config;
+    let pool = super::pool::POOL_BYTES.min(config.buffer_memory);
+    state.recycle(sealed.batch, 2 * config.batch_size, pool);
 }

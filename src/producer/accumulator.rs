@@ -13,7 +13,7 @@ use crate::Error;
 
 use super::delivery::Waiters;
 use super::dispatch::{InFlight, RETRY_BACKOFF, RETRY_BACKOFF_MAX};
-use super::pool::BufferPool;
+use super::pool::{BufferPool, POOL_BYTES};
 use super::DeliverySlot;
 
 /// A batch still taking records.
@@ -522,10 +522,14 @@ impl State {
 
     /// Keeps the buffer of `batch`, which was answered, for a new batch, if
     /// nothing else holds it any more, it is at most `max_capacity` bytes, and the
-    /// kept buffers stay within `max_pool` bytes.
-    pub(crate) fn recycle(&mut self, batch: Batch, max_capacity: usize, max_pool: usize) {
+    /// kept buffers stay within [`POOL_BYTES`] and, with the buffered records,
+    /// within `buffer_memory` bytes. Call it once the batch's records no longer count as buffered.
+    pub(crate) fn recycle(&mut self, batch: Batch, max_capacity: usize, buffer_memory: usize) {
         if let Some(b) = batch.into_spare(max_capacity) {
-            self.spare.give(b, max_pool);
+            self.spare.give(
+                b,
+                POOL_BYTES.min(buffer_memory.saturating_sub(self.buffered)),
+            );
         }
     }
 
@@ -727,5 +731,32 @@ mod tests {
         }
         assert!(full);
         assert_eq!(state.queue_mut("t", 0).expect("queue").ready.len(), 1);
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn answered_buffers_are_kept_only_within_buffer_memory_beside_what_is_buffered() {
+        let answered = || {
+            let mut b = BatchBuilder::new(None, 4096);
+            b.push(&Record::new("v"), 0);
+            b.finish(None)
+        };
+        let buffer_memory = 64 * 1024;
+        let mut state = State::default();
+        state.recycle(answered(), 8192, buffer_memory);
+        assert_eq!(state.spare_buffers(), 1);
+        // A buffer shared with a log is not kept.
+        let shared = answered();
+        let log_copy = shared.clone();
+        state.recycle(shared, 8192, buffer_memory);
+        assert_eq!(state.spare_buffers(), 1);
+        drop(log_copy);
+        // No room beside what is buffered.
+        state.buffered = buffer_memory - 100;
+        state.recycle(answered(), 8192, buffer_memory);
+        assert_eq!(state.spare_buffers(), 1);
+        state.buffered = 0;
+        state.recycle(answered(), 8192, buffer_memory);
+        assert_eq!(state.spare_buffers(), 2);
     }
 }

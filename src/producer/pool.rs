@@ -5,13 +5,16 @@ use std::collections::VecDeque;
 
 use bytes::BytesMut;
 
-/// The most a producer keeps in [`BufferPool`], by capacity (and never more than
-/// its `buffer.memory`): 64 buffers of Kafka's default 16 KiB `batch.size`.
+/// The most a producer keeps in [`BufferPool`], by capacity: 64 buffers of
+/// Kafka's default 16 KiB `batch.size`. Keeping up to `buffer.memory` instead, as
+/// Kafka does, measured the same.
 pub(crate) const POOL_BYTES: usize = 1 << 20;
 
 /// Buffers of answered batches, handed out oldest first, as Kafka's `BufferPool`
 /// hands out its free list: a new batch then costs no allocation and free of its
-/// `batch.size` bytes.
+/// `batch.size` bytes. At most [`POOL_BYTES`] are kept, and as in Kafka what is
+/// kept and what is buffered stay within `buffer.memory` together (see
+/// `State::recycle`).
 ///
 /// Oldest first because a buffer answered just now was last read by the broker
 /// thread that copied it into its log: its lines sit in that core's cache, and

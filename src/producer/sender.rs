@@ -328,6 +328,5 @@ fn finish(shared: &Shared, state: &mut State, f: InFlight, result: Result<u64>) 
         .finished(state, sealed.bytes, sealed.count as usize);
     // Twice batch.size: a batch of one record above it is not kept.
     let config = &shared.config;
-    let pool = super::pool::POOL_BYTES.min(config.buffer_memory);
-    state.recycle(sealed.batch, 2 * config.batch_size, pool);
+    state.recycle(sealed.batch, 2 * config.batch_size, config.buffer_memory);
 }

@@ -186,10 +186,7 @@ pub(crate) enum Message {
     /// The controller has considered a [`Message::ReplicaDamaged`] report: the
     /// follower stops repeating it, unless it has cut again since (a later
     /// `report` number), for which this late ack says nothing.
-    ReplicaDamagedAck {
-        tp: TopicPartition,
-        report: u64,
-    },
+    ReplicaDamagedAck { tp: TopicPartition, report: u64 },
     AlterPartition {
         broker_epoch: u64,
         tp: TopicPartition,
@@ -211,8 +208,15 @@ pub(crate) enum Message {
     // controller -> broker
     Registered {
         broker_epoch: u64,
+        /// The `incarnation` of the registration answered: a broker takes only
+        /// an answer to its own start (rule 7), not a late one to a start a
+        /// restart replaced.
+        incarnation: u64,
     },
     HeartbeatReply {
+        /// The broker epoch of the heartbeat answered: a late answer to an epoch
+        /// the broker has since left says nothing of its current one.
+        broker_epoch: u64,
         /// The controller no longer knows this broker epoch: register again.
         fenced: bool,
     },

@@ -16,6 +16,9 @@ mod leader;
 #[cfg(all(test, not(loom)))]
 #[path = "tests/produce_runs.rs"]
 mod produce_runs_tests;
+#[cfg(all(test, not(loom)))]
+#[path = "tests/registration.rs"]
+mod registration_tests;
 mod replica;
 #[cfg(any(test, feature = "sim"))]
 mod sim;
@@ -83,6 +86,9 @@ pub(crate) struct Broker {
     killed: Arc<AtomicBool>,
     shared: Arc<BrokerShared>,
     broker_epoch: Option<u64>,
+    /// The highest broker epoch this start was granted: a late answer to an
+    /// earlier registration (it carries a lower one) is not taken after a fence.
+    granted_epoch: u64,
     /// This start of the broker (sent with each registration).
     incarnation: u64,
     last_register: Option<Duration>,
@@ -277,6 +283,7 @@ impl Broker {
             killed,
             shared,
             broker_epoch: None,
+            granted_epoch: 0,
             incarnation,
             last_register: None,
             next_heartbeat: Duration::ZERO,
@@ -673,9 +680,20 @@ impl Broker {
         let now = self.now();
         let from = env.from;
         match env.message {
-            Message::Registered { broker_epoch } => {
-                if self.broker_epoch.is_none() {
+            Message::Registered {
+                broker_epoch,
+                incarnation,
+            } => {
+                // Only an answer to this start's latest registration: a late one
+                // to a start a restart replaced, or to a registration before a
+                // fence, must neither grant a stale epoch nor clear the loss
+                // markers the controller has not yet been told of (rule 5).
+                if self.broker_epoch.is_none()
+                    && incarnation == self.incarnation
+                    && broker_epoch > self.granted_epoch
+                {
                     self.broker_epoch = Some(broker_epoch);
+                    self.granted_epoch = broker_epoch;
                     // What was lost is reported once; after that the controller knows
                     // (and keeps it in its metadata). A later registration (after a
                     // fence) must not claim the logs it has since rebuilt are gone.
@@ -695,8 +713,13 @@ impl Broker {
                     self.clear_loss_marker(&tp);
                 }
             }
-            Message::HeartbeatReply { fenced } => {
-                if fenced {
+            Message::HeartbeatReply {
+                broker_epoch,
+                fenced,
+            } => {
+                // A late answer to a heartbeat of an epoch since left (fenced,
+                // registered again) does not fence the current one.
+                if fenced && self.broker_epoch == Some(broker_epoch) {
                     self.broker_epoch = None;
                     self.last_register = None;
                 }

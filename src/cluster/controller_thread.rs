@@ -205,7 +205,7 @@ impl ControllerThread {
         let registered = out.messages.iter().any(|(_, m)| {
             matches!(
                 m,
-                Message::Registered { .. } | Message::HeartbeatReply { fenced: false }
+                Message::Registered { .. } | Message::HeartbeatReply { fenced: false, .. }
             )
         });
         let _ = self.apply(out);

@@ -448,7 +448,13 @@ impl Controller {
                 }
                 ControllerOutput {
                     records: Vec::new(),
-                    messages: vec![(from, Message::HeartbeatReply { fenced: !current })],
+                    messages: vec![(
+                        from,
+                        Message::HeartbeatReply {
+                            broker_epoch,
+                            fenced: !current,
+                        },
+                    )],
                 }
             }
             Message::AlterPartition {
@@ -652,7 +658,13 @@ impl Controller {
                 self.last_heartbeat.insert(broker, now);
                 return ControllerOutput {
                     records: Vec::new(),
-                    messages: vec![(broker, Message::Registered { broker_epoch })],
+                    messages: vec![(
+                        broker,
+                        Message::Registered {
+                            broker_epoch,
+                            incarnation,
+                        },
+                    )],
                 };
             }
             _ => {}
@@ -712,8 +724,16 @@ impl Controller {
         }
 
         let mut out = self.finish(&changes, Some(broker));
-        out.messages
-            .insert(0, (broker, Message::Registered { broker_epoch }));
+        out.messages.insert(
+            0,
+            (
+                broker,
+                Message::Registered {
+                    broker_epoch,
+                    incarnation,
+                },
+            ),
+        );
         out
     }
 

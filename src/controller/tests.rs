@@ -140,7 +140,19 @@ impl H {
         );
         assert!(out.records.is_empty());
         match &out.messages[..] {
-            [(to, Message::HeartbeatReply { fenced })] if *to == BrokerId(broker) => *fenced,
+            [(
+                to,
+                Message::HeartbeatReply {
+                    broker_epoch,
+                    fenced,
+                },
+            )] if *to == BrokerId(broker) => {
+                assert_eq!(
+                    *broker_epoch, epoch,
+                    "the answer names the epoch it answers"
+                );
+                *fenced
+            }
             other => panic!("heartbeat answered with {other:?}"),
         }
     }
@@ -598,7 +610,13 @@ fn registration_gives_rising_epochs_and_heartbeats_keep_the_session() {
     let out = h.register(0, secs(0));
     assert!(matches!(
         out.messages[0],
-        (BrokerId(0), Message::Registered { broker_epoch: 1 })
+        (
+            BrokerId(0),
+            Message::Registered {
+                broker_epoch: 1,
+                ..
+            }
+        )
     ));
     h.register(1, secs(0));
     assert_eq!(h.epoch_of(BrokerId(1)), 2);
@@ -1407,7 +1425,10 @@ fn messages_meant_for_brokers_are_ignored() {
     let mut h = H::new(1);
     let out = h.c.handle(
         BrokerId(0),
-        Message::HeartbeatReply { fenced: false },
+        Message::HeartbeatReply {
+            broker_epoch: 1,
+            fenced: false,
+        },
         secs(0),
     );
     assert!(out.records.is_empty() && out.messages.is_empty());
@@ -1541,7 +1562,8 @@ fn a_late_duplicate_registration_of_the_live_incarnation_changes_nothing() {
     assert!(
         matches!(
             out.messages.as_slice(),
-            [(b, Message::Registered { broker_epoch })] if *b == leader && *broker_epoch == epoch_now
+            [(b, Message::Registered { broker_epoch, incarnation: 1_000_000 })]
+                if *b == leader && *broker_epoch == epoch_now
         ),
         "{:?}",
         out.messages

@@ -101,7 +101,7 @@ impl Chunks {
 
     /// Reclaims the chunks no copy points into any more: reused up to the limit,
     /// the rest freed.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn sweep(&self) {
         self.0.lock().sweep();
     }
@@ -119,7 +119,7 @@ impl Chunks {
     }
 
     /// (retired, free) chunk counts.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn counts(&self) -> (usize, usize) {
         let pool = self.0.lock();
         (pool.retired.len(), pool.free.len())

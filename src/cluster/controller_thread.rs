@@ -12,9 +12,7 @@ use crate::clock::Clock;
 use crate::controller::{Controller, ControllerOutput, MetadataImage, MetadataLog};
 use crate::ids::{BrokerId, NodeId};
 use crate::inbox::InboxReceiver;
-use crate::protocol::{
-    self, AlterPartitionError, ClientRequest, Envelope, Inbound, Message, PartitionState,
-};
+use crate::protocol::{self, AlterPartitionError, ClientRequest, Envelope, Inbound, Message};
 use crate::transport::Transport;
 use crate::Result;
 
@@ -211,15 +209,16 @@ impl ControllerThread {
         let _ = self.apply(out);
         if stale_leader {
             if let Some(tp) = alter_tp {
-                let states: Vec<PartitionState> = self
+                // The one partition, not all the broker hosts picked over.
+                let state = self
                     .core
-                    .states_of(from)
-                    .into_iter()
-                    .filter(|s| s.tp == tp)
-                    .collect();
-                if !states.is_empty() {
+                    .image()
+                    .partition(&tp)
+                    .filter(|p| p.replicas.contains(&from))
+                    .cloned();
+                if let Some(state) = state {
                     let m = Message::LeaderAndIsr {
-                        partitions: states,
+                        partitions: vec![state],
                         complete_as_of: None,
                     };
                     self.send(from, m);

@@ -178,9 +178,10 @@ impl ControllerThread {
             // A LeaderAndIsr or StopReplica may have been lost: when the broker's
             // view differs, send its whole state again.
             Message::Heartbeat { state_digest, .. } => {
-                let states = self.core.states_of(from);
-                let mine = protocol::state_digest(states.iter());
-                (mine != *state_digest).then_some((states, self.core.topics_created()))
+                // Digested in place: the states are cloned only to be sent.
+                let mine = protocol::state_digest(self.core.hosted_states(from));
+                (mine != *state_digest)
+                    .then(|| (self.core.states_of(from), self.core.topics_created()))
             }
             _ => None,
         };

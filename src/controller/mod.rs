@@ -606,11 +606,14 @@ impl Controller {
     /// Every partition `broker` hosts, as the image has them: what a complete
     /// LeaderAndIsr as of [`topics_created`](Self::topics_created) lists.
     pub(crate) fn states_of(&self, broker: BrokerId) -> Vec<PartitionState> {
+        self.hosted_states(broker).cloned().collect()
+    }
+
+    /// The states of the partitions `broker` hosts a replica of, in place.
+    pub(crate) fn hosted_states(&self, broker: BrokerId) -> impl Iterator<Item = &PartitionState> {
         self.image
             .all_partitions()
-            .filter(|p| p.replicas.contains(&broker))
-            .cloned()
-            .collect()
+            .filter(move |p| p.replicas.contains(&broker))
     }
 
     /// When `tick` next has something to do: the earliest session expiry of an alive

@@ -50,6 +50,17 @@ fn heartbeat_answer(b: &mut Broker, broker_epoch: u64, fenced: bool) {
     );
 }
 
+/// An unregistered broker that was granted `epoch` and then fenced from it; and
+/// its incarnation.
+fn fenced_from(epoch: u64) -> (Broker, u64) {
+    let (mut b, _controller) = unregistered();
+    let me = b.incarnation;
+    registered(&mut b, epoch, me);
+    heartbeat_answer(&mut b, epoch, true);
+    assert_eq!(b.broker_epoch, None, "fenced: registers again");
+    (b, me)
+}
+
 /// What the broker's registrations sent so far said it lost: `(lost_data,
 /// lost_all)` of each.
 fn registrations(controller: &InboxReceiver<Inbound>) -> Vec<(Vec<TopicPartition>, bool)> {
@@ -105,11 +116,7 @@ fn rule5_a_late_answer_to_a_replaced_start_keeps_what_the_restart_lost_reported(
 
 #[test]
 fn rule7_a_late_fencing_answer_to_an_epoch_left_behind_does_not_fence_the_current_one() {
-    let (mut b, _controller) = unregistered();
-    let me = b.incarnation;
-    registered(&mut b, 5, me);
-    heartbeat_answer(&mut b, 5, true);
-    assert_eq!(b.broker_epoch, None, "fenced: registers again");
+    let (mut b, me) = fenced_from(5);
     registered(&mut b, 6, me);
     assert_eq!(b.broker_epoch, Some(6));
     // The fencing answer to epoch 5, duplicated or delayed.
@@ -123,10 +130,7 @@ fn rule7_a_late_fencing_answer_to_an_epoch_left_behind_does_not_fence_the_curren
 
 #[test]
 fn rule7_a_late_registration_answer_does_not_bring_back_an_epoch_left_behind() {
-    let (mut b, _controller) = unregistered();
-    let me = b.incarnation;
-    registered(&mut b, 5, me);
-    heartbeat_answer(&mut b, 5, true);
+    let (mut b, me) = fenced_from(5);
     // A duplicate of the answer that granted epoch 5, after the fence.
     registered(&mut b, 5, me);
     assert_eq!(b.broker_epoch, None, "epoch 5 is fenced");

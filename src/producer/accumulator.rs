@@ -523,7 +523,8 @@ impl State {
     /// Keeps the buffer of `batch`, which was answered, for a new batch, if
     /// nothing else holds it any more, it is at most `max_capacity` bytes, and the
     /// kept buffers stay within [`POOL_BYTES`] and, with the buffered records,
-    /// within `buffer_memory` bytes. Call it once the batch's records no longer count as buffered.
+    /// within `buffer_memory` bytes. Call it once the batch's records no longer
+    /// count as buffered.
     pub(crate) fn recycle(&mut self, batch: Batch, max_capacity: usize, buffer_memory: usize) {
         if let Some(b) = batch.into_spare(max_capacity) {
             self.spare.give(

@@ -210,14 +210,7 @@ impl ControllerThread {
         let _ = self.apply(out);
         if stale_leader {
             if let Some(tp) = alter_tp {
-                // The one partition, not all the broker hosts picked over.
-                let state = self
-                    .core
-                    .image()
-                    .partition(&tp)
-                    .filter(|p| p.replicas.contains(&from))
-                    .cloned();
-                if let Some(state) = state {
+                if let Some(state) = self.core.hosted_state(from, &tp).cloned() {
                     let m = Message::LeaderAndIsr {
                         partitions: vec![state],
                         complete_as_of: None,

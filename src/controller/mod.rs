@@ -616,6 +616,18 @@ impl Controller {
             .filter(move |p| p.replicas.contains(&broker))
     }
 
+    /// `tp`'s state if `broker` hosts a replica of it: one of
+    /// [`hosted_states`](Self::hosted_states), without passing over the rest.
+    pub(crate) fn hosted_state(
+        &self,
+        broker: BrokerId,
+        tp: &TopicPartition,
+    ) -> Option<&PartitionState> {
+        self.image
+            .partition(tp)
+            .filter(|p| p.replicas.contains(&broker))
+    }
+
     /// When `tick` next has something to do: the earliest session expiry of an alive
     /// broker, or the next imbalance check when auto rebalance is on.
     pub(crate) fn next_deadline(&self) -> Option<Duration> {
@@ -1119,11 +1131,7 @@ impl Controller {
 
     /// Every partition `broker` is a replica of, in topic and partition order.
     fn partitions_of(&self, broker: BrokerId) -> Vec<TopicPartition> {
-        self.image
-            .all_partitions()
-            .filter(|p| p.replicas.contains(&broker))
-            .map(|p| p.tp.clone())
-            .collect()
+        self.hosted_states(broker).map(|p| p.tp.clone()).collect()
     }
 
     fn session_deadline(&self, broker: BrokerId) -> Option<Duration> {

@@ -13,7 +13,7 @@ use crate::Error;
 
 use super::delivery::Waiters;
 use super::dispatch::{InFlight, RETRY_BACKOFF, RETRY_BACKOFF_MAX};
-use super::pool::{BufferPool, POOL_BYTES};
+use super::pool::BufferPool;
 use super::DeliverySlot;
 
 /// A batch still taking records.
@@ -522,15 +522,13 @@ impl State {
 
     /// Keeps the buffer of `batch`, which was answered, for a new batch, if
     /// nothing else holds it any more, it is at most `max_capacity` bytes, and the
-    /// kept buffers stay within [`POOL_BYTES`] and, with the buffered records,
+    /// kept buffers stay within the pool's bound and, with the buffered records,
     /// within `buffer_memory` bytes. Call it once the batch's records no longer
     /// count as buffered.
     pub(crate) fn recycle(&mut self, batch: Batch, max_capacity: usize, buffer_memory: usize) {
         if let Some(b) = batch.into_spare(max_capacity) {
-            self.spare.give(
-                b,
-                POOL_BYTES.min(buffer_memory.saturating_sub(self.buffered)),
-            );
+            self.spare
+                .give(b, buffer_memory.saturating_sub(self.buffered));
         }
     }
 

@@ -38,9 +38,9 @@ impl BufferPool {
     }
 
     /// Keeps `buf`, emptied, unless the pool would then hold more than
-    /// `max_bytes` (it is dropped instead).
+    /// `max_bytes`, or more than [`POOL_BYTES`] (it is dropped instead).
     pub(crate) fn give(&mut self, mut buf: BytesMut, max_bytes: usize) {
-        if self.bytes + buf.capacity() > max_bytes {
+        if self.bytes + buf.capacity() > max_bytes.min(POOL_BYTES) {
             return;
         }
         buf.clear();
@@ -104,6 +104,16 @@ mod tests {
         // Taking one makes room again.
         pool.give(buf(3, 500), max);
         assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn the_pool_keeps_at_most_pool_bytes_whatever_room_it_is_given() {
+        let mut pool = BufferPool::default();
+        let cap = buf(0, 16 * 1024).capacity();
+        for i in 0..2 * POOL_BYTES / cap {
+            pool.give(buf(i as u8, cap), usize::MAX);
+        }
+        assert_eq!(pool.len(), POOL_BYTES / cap);
     }
 
     #[test]

@@ -129,7 +129,7 @@ impl<T> InboxReceiver<T> {
 }
 
 /// Yields before a thread that waits for a message or an answer sleeps: an empty
-/// inbox, the producer's sender thread, `Delivery::wait`.
+/// inbox, `Delivery::wait`.
 pub(crate) const YIELDS: usize = 32;
 
 /// No wake-up pending, receiver awake.

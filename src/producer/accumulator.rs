@@ -88,6 +88,15 @@ impl Queue {
         }
     }
 
+    /// When the sender must look at this queue again at the latest, while it has
+    /// a batch ready: the oldest one's delivery timeout, or the end of the
+    /// partition's retry backoff.
+    pub(crate) fn look_by(&self, delivery_timeout: Duration) -> Option<Instant> {
+        let front = self.ready.front()?;
+        let due = front.created + delivery_timeout;
+        Some(self.retry_at.map_or(due, |r| due.min(r)))
+    }
+
     /// A retry is over once nothing of the partition is in flight. Written only
     /// when it changes: a calling thread appends to this queue, and a store on
     /// every look would take its cache line away.

@@ -92,11 +92,8 @@ fn next_deadline(shared: &Shared, state: &State, now: Instant) -> Instant {
         d = d.min(l);
     }
     for q in state.topics.values().flat_map(|t| t.partitions.iter()) {
-        if let Some(front) = q.ready.front() {
-            d = d.min(front.created + config.delivery_timeout);
-            if let Some(r) = q.retry_at {
-                d = d.min(r);
-            }
+        if let Some(by) = q.look_by(config.delivery_timeout) {
+            d = d.min(by);
         }
     }
     for f in state.in_flight.values() {
@@ -148,8 +145,10 @@ pub(super) fn settle(shared: &Shared) -> bool {
         if q.retry_at.is_none() && !q.needs_reset {
             dispatch.send_queue(topic, p, q, in_flight, next_request);
         }
-        let due = q.ready.front().map(|s| s.created + config.delivery_timeout);
-        look_by = look_by.into_iter().chain(due).chain(q.retry_at).min();
+        look_by = look_by
+            .into_iter()
+            .chain(q.look_by(config.delivery_timeout))
+            .min();
     }
     dispatch.finish(&mut state);
     // Closing: only the sender thread ends the producer once nothing is left.

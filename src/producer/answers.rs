@@ -61,6 +61,12 @@ impl<T, W: Wake> Answers<T, W> {
         }
     }
 
+    /// Whether the producer waits for answers now.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn is_wanted(&self) -> bool {
+        self.wanted.load(Ordering::Relaxed)
+    }
+
     /// Whether anything may be queued. A hint: an answer queued a moment ago may be
     /// missed, which only means it is taken by a later look.
     pub(crate) fn maybe_queued(&self) -> bool {

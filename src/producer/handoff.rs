@@ -258,8 +258,9 @@ impl<W: Wake> Handoff<W> {
     }
 
     /// `flush`'s half: makes the sender send everything now (linger is ignored
-    /// while a flush waits) and waits until no record is outstanding.
-    pub(crate) fn flush(&self) {
+    /// while a flush waits) and waits until no record is outstanding. `done` then
+    /// runs under the same hold of the lock.
+    pub(crate) fn flush(&self, done: impl FnOnce(&mut State)) {
         let mut state = self.state.lock();
         state.flushes += 1;
         self.wake_sender();
@@ -267,6 +268,7 @@ impl<W: Wake> Handoff<W> {
             self.progress.wait(&mut state);
         }
         state.flushes -= 1;
+        done(&mut state);
     }
 
     /// Stops taking records and wakes the sender to send what is buffered.

@@ -447,7 +447,16 @@ impl Producer {
     ///
     /// None today; failures are reported per record through each [`Delivery`].
     pub fn flush(&self) -> Result<()> {
-        self.shared().handoff.flush();
+        let shared = self.shared();
+        shared.handoff.flush(|state| {
+            // Nothing is left to answer: the answers this flush asked for at once
+            // are needed no more. Left wanted, every leader's answer would take
+            // the accumulator lock until the sender thread next looks, and a
+            // calling thread sending meanwhile would find it taken.
+            if state.flushes == 0 && state.waiting == 0 && !state.closed && state.outstanding == 0 {
+                shared.answers.set_wanted(false);
+            }
+        });
         Ok(())
     }
 }
@@ -674,6 +683,31 @@ mod check_tests {
         producer.flush().unwrap();
         for (i, d) in sent.into_iter().chain([next]).enumerate() {
             assert_eq!(d.wait().unwrap().offset, Some(i as u64));
+        }
+    }
+
+    /// After a flush nothing is left to answer: leaders must not go on taking the
+    /// accumulator lock for answers nobody waits for.
+    #[test]
+    fn a_flush_that_leaves_nothing_outstanding_stops_asking_for_answers() {
+        let cluster = cluster();
+        let producer = cluster
+            .producer(
+                ProducerConfig::new()
+                    .acks(Acks::Leader)
+                    .linger(Duration::from_millis(5)),
+            )
+            .unwrap();
+        let sent: Vec<_> = (0..1000)
+            .map(|_| producer.send("t", Record::new(vec![1u8; 100])))
+            .collect();
+        producer.flush().unwrap();
+        assert!(
+            !producer.shared().answers.is_wanted(),
+            "answers still wanted after the flush"
+        );
+        for d in sent {
+            assert!(d.wait().unwrap().offset.is_some());
         }
     }
 

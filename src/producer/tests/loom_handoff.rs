@@ -141,7 +141,7 @@ fn loom_handoff_flush_waits_for_everything() {
             thread::spawn(move || send(&h, usize::MAX, false))
         };
         let mine = send(&h, usize::MAX, false);
-        h.flush();
+        h.flush(|_| {});
         assert!(mine.is_done(), "flush returned before its record completed");
         let theirs = other.join().unwrap();
         h.close();
@@ -201,11 +201,11 @@ fn loom_handoff_send_many_and_flush() {
         let (h, drainer) = model_with_drainer(LONG_LINGER);
         let flusher = {
             let h = h.clone();
-            thread::spawn(move || h.flush())
+            thread::spawn(move || h.flush(|_| {}))
         };
         let deliveries = send_many(&h, 2, 1, usize::MAX, false);
         flusher.join().unwrap();
-        h.flush();
+        h.flush(|_| {});
         assert!(
             deliveries.iter().all(Delivery::is_done),
             "flush returned early"

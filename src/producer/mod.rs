@@ -449,11 +449,11 @@ impl Producer {
     pub fn flush(&self) -> Result<()> {
         let shared = self.shared();
         shared.handoff.flush(|state| {
-            // Nothing is left to answer: the answers this flush asked for at once
-            // are needed no more. Left wanted, every leader's answer would take
-            // the accumulator lock until the sender thread next looks, and a
-            // calling thread sending meanwhile would find it taken.
-            if state.flushes == 0 && state.waiting == 0 && !state.closed && state.outstanding == 0 {
+            // The answers this flush asked for at once may be needed no more: the
+            // sender thread's own rule says. Left wanted, every leader's answer
+            // would take the accumulator lock until the sender thread next looks,
+            // and a calling thread sending meanwhile would find it taken.
+            if !state.needs_answers(shared.config.linger, Instant::now()) {
                 shared.answers.set_wanted(false);
             }
         });

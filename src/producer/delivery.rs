@@ -144,14 +144,20 @@ impl DeliverySlot {
         }
     }
 
+    /// Record `index`'s offset from a settled outcome `word`.
+    #[inline(always)]
+    fn offset(&self, word: u64, index: u32) -> Result<Option<u64>> {
+        match word {
+            FAILED => Err(self.error()),
+            NO_OFFSET => Ok(None),
+            base => Ok(Some(base + index as u64)),
+        }
+    }
+
     /// Record `index`'s result from a settled outcome `word`.
     #[inline(always)]
     fn result(&self, word: u64, index: u32) -> Result<RecordMetadata> {
-        let offset = match word {
-            FAILED => return Err(self.error()),
-            NO_OFFSET => None,
-            base => Some(base + index as u64),
-        };
+        let offset = self.offset(word, index)?;
         // Not `clone()`: that writes the `String` through memory, field by field,
         // and the copy into the return place then stalled on store forwarding;
         // built here, its fields stay in registers.
@@ -277,16 +283,33 @@ impl Delivery {
         }
     }
 
-    /// Record `index`'s result; a failed slot only this delivery holds (a
-    /// record refused on its own) gives up its error rather than a copy.
+    /// The error of a failed slot only this delivery holds (a record refused on
+    /// its own), given up rather than copied.
+    #[inline(always)]
+    fn own_error(&self, word: u64) -> Option<Error> {
+        if word == FAILED && Arc::strong_count(&self.slot) == 1 {
+            self.slot.state.lock().error.take()
+        } else {
+            None
+        }
+    }
+
+    /// This record's result from a settled outcome `word`.
     #[inline(always)]
     fn result(&self, word: u64) -> Result<RecordMetadata> {
-        if word == FAILED && Arc::strong_count(&self.slot) == 1 {
-            if let Some(e) = self.slot.state.lock().error.take() {
-                return Err(e);
-            }
+        match self.own_error(word) {
+            Some(e) => Err(e),
+            None => self.slot.result(word, self.index()),
         }
-        self.slot.result(word, self.index())
+    }
+
+    /// This record's offset from a settled outcome `word`.
+    #[inline(always)]
+    fn offset(&self, word: u64) -> Result<Option<u64>> {
+        match self.own_error(word) {
+            Some(e) => Err(e),
+            None => self.slot.offset(word, self.index()),
+        }
     }
 
     /// A polled future's result once settled: it stops counting as waiting.
@@ -303,12 +326,52 @@ impl Delivery {
     /// within `delivery.timeout.ms`: `NotEnoughReplicas`, `Timeout`,
     /// `LeaderNotAvailable` and the like.
     pub fn wait(mut self) -> Result<RecordMetadata> {
+        let word = self.settle();
+        self.result(word)
+    }
+
+    /// Blocks until the record is acknowledged or has failed, as
+    /// [`wait`](Self::wait), and gives only its offset (`None` with
+    /// `Acks::None`), as rust-rdkafka's delivery result does.
+    ///
+    /// It builds no [`RecordMetadata`], so it allocates nothing: `wait` copies the
+    /// topic's name into a new `String` for every record, which costs about as
+    /// much as the rest of checking a record that is already acknowledged. For
+    /// loops that check many records.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> replog::Result<()> {
+    /// use replog::{Cluster, ProducerConfig, Record, TopicConfig};
+    /// let cluster = Cluster::builder().build()?;
+    /// cluster.create_topic("t", TopicConfig::new(1, 3))?;
+    /// let producer = cluster.producer(ProducerConfig::new())?;
+    /// let pending: Vec<_> = (0..10).map(|i| producer.send("t", Record::new(format!("{i}")))).collect();
+    /// producer.flush()?;
+    /// for (i, d) in pending.into_iter().enumerate() {
+    ///     assert_eq!(d.wait_offset()?, Some(i as u64));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_offset(mut self) -> Result<Option<u64>> {
+        let word = self.settle();
+        self.offset(word)
+    }
+
+    /// Blocks until the batch is done; returns the outcome word. No longer
+    /// counted as a waiting future.
+    #[inline(always)]
+    fn settle(&mut self) -> u64 {
         self.stop_waiting();
-        let word = match self.slot.settled() {
+        match self.slot.settled() {
             Some(word) => word,
             None => self.slot.wait_settled(),
-        };
-        self.result(word)
+        }
     }
 
     /// Whether the outcome is known (a following `wait` will not block).
@@ -422,6 +485,47 @@ mod tests {
         }));
         assert!(matches!(first.wait(), Err(Error::Timeout { .. })));
         assert!(matches!(second.wait(), Err(Error::Timeout { .. })));
+    }
+
+    #[test]
+    fn wait_offset_gives_the_offset_or_the_error_that_wait_gives() {
+        let acked = DeliverySlot::new("t", 1, Arc::default());
+        let unanswered = DeliverySlot::new("t", 1, Arc::default());
+        let failed = DeliverySlot::new("t", 1, Arc::default());
+        acked.complete(Ok(Some(40)));
+        unanswered.complete(Ok(None));
+        failed.complete(Err(Error::NotEnoughReplicas {
+            topic: "t".into(),
+            partition: 1,
+            isr: 1,
+            required: 2,
+        }));
+        for (slot, index, offset) in [(&acked, 3, Some(43)), (&unanswered, 3, None)] {
+            let meta = Delivery::new(slot.clone(), index)
+                .wait()
+                .expect("completed");
+            let alone = Delivery::new(slot.clone(), index).wait_offset();
+            assert_eq!((meta.offset, alone.expect("completed")), (offset, offset));
+        }
+        let waited = Delivery::new(failed.clone(), 0).wait();
+        let alone = Delivery::new(failed.clone(), 1).wait_offset();
+        assert!(matches!(
+            waited,
+            Err(Error::NotEnoughReplicas { isr: 1, .. })
+        ));
+        assert!(matches!(
+            alone,
+            Err(Error::NotEnoughReplicas { isr: 1, .. })
+        ));
+        let refused = Delivery::failed(Error::RecordTooLarge {
+            topic: "t".into(),
+            size: 10,
+            max: 5,
+        });
+        assert!(matches!(
+            refused.wait_offset(),
+            Err(Error::RecordTooLarge { size: 10, .. })
+        ));
     }
 
     #[test]

@@ -285,7 +285,6 @@ fn finish(shared: &Shared, state: &mut State, f: InFlight, result: Result<u64>) 
         unreachable!("a batch in flight has its queue");
     };
     q.in_flight = q.in_flight.saturating_sub(1);
-    let now = Instant::now();
     let mut sealed = f.sealed;
     let outcome = match result {
         Ok(base) => {
@@ -301,6 +300,8 @@ fn finish(shared: &Shared, state: &mut State, f: InFlight, result: Result<u64>) 
                 q.needs_reset = true;
             }
             let retriable = e.is_retriable() || gap;
+            // The clock only here: a success, once per batch, needs none.
+            let now = Instant::now();
             if retriable && now < sealed.created + shared.config.delivery_timeout {
                 sealed.last_error = Some(e);
                 q.retrying = true;

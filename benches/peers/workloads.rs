@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
 use replog::{
-    Acks, Cluster, ConsumerConfig, Delivery, OffsetReset, Producer, ProducerConfig, Record,
+    Acks, Cluster, ConsumerConfig, Delivery, OffsetReset, Producer, ProducerConfig, Record, Topic,
     TopicConfig, TopicPartition,
 };
 
@@ -269,7 +269,34 @@ impl Topics {
             );
             assert_eq!(p.isr().len(), rf, "{}-{} starts in sync", self.name, p.id());
         }
+        self.wait_leaders_applied(&t);
         self.written = 0;
+    }
+
+    /// Waits until the leader of every partition of `topic` has taken up its
+    /// leadership. The brokers do that in the background, after the controller
+    /// has answered, and before it they remove the deleted topic's replicas (each
+    /// broker takes the controller's messages in order): with 1000 partitions that
+    /// is tens of milliseconds of broker time, which belongs to the untimed
+    /// rotation, not to the next timed part.
+    fn wait_leaders_applied(&self, topic: &Topic) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let partitions = topic.partitions();
+        let applied = || {
+            partitions.iter().all(|p| {
+                p.leader()
+                    .and_then(|l| p.replica(l))
+                    .is_some_and(|r| r.is_leader())
+            })
+        };
+        while !applied() {
+            assert!(
+                Instant::now() < deadline,
+                "{}: leaders not in place after 60 s",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Waits until the brokers removed the deleted topic's directories, which they

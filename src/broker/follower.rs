@@ -17,7 +17,7 @@ impl Broker {
         now: Duration,
     ) {
         let me = self.config.id;
-        let Some(r) = self.replicas.get_mut(&*p.tp) else {
+        let Some(r) = self.replicas.get_mut(&p.tp) else {
             return;
         };
         let Role::Follower { leader: Some(l) } = r.role else {

@@ -66,7 +66,7 @@ impl Broker {
     ) -> bool {
         let mut unheard = false;
         for p in partitions {
-            let Some(r) = self.replicas.get_mut(&*p.tp) else {
+            let Some(r) = self.replicas.get_mut(&p.tp) else {
                 unheard = true;
                 continue;
             };
@@ -172,7 +172,7 @@ impl Broker {
         p: &FetchPartition,
         read: Option<(&mut usize, &mut CorruptFound)>,
     ) -> Option<(std::result::Result<FetchData, FetchError>, bool)> {
-        let r = self.replicas.get(&*p.tp)?;
+        let r = self.replicas.get(&p.tp)?;
         // Fetched for a deleted topic this broker knows was created again: the
         // follower's view is stale, as with an older leader epoch.
         let deleted = r.topic_id.is_some_and(|id| id > p.topic_id);

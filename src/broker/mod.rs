@@ -20,6 +20,7 @@ mod produce_runs_tests;
 #[path = "tests/registration.rs"]
 mod registration_tests;
 mod replica;
+mod replica_map;
 #[cfg(any(test, feature = "sim"))]
 mod sim;
 mod status;
@@ -57,6 +58,7 @@ use crate::{Error, Result};
 
 use fetcher::Fetchers;
 use replica::{Replica, Role};
+pub(crate) use replica_map::ReplicaMap;
 pub(crate) use status::{BrokerShared, ReplicaStatus};
 
 /// Settings one broker thread runs with.
@@ -1088,6 +1090,3 @@ fn diverging(r: &Replica, last_epoch: u32, fetch_offset: u64) -> Option<EpochEnd
         }),
     }
 }
-
-/// A broker's replicas by partition.
-pub(crate) type ReplicaMap = BTreeMap<TopicPartition, Replica>;

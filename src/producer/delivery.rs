@@ -154,20 +154,19 @@ impl DeliverySlot {
         }
     }
 
-    /// Record `index`'s result from a settled outcome `word`.
+    /// Where a record of this batch landed, at `offset`.
     #[inline(always)]
-    fn result(&self, word: u64, index: u32) -> Result<RecordMetadata> {
-        let offset = self.offset(word, index)?;
+    fn metadata(&self, offset: Option<u64>) -> RecordMetadata {
         // Not `clone()`: that writes the `String` through memory, field by field,
         // and the copy into the return place then stalled on store forwarding;
         // built here, its fields stay in registers.
         let mut topic = String::with_capacity(self.topic.len());
         topic.push_str(&self.topic);
-        Ok(RecordMetadata {
+        RecordMetadata {
             topic,
             partition: self.partition,
             offset,
-        })
+        }
     }
 }
 
@@ -283,33 +282,23 @@ impl Delivery {
         }
     }
 
-    /// The error of a failed slot only this delivery holds (a record refused on
-    /// its own), given up rather than copied.
+    /// This record's offset from a settled outcome `word`; a failed slot only
+    /// this delivery holds (a record refused on its own) gives up its error
+    /// rather than a copy.
     #[inline(always)]
-    fn own_error(&self, word: u64) -> Option<Error> {
+    fn offset(&self, word: u64) -> Result<Option<u64>> {
         if word == FAILED && Arc::strong_count(&self.slot) == 1 {
-            self.slot.state.lock().error.take()
-        } else {
-            None
+            if let Some(e) = self.slot.state.lock().error.take() {
+                return Err(e);
+            }
         }
+        self.slot.offset(word, self.index())
     }
 
     /// This record's result from a settled outcome `word`.
     #[inline(always)]
     fn result(&self, word: u64) -> Result<RecordMetadata> {
-        match self.own_error(word) {
-            Some(e) => Err(e),
-            None => self.slot.result(word, self.index()),
-        }
-    }
-
-    /// This record's offset from a settled outcome `word`.
-    #[inline(always)]
-    fn offset(&self, word: u64) -> Result<Option<u64>> {
-        match self.own_error(word) {
-            Some(e) => Err(e),
-            None => self.slot.offset(word, self.index()),
-        }
+        Ok(self.slot.metadata(self.offset(word)?))
     }
 
     /// A polled future's result once settled: it stops counting as waiting.

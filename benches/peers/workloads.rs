@@ -280,7 +280,6 @@ impl Topics {
     /// is tens of milliseconds of broker time, which belongs to the untimed
     /// rotation, not to the next timed part.
     fn wait_leaders_applied(&self, topic: &Topic) {
-        let deadline = Instant::now() + Duration::from_secs(60);
         let partitions = topic.partitions();
         let applied = || {
             partitions.iter().all(|p| {
@@ -289,14 +288,7 @@ impl Topics {
                     .is_some_and(|r| r.is_leader())
             })
         };
-        while !applied() {
-            assert!(
-                Instant::now() < deadline,
-                "{}: leaders not in place after 60 s",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(applied, || format!("{}: leaders not in place", self.name));
     }
 
     /// Waits until the brokers removed the deleted topic's directories, which they
@@ -307,7 +299,6 @@ impl Topics {
             return;
         };
         let prefix = format!("{}-", self.name);
-        let deadline = Instant::now() + Duration::from_secs(60);
         let left = || {
             std::fs::read_dir(dir)
                 .into_iter()
@@ -318,20 +309,23 @@ impl Topics {
                 .flatten()
                 .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         };
-        while left() {
-            assert!(
-                Instant::now() < deadline,
-                "{} still on disk after 60 s",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(|| !left(), || format!("{} still on disk", self.name));
     }
 
     /// [`in_parts`] for the topic: `timed` gets the topic's name and the part's
     /// record count.
     fn in_parts(&mut self, records: u64, mut timed: impl FnMut(&str, u64) -> Duration) -> Duration {
         in_parts(self, records, |t, part| timed(&t.name, part))
+    }
+}
+
+/// Polls `done` every millisecond until it holds; panics with `what` and the
+/// time waited if it does not within 60 s.
+fn wait_until(done: impl Fn() -> bool, what: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "{} after 60 s", what());
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

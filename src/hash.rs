@@ -30,10 +30,7 @@ impl Hasher for FxHasher {
         if !rest.is_empty() {
             // The length goes in the byte the remainder never fills, so "t" and
             // "t\0" differ.
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            b[7] = rest.len() as u8;
-            self.add(u64::from_le_bytes(b));
+            self.add(tail_word(rest) | (rest.len() as u64) << 56);
         }
     }
 
@@ -56,6 +53,29 @@ impl Hasher for FxHasher {
     fn finish(&self) -> u64 {
         self.hash
     }
+}
+
+/// The up to 7 bytes of `rest` as a little-endian word, read in at most three
+/// loads: copying them into a buffer compiles to a `memcpy` call of unknown
+/// length, which was a tenth of a broker's time with 1000 partitions (every
+/// lookup hashes a topic name).
+fn tail_word(rest: &[u8]) -> u64 {
+    debug_assert!(rest.len() < 8);
+    let mut word = 0;
+    let mut at = 0;
+    if rest.len() >= 4 {
+        word = u64::from(u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")));
+        at = 4;
+    }
+    if rest.len() - at >= 2 {
+        let two = u16::from_le_bytes(rest[at..at + 2].try_into().expect("2 bytes"));
+        word |= u64::from(two) << (8 * at);
+        at += 2;
+    }
+    if rest.len() > at {
+        word |= u64::from(rest[at]) << (8 * at);
+    }
+    word
 }
 
 /// A `HashMap` with [`FxHasher`].
@@ -82,6 +102,20 @@ mod tests {
         let mut h = FxHasher::default();
         "clicks".hash(&mut h);
         assert_eq!(h.finish(), hash("clicks"));
+    }
+
+    #[test]
+    fn the_tail_of_a_name_reads_as_its_bytes_in_little_endian_order() {
+        let bytes = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77];
+        for len in 0..8 {
+            let mut b = [0u8; 8];
+            b[..len].copy_from_slice(&bytes[..len]);
+            assert_eq!(
+                tail_word(&bytes[..len]),
+                u64::from_le_bytes(b),
+                "{len} bytes"
+            );
+        }
     }
 
     #[test]

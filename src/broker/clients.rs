@@ -36,8 +36,12 @@ impl Broker {
             }
             if f.unheard {
                 // The news may have come: the follower's position then counts now.
-                f.unheard =
-                    self.record_fetch_positions((f.from, f.broker_epoch), &f.partitions, now);
+                f.unheard = self.record_fetch_positions(
+                    (f.from, f.broker_epoch),
+                    &f.partitions,
+                    &f.slots,
+                    now,
+                );
             }
             // It was looked at whole when it came and found no news: only what
             // changed since can make news now. The whole answer is built only to

@@ -16,6 +16,7 @@ use crate::storage;
 use crate::{Error, Result};
 
 use super::replica::{Replica, Role};
+use super::replica_map::Slots;
 use super::{
     diverging, mark_dirty, AckTarget, Broker, Damage, ParkedReplicaFetch, PendingAck, RESIGN_RETRY,
 };
@@ -30,14 +31,20 @@ impl Broker {
         deadline: Duration,
         now: Duration,
     ) {
+        let memo = self.fetch_memos.entry(follower).or_default();
+        let slots = self
+            .replicas
+            .resolve(memo, partitions.iter().map(|p| &p.tp));
         // Record every follower's position first: it may move the HW.
-        let unheard = self.record_fetch_positions((follower, broker_epoch), &partitions, now);
+        let unheard =
+            self.record_fetch_positions((follower, broker_epoch), &partitions, &slots, now);
         let parked = ParkedReplicaFetch {
             from: follower,
             broker_epoch,
             request_id,
             max_bytes,
             partitions,
+            slots,
             deadline,
             unheard,
             index: None,
@@ -56,17 +63,19 @@ impl Broker {
     /// still waits, is recorded again (see `serve_parked`), so that the follower
     /// counts for the high watermark without another round trip.
     ///
-    /// One lookup per partition, and a second only where something came of it: a
-    /// fetch covers every partition the follower follows here.
+    /// Each partition is found through `slots`, and looked up by name only where
+    /// something came of it: a fetch covers every partition the follower follows
+    /// here.
     pub(super) fn record_fetch_positions(
         &mut self,
         (follower, broker_epoch): (BrokerId, u64),
         partitions: &[FetchPartition],
+        slots: &Slots,
         now: Duration,
     ) -> bool {
         let mut unheard = false;
-        for p in partitions {
-            let Some(r) = self.replicas.get_mut(&p.tp) else {
+        for (i, p) in partitions.iter().enumerate() {
+            let Some(r) = self.replicas.get_at_mut(slots, i, &p.tp) else {
                 unheard = true;
                 continue;
             };
@@ -114,8 +123,9 @@ impl Broker {
         let mut news = false;
         let mut budget = f.max_bytes;
         let mut corrupt = Vec::new();
-        for p in &f.partitions {
-            let Some((result, urgent)) = self.fetch_result(p, Some((&mut budget, &mut corrupt)))
+        for (i, p) in f.partitions.iter().enumerate() {
+            let r = self.replicas.get_at(&f.slots, i, &p.tp);
+            let Some((result, urgent)) = fetch_result(r, p, Some((&mut budget, &mut corrupt)))
             else {
                 continue;
             };
@@ -142,12 +152,17 @@ impl Broker {
         f: &mut ParkedReplicaFetch,
         dirty: &FxHashSet<TopicPartition>,
     ) -> bool {
+        let urgent = |i: usize, p: &FetchPartition| {
+            let r = self.replicas.get_at(&f.slots, i, &p.tp);
+            fetch_result(r, p, None).is_some_and(|(_, urgent)| urgent)
+        };
         if f.partitions.len() <= dirty.len() {
             return f
                 .partitions
                 .iter()
-                .filter(|p| dirty.contains(&*p.tp))
-                .any(|p| self.fetch_result(p, None).is_some_and(|(_, urgent)| urgent));
+                .enumerate()
+                .filter(|(_, p)| dirty.contains(&*p.tp))
+                .any(|(i, p)| urgent(i, p));
         }
         let index = f.index.get_or_insert_with(|| {
             let mut m = FxHashMap::default();
@@ -156,95 +171,10 @@ impl Broker {
             }
             m
         });
-        dirty.iter().filter_map(|tp| index.get(tp)).any(|&i| {
-            self.fetch_result(&f.partitions[i], None)
-                .is_some_and(|(_, urgent)| urgent)
-        })
-    }
-
-    /// One partition's part of the answer to a replica fetch, and whether it is
-    /// news that should not wait; `None` when it is left out (nothing the follower
-    /// does not have, or a leadership not heard of here yet). `read` is the
-    /// answer's byte budget and where a corrupt batch met is noted; without it no
-    /// records are read, and a partition with records to send is news with none.
-    fn fetch_result(
-        &self,
-        p: &FetchPartition,
-        read: Option<(&mut usize, &mut CorruptFound)>,
-    ) -> Option<(std::result::Result<FetchData, FetchError>, bool)> {
-        let r = self.replicas.get(&p.tp)?;
-        // Fetched for a deleted topic this broker knows was created again: the
-        // follower's view is stale, as with an older leader epoch.
-        let deleted = r.topic_id.is_some_and(|id| id > p.topic_id);
-        if !deleted && !heard_of(r, p) {
-            // The follower heard of this leadership (or partition) before this
-            // broker did: the controller's word reaches brokers one by one. Not
-            // news yet, so left out: the fetch waits until the word arrives
-            // here (which marks the partition dirty and wakes it) or until its
-            // deadline. An error would make the follower back off, and after a
-            // failover every acks=all write would wait out that back-off.
-            return None;
-        }
-        let mut unread = false;
-        let result = match &r.role {
-            _ if deleted => Err(FetchError::FencedLeaderEpoch),
-            Role::Leader(l) => {
-                if p.leader_epoch < l.leader_epoch() {
-                    Err(FetchError::FencedLeaderEpoch)
-                } else if let Some(d) = p
-                    .last_fetched_epoch
-                    .and_then(|e| diverging(r, e, p.fetch_offset))
-                {
-                    Ok(FetchData {
-                        high_watermark: l.hw(),
-                        log_start: r.log.log_start_offset(),
-                        leader_epoch: l.leader_epoch(),
-                        diverging: Some(d),
-                        batches: Vec::new(),
-                    })
-                } else if p.fetch_offset < r.log.log_start_offset() {
-                    Err(FetchError::OffsetOutOfRange {
-                        log_start: r.log.log_start_offset(),
-                    })
-                } else {
-                    let more = p.fetch_offset < r.log.log_end_offset();
-                    // Records to send but none read (`read` is `None`): news all the same.
-                    unread = more && read.is_none();
-                    let batches = match read {
-                        Some((budget, corrupt)) if more && *budget > 0 => {
-                            let batches = match r.log.read(p.fetch_offset, *budget) {
-                                Ok(b) => b,
-                                Err(Error::Corrupt { offset, .. }) => {
-                                    corrupt.push((TopicPartition::clone(&p.tp), offset));
-                                    Vec::new()
-                                }
-                                Err(_) => Vec::new(),
-                            };
-                            *budget = budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
-                            batches
-                        }
-                        _ => Vec::new(),
-                    };
-                    Ok(FetchData {
-                        high_watermark: l.hw(),
-                        log_start: r.log.log_start_offset(),
-                        leader_epoch: l.leader_epoch(),
-                        diverging: None,
-                        batches,
-                    })
-                }
-            }
-            _ => Err(FetchError::NotLeader),
-        };
-        match &result {
-            Ok(d) if d.batches.is_empty() && d.diverging.is_none() && !unread => {
-                if d.high_watermark == p.high_watermark && d.log_start <= p.log_start {
-                    return None;
-                }
-                Some((result, false))
-            }
-            _ => Some((result, true)),
-        }
+        dirty
+            .iter()
+            .filter_map(|tp| index.get(tp))
+            .any(|&i| urgent(i, &f.partitions[i]))
     }
 
     pub(super) fn reply_fetch(
@@ -568,6 +498,91 @@ impl Broker {
         };
         mark_dirty(&mut self.dirty, &tp);
         self.apply_ready(&tp, ready);
+    }
+}
+
+/// One partition's part of the answer to a replica fetch (`r`: its replica here), and whether it is
+/// news that should not wait; `None` when it is left out (nothing the follower
+/// does not have, or a leadership not heard of here yet). `read` is the
+/// answer's byte budget and where a corrupt batch met is noted; without it no
+/// records are read, and a partition with records to send is news with none.
+fn fetch_result(
+    r: Option<&Replica>,
+    p: &FetchPartition,
+    read: Option<(&mut usize, &mut CorruptFound)>,
+) -> Option<(std::result::Result<FetchData, FetchError>, bool)> {
+    let r = r?;
+    // Fetched for a deleted topic this broker knows was created again: the
+    // follower's view is stale, as with an older leader epoch.
+    let deleted = r.topic_id.is_some_and(|id| id > p.topic_id);
+    if !deleted && !heard_of(r, p) {
+        // The follower heard of this leadership (or partition) before this
+        // broker did: the controller's word reaches brokers one by one. Not
+        // news yet, so left out: the fetch waits until the word arrives
+        // here (which marks the partition dirty and wakes it) or until its
+        // deadline. An error would make the follower back off, and after a
+        // failover every acks=all write would wait out that back-off.
+        return None;
+    }
+    let mut unread = false;
+    let result = match &r.role {
+        _ if deleted => Err(FetchError::FencedLeaderEpoch),
+        Role::Leader(l) => {
+            if p.leader_epoch < l.leader_epoch() {
+                Err(FetchError::FencedLeaderEpoch)
+            } else if let Some(d) = p
+                .last_fetched_epoch
+                .and_then(|e| diverging(r, e, p.fetch_offset))
+            {
+                Ok(FetchData {
+                    high_watermark: l.hw(),
+                    log_start: r.log.log_start_offset(),
+                    leader_epoch: l.leader_epoch(),
+                    diverging: Some(d),
+                    batches: Vec::new(),
+                })
+            } else if p.fetch_offset < r.log.log_start_offset() {
+                Err(FetchError::OffsetOutOfRange {
+                    log_start: r.log.log_start_offset(),
+                })
+            } else {
+                let more = p.fetch_offset < r.log.log_end_offset();
+                // Records to send but none read (`read` is `None`): news all the same.
+                unread = more && read.is_none();
+                let batches = match read {
+                    Some((budget, corrupt)) if more && *budget > 0 => {
+                        let batches = match r.log.read(p.fetch_offset, *budget) {
+                            Ok(b) => b,
+                            Err(Error::Corrupt { offset, .. }) => {
+                                corrupt.push((TopicPartition::clone(&p.tp), offset));
+                                Vec::new()
+                            }
+                            Err(_) => Vec::new(),
+                        };
+                        *budget = budget.saturating_sub(batches.iter().map(|b| b.len()).sum());
+                        batches
+                    }
+                    _ => Vec::new(),
+                };
+                Ok(FetchData {
+                    high_watermark: l.hw(),
+                    log_start: r.log.log_start_offset(),
+                    leader_epoch: l.leader_epoch(),
+                    diverging: None,
+                    batches,
+                })
+            }
+        }
+        _ => Err(FetchError::NotLeader),
+    };
+    match &result {
+        Ok(d) if d.batches.is_empty() && d.diverging.is_none() && !unread => {
+            if d.high_watermark == p.high_watermark && d.log_start <= p.log_start {
+                return None;
+            }
+            Some((result, false))
+        }
+        _ => Some((result, true)),
     }
 }
 

@@ -99,11 +99,12 @@ pub(crate) struct Broker {
     next_retention: Duration,
     /// Numbers this broker's AlterPartition proposals (see `Message::AlterPartition`).
     next_alter_id: u64,
-    /// Ordered, so that every pass over the replicas (ticks, fetches) runs in the
-    /// same order each time: a simulation seed replays exactly, and a change
-    /// elsewhere keeps the seeds' paths (a hash map was no faster once a waiting
-    /// fetch is looked at through what changed).
+    /// Walked in partition order, so that every pass over the replicas (ticks,
+    /// fetches) runs in the same order each time: a simulation seed replays
+    /// exactly, and a change elsewhere keeps the seeds' paths.
     replicas: ReplicaMap,
+    /// Per follower, where the partitions of its last fetch were found.
+    fetch_memos: FxHashMap<BrokerId, replica_map::SlotMemo>,
     fetchers: Fetchers,
     /// acks=all produce requests waiting for the HW, by waiter id.
     pending_acks: FxHashMap<u64, PendingAck>,
@@ -225,6 +226,8 @@ struct ParkedReplicaFetch {
     request_id: u64,
     max_bytes: usize,
     partitions: Vec<FetchPartition>,
+    /// Where each of `partitions` was found among the replicas.
+    slots: replica_map::Slots,
     deadline: Duration,
     /// Some partition's leadership was not heard of here when the fetch came:
     /// its position is recorded again once it is.
@@ -293,6 +296,7 @@ impl Broker {
             next_retention: RETENTION_CHECK,
             next_alter_id: 0,
             replicas: ReplicaMap::default(),
+            fetch_memos: FxHashMap::default(),
             pending_acks: FxHashMap::default(),
             next_waiter: 0,
             parked_replica_fetches: Vec::new(),

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Index;
+use std::sync::Arc;
 
 use crate::hash::FxHashMap;
 use crate::ids::TopicPartition;
@@ -27,6 +28,31 @@ pub(crate) struct ReplicaMap {
     by_hash: FxHashMap<TopicPartition, usize>,
     /// Slot by partition, in partition order, for walks.
     ordered: BTreeMap<TopicPartition, usize>,
+    /// Changes whenever a slot is taken or freed: what [`Slots`] found is
+    /// valid only while it has not changed.
+    generation: u64,
+}
+
+/// A slot that holds no replica (the partition is not hosted).
+const NOT_HOSTED: u32 = u32::MAX;
+
+/// Where each partition of one fetch was found, by position in the fetch; valid
+/// while no replica is added or removed (a lookup falls back to the hash after).
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    generation: u64,
+    slots: Vec<u32>,
+}
+
+/// What a leader remembers of one follower's last fetch, to find its partitions
+/// again without hashing their names: a follower names the same partitions, by
+/// the same `Arc`s, in the same order in every fetch. The memo holds those `Arc`s,
+/// so a name it compares by address cannot have been freed and its address reused.
+#[derive(Debug, Default)]
+pub(crate) struct SlotMemo {
+    generation: u64,
+    names: Vec<Arc<TopicPartition>>,
+    slots: Vec<u32>,
 }
 
 impl ReplicaMap {
@@ -67,6 +93,7 @@ impl ReplicaMap {
                 self.slots.len() - 1
             }
         };
+        self.generation += 1;
         self.ordered.insert(tp.clone(), slot);
         self.by_hash.insert(tp, slot);
         None
@@ -75,6 +102,7 @@ impl ReplicaMap {
     /// Stops hosting `tp`; its replica, if it was hosted.
     pub(crate) fn remove(&mut self, tp: &TopicPartition) -> Option<Replica> {
         let slot = self.by_hash.remove(tp)?;
+        self.generation += 1;
         self.ordered.remove(tp);
         self.free.push(slot);
         self.slots[slot].take()
@@ -102,10 +130,88 @@ impl ReplicaMap {
         self.slots.iter_mut().flatten()
     }
 
+    /// Finds the slot of each of `names` (a fetch's partitions, in order), through
+    /// `memo` where the name is the one it saw at that position last time, and
+    /// by hash (remembered for next time) where not.
+    pub(crate) fn resolve<'a>(
+        &self,
+        memo: &mut SlotMemo,
+        names: impl ExactSizeIterator<Item = &'a Arc<TopicPartition>>,
+    ) -> Slots {
+        if memo.generation != self.generation {
+            memo.names.clear();
+            memo.slots.clear();
+            memo.generation = self.generation;
+        }
+        let len = names.len();
+        let mut slots = Vec::with_capacity(len);
+        for (i, name) in names.enumerate() {
+            let slot = match memo.names.get(i) {
+                Some(seen) if Arc::ptr_eq(seen, name) => memo.slots[i],
+                _ => {
+                    let slot = self
+                        .by_hash
+                        .get(&**name)
+                        .map_or(NOT_HOSTED, |&s| u32::try_from(s).expect("slots fit u32"));
+                    if i < memo.names.len() {
+                        memo.names[i] = name.clone();
+                        memo.slots[i] = slot;
+                    } else {
+                        memo.names.push(name.clone());
+                        memo.slots.push(slot);
+                    }
+                    slot
+                }
+            };
+            slots.push(slot);
+        }
+        memo.names.truncate(len);
+        memo.slots.truncate(len);
+        Slots {
+            generation: self.generation,
+            slots,
+        }
+    }
+
+    /// The replica of `tp`, the `i`th partition of the fetch `slots` resolved.
+    pub(crate) fn get_at(&self, slots: &Slots, i: usize, tp: &TopicPartition) -> Option<&Replica> {
+        match slots.slot(self.generation, i) {
+            Some(Some(slot)) => self.slots[slot].as_ref(),
+            Some(None) => None,
+            None => self.get(tp),
+        }
+    }
+
+    /// As [`get_at`](Self::get_at), to change.
+    pub(crate) fn get_at_mut(
+        &mut self,
+        slots: &Slots,
+        i: usize,
+        tp: &TopicPartition,
+    ) -> Option<&mut Replica> {
+        match slots.slot(self.generation, i) {
+            Some(Some(slot)) => self.slots[slot].as_mut(),
+            Some(None) => None,
+            None => self.get_mut(tp),
+        }
+    }
+
     fn slot(&self, slot: usize) -> &Replica {
         self.slots[slot]
             .as_ref()
             .expect("an indexed slot holds a replica")
+    }
+}
+
+impl Slots {
+    /// The `i`th partition's slot (`Some(None)`: not hosted); `None` when the map
+    /// has changed since, and only a lookup by name can tell.
+    fn slot(&self, generation: u64, i: usize) -> Option<Option<usize>> {
+        if generation != self.generation {
+            return None;
+        }
+        let slot = *self.slots.get(i)?;
+        Some((slot != NOT_HOSTED).then_some(slot as usize))
     }
 }
 
@@ -173,5 +279,56 @@ mod tests {
         assert_eq!(m.len(), 4);
         assert_eq!(m.values_mut().count(), 4);
         assert_eq!(m[&tp].name.partition, 1);
+    }
+
+    #[test]
+    fn a_fetch_finds_its_partitions_through_the_memo_until_a_replica_comes_or_goes() {
+        let mut m = ReplicaMap::default();
+        for p in 0..3 {
+            let (tp, r) = replica("t", p);
+            m.insert(tp, r);
+        }
+        let names: Vec<Arc<TopicPartition>> = [0, 7, 2]
+            .into_iter()
+            .map(|p| Arc::new(TopicPartition::new("t", p)))
+            .collect();
+        let found = |m: &ReplicaMap, slots: &Slots| -> Vec<Option<u32>> {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, tp)| m.get_at(slots, i, tp).map(|r| r.name.partition))
+                .collect()
+        };
+        let mut memo = SlotMemo::default();
+        let first = m.resolve(&mut memo, names.iter());
+        assert_eq!(found(&m, &first), [Some(0), None, Some(2)]);
+        assert_eq!(memo.names.len(), 3);
+
+        // The same names again: found through the memo, by address.
+        let again = m.resolve(&mut memo, names.iter());
+        assert_eq!(again.slots, first.slots);
+
+        // An equal name at another address is looked up, and remembered.
+        let other = [Arc::new(TopicPartition::new("t", 0))];
+        let slots = m.resolve(&mut memo, other.iter());
+        assert_eq!(
+            m.get_at(&slots, 0, &other[0]).map(|r| r.name.partition),
+            Some(0)
+        );
+        assert_eq!(memo.names.len(), 1);
+        assert!(Arc::ptr_eq(&memo.names[0], &other[0]));
+
+        // Once a replica comes, what was found before is looked up by name: the
+        // partition not hosted then is found now.
+        let (tp, r) = replica("t", 7);
+        m.insert(tp, r);
+        assert_eq!(found(&m, &first), [Some(0), Some(7), Some(2)]);
+        let r = m.get_at_mut(&first, 1, &names[1]).expect("hosted now");
+        assert_eq!(r.name.partition, 7);
+        // And once one goes, it is not found in its old slot.
+        m.remove(&TopicPartition::new("t", 0));
+        assert_eq!(found(&m, &first), [None, Some(7), Some(2)]);
+        let fresh = m.resolve(&mut memo, names.iter());
+        assert_eq!(found(&m, &fresh), [None, Some(7), Some(2)]);
     }
 }

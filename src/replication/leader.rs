@@ -327,7 +327,9 @@ impl Leader {
     /// so it has truncated any divergent tail). Every such follower is proposed in
     /// one change.
     fn propose_expansion(&mut self, now: Duration, ready: &mut LeaderReady) {
-        if self.pending.is_some() {
+        // Checked on every fetch of every partition: when every replica is in the
+        // ISR, the usual case, nothing can join and the followers go unread.
+        if self.pending.is_some() || self.replicas.iter().all(|b| self.isr.contains(b)) {
             return;
         }
         let joining: Vec<BrokerId> = self

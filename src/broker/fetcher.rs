@@ -20,6 +20,8 @@ const BACKOFF: Duration = Duration::from_millis(10);
 struct Session {
     in_flight: Option<(u64, Duration)>,
     backoff_until: Duration,
+    /// The slots of the replicas that follow this leader, in partition order.
+    members: Vec<usize>,
 }
 
 /// All fetch sessions of one broker.
@@ -28,6 +30,8 @@ pub(crate) struct Fetchers {
     sessions: BTreeMap<BrokerId, Session>,
     next_request: u64,
     wait_max: Duration,
+    /// The replicas' generation the sessions' members were found at.
+    members_of: Option<u64>,
 }
 
 impl Fetchers {
@@ -36,6 +40,7 @@ impl Fetchers {
             sessions: BTreeMap::new(),
             next_request: 1,
             wait_max,
+            members_of: None,
         }
     }
 
@@ -54,6 +59,24 @@ impl Fetchers {
         for l in leaders {
             self.sessions.entry(l).or_default();
         }
+        self.find_members(replicas);
+    }
+
+    /// Which replicas follow each session's leader: roles change only with a
+    /// partition state, after which [`refresh`](Self::refresh) runs; slots, only
+    /// when a replica comes or goes, which the generation tells.
+    fn find_members(&mut self, replicas: &ReplicaMap) {
+        for s in self.sessions.values_mut() {
+            s.members.clear();
+        }
+        for (slot, r) in replicas.slots_in_order() {
+            if let Role::Follower { leader: Some(l) } = r.role {
+                if let Some(s) = self.sessions.get_mut(&l) {
+                    s.members.push(slot);
+                }
+            }
+        }
+        self.members_of = Some(replicas.generation());
     }
 
     /// The fetches to send now: (leader, request id, partitions).
@@ -64,6 +87,9 @@ impl Fetchers {
     ) -> Vec<(BrokerId, u64, Vec<FetchPartition>)> {
         let mut out = Vec::new();
         let timeout = self.wait_max + FETCH_TIMEOUT_SLACK;
+        if self.members_of != Some(replicas.generation()) {
+            self.find_members(replicas);
+        }
         for (&leader, s) in self.sessions.iter_mut() {
             let idle = match s.in_flight {
                 None => now >= s.backoff_until,
@@ -72,22 +98,36 @@ impl Fetchers {
             if !idle {
                 continue;
             }
-            let partitions: Vec<FetchPartition> = replicas
-                .values()
-                .filter(|r| matches!(r.role, Role::Follower { leader: Some(l) } if l == leader))
-                .filter_map(|r| {
-                    let st = r.state.as_ref()?;
-                    Some(FetchPartition {
-                        tp: r.name.clone(),
-                        fetch_offset: r.log.log_end_offset(),
-                        leader_epoch: st.leader_epoch,
-                        topic_id: st.topic_id,
-                        last_fetched_epoch: r.log.latest_epoch(),
-                        high_watermark: r.high_watermark(),
-                        log_start: r.log.log_start_offset(),
-                    })
-                })
-                .collect();
+            // Sized up front: a fetch names hundreds of partitions with many of them.
+            let mut partitions = Vec::with_capacity(s.members.len());
+            partitions.extend(
+                s.members
+                    .iter()
+                    .map(|&slot| replicas.in_slot(slot))
+                    .filter(|r| matches!(r.role, Role::Follower { leader: Some(l) } if l == leader))
+                    .filter_map(|r| {
+                        let st = r.state.as_ref()?;
+                        Some(FetchPartition {
+                            tp: r.name.clone(),
+                            fetch_offset: r.log.log_end_offset(),
+                            leader_epoch: st.leader_epoch,
+                            topic_id: st.topic_id,
+                            last_fetched_epoch: r.log.latest_epoch(),
+                            high_watermark: r.high_watermark(),
+                            log_start: r.log.log_start_offset(),
+                        })
+                    }),
+            );
+            #[cfg(any(debug_assertions, feature = "sim"))]
+            assert_eq!(
+                partitions.len(),
+                replicas
+                    .values()
+                    .filter(|r| r.state.is_some()
+                        && matches!(r.role, Role::Follower { leader: Some(l) } if l == leader))
+                    .count(),
+                "every follower of {leader:?} is among its session's members"
+            );
             if partitions.is_empty() {
                 // Nothing to fetch yet (no state): look again later, not in a spin.
                 s.backoff_until = now + FETCH_TIMEOUT_SLACK;

@@ -130,6 +130,23 @@ impl ReplicaMap {
         self.slots.iter_mut().flatten()
     }
 
+    /// Changes whenever a replica is added or removed: slots read through
+    /// [`slots_in_order`](Self::slots_in_order) stay valid until it does.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every replica with its slot, in partition order.
+    pub(crate) fn slots_in_order(&self) -> impl Iterator<Item = (usize, &Replica)> {
+        self.ordered.values().map(|&slot| (slot, self.slot(slot)))
+    }
+
+    /// The replica in `slot`, found by [`slots_in_order`](Self::slots_in_order) at
+    /// the current [`generation`](Self::generation).
+    pub(crate) fn in_slot(&self, slot: usize) -> &Replica {
+        self.slot(slot)
+    }
+
     /// Finds the slot of each of `names` (a fetch's partitions, in order), through
     /// `memo` where the name is the one it saw at that position last time, and
     /// by hash (remembered for next time) where not.

@@ -213,6 +213,7 @@ impl Broker {
             },
         );
         let ready = leader.appended(leo, Some((id, deadline)), now);
+        self.leaders_due = self.leaders_due.min(deadline);
         mark_dirty(&mut self.dirty, &tp);
         self.apply_ready(&tp, ready);
     }

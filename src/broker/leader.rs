@@ -18,7 +18,8 @@ use crate::{Error, Result};
 use super::replica::{Replica, Role};
 use super::replica_map::Slots;
 use super::{
-    diverging, mark_dirty, AckTarget, Broker, Damage, ParkedReplicaFetch, PendingAck, RESIGN_RETRY,
+    diverging_from_leader, mark_dirty, AckTarget, Broker, Damage, ParkedReplicaFetch, PendingAck,
+    RESIGN_RETRY,
 };
 
 impl Broker {
@@ -87,9 +88,9 @@ impl Broker {
                 unheard |= !heard_of(r, p);
                 continue;
             }
-            let diverges = p
-                .last_fetched_epoch
-                .is_some_and(|e| diverging(r, e, p.fetch_offset).is_some());
+            let diverges = p.last_fetched_epoch.is_some_and(|e| {
+                diverging_from_leader(r, p.leader_epoch, e, p.fetch_offset).is_some()
+            });
             let Role::Leader(l) = &mut r.role else {
                 unreachable!("checked above");
             };
@@ -306,6 +307,7 @@ impl Broker {
                     let id = self.next_waiter;
                     self.next_waiter += 1;
                     leader.wait_for(id, last_offset + 1, now + req.timeout);
+                    self.leaders_due = self.leaders_due.min(now + req.timeout);
                     self.pending_acks.insert(
                         id,
                         PendingAck {
@@ -479,6 +481,7 @@ impl Broker {
             let id = self.next_waiter;
             self.next_waiter += 1;
             let ready = leader.appended(end, Some((id, now + req.timeout)), now);
+            self.leaders_due = self.leaders_due.min(now + req.timeout);
             self.pending_acks.insert(
                 id,
                 PendingAck {
@@ -532,7 +535,7 @@ fn fetch_result(
                 Err(FetchError::FencedLeaderEpoch)
             } else if let Some(d) = p
                 .last_fetched_epoch
-                .and_then(|e| diverging(r, e, p.fetch_offset))
+                .and_then(|e| diverging_from_leader(r, l.leader_epoch(), e, p.fetch_offset))
             {
                 Ok(FetchData {
                     high_watermark: l.hw(),

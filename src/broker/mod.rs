@@ -106,6 +106,11 @@ pub(crate) struct Broker {
     /// Per follower, where the partitions of its last fetch were found.
     fetch_memos: FxHashMap<BrokerId, replica_map::SlotMemo>,
     fetchers: Fetchers,
+    /// No leader's next deadline (`Leader::next_deadline`) comes before this:
+    /// lowered wherever a leader gets a new one (an acks=all waiter, an ISR
+    /// proposal), made exact by a pass over the leaders once reached. The run
+    /// loop waits on it instead of looking at every leader after each wake-up.
+    leaders_due: Duration,
     /// acks=all produce requests waiting for the HW, by waiter id.
     pending_acks: FxHashMap<u64, PendingAck>,
     next_waiter: u64,
@@ -297,6 +302,7 @@ impl Broker {
             next_alter_id: 0,
             replicas: ReplicaMap::default(),
             fetch_memos: FxHashMap::default(),
+            leaders_due: Duration::ZERO,
             pending_acks: FxHashMap::default(),
             next_waiter: 0,
             parked_replica_fetches: Vec::new(),
@@ -409,14 +415,7 @@ impl Broker {
                 d = d.min(f);
             }
         }
-        for r in self.replicas.values() {
-            if let Role::Leader(l) = &r.role {
-                if let Some(x) = l.next_deadline() {
-                    d = d.min(x);
-                }
-            }
-        }
-        d.max(now)
+        d.min(self.leaders_due).max(now)
     }
 
     /// Handles `m`, and with a produce request for a partition whose log writes
@@ -577,9 +576,15 @@ impl Broker {
         for tp in tps {
             self.tick_leader(&tp, now);
         }
+        self.leaders_due = self.earliest_leader_deadline();
     }
 
     fn tick_due_leaders(&mut self, now: Duration) {
+        #[cfg(any(debug_assertions, feature = "sim"))]
+        self.check_leaders_due();
+        if now < self.leaders_due {
+            return;
+        }
         let tps: Vec<TopicPartition> = self
             .replicas
             .iter()
@@ -592,6 +597,32 @@ impl Broker {
         for tp in tps {
             self.tick_leader(&tp, now);
         }
+        self.leaders_due = self.earliest_leader_deadline();
+    }
+
+    /// The earliest of the leaders' next deadlines, exactly.
+    fn earliest_leader_deadline(&self) -> Duration {
+        self.replicas
+            .values()
+            .filter_map(|r| match &r.role {
+                Role::Leader(l) => l.next_deadline(),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// `leaders_due` is a lower bound: a leader deadline set without lowering it
+    /// would be acted on late.
+    #[cfg(any(debug_assertions, feature = "sim"))]
+    fn check_leaders_due(&self) {
+        let earliest = self.earliest_leader_deadline();
+        assert!(
+            earliest >= self.leaders_due,
+            "broker {}: a leader deadline {earliest:?} came before leaders_due {:?}",
+            self.config.id,
+            self.leaders_due
+        );
     }
 
     fn tick_leader(&mut self, tp: &TopicPartition, now: Duration) {
@@ -622,6 +653,10 @@ impl Broker {
         let min_isr = l.min_insync();
         let epochs = (l.leader_epoch(), l.partition_epoch());
         if let Some(isr) = ready.alter_isr {
+            // The proposal is answered or sent again by a deadline.
+            if let Some(due) = l.next_deadline() {
+                self.leaders_due = self.leaders_due.min(due);
+            }
             trace!("broker {}: {tp} proposes ISR {isr:?}", self.config.id);
             self.propose_isr(tp, epochs, isr);
         }
@@ -1066,6 +1101,22 @@ const RETENTION_CHECK: Duration = Duration::from_secs(1);
 const RESIGN_RETRY: Duration = Duration::from_millis(100);
 /// The shortest interval between ISR checks.
 const MIN_TICK: Duration = Duration::from_millis(5);
+
+/// [`diverging`] on the leader of `leader_epoch`, without a look at its epochs when
+/// the follower's last batch is of that epoch: only this leader writes batches of
+/// its epoch, and a leader never cuts its own log, so the follower's log is a
+/// prefix of this one. Checked for every partition of every fetch.
+fn diverging_from_leader(
+    r: &Replica,
+    leader_epoch: u32,
+    last_epoch: u32,
+    fetch_offset: u64,
+) -> Option<EpochEndOffset> {
+    if last_epoch == leader_epoch && fetch_offset <= r.log.log_end_offset() {
+        return None;
+    }
+    diverging(r, last_epoch, fetch_offset)
+}
 
 /// OffsetForLeaderEpoch on the leader (KIP-101, KIP-279): the follower's log, whose
 /// last batch has `last_epoch` and which ends at `fetch_offset`, diverges from ours

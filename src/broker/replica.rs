@@ -480,6 +480,24 @@ mod tests {
         );
     }
 
+    /// The leader's shortcut for a follower whose last batch is of the leader's own
+    /// epoch gives the answer the full OffsetForLeaderEpoch check gives, for every
+    /// last epoch and fetch offset.
+    #[test]
+    fn rule6_the_leaders_own_epoch_is_answered_as_the_full_check_answers() {
+        let leader = replica_with(&[(3, 3), (2, 4)]);
+        assert_eq!(leader.log.epochs(), vec![(3, 0), (4, 9)]);
+        for last_epoch in 0..=5 {
+            for fetch_offset in 0..=17 {
+                assert_eq!(
+                    super::super::diverging_from_leader(&leader, 4, last_epoch, fetch_offset),
+                    super::super::diverging(&leader, last_epoch, fetch_offset),
+                    "last epoch {last_epoch}, fetch offset {fetch_offset}"
+                );
+            }
+        }
+    }
+
     /// Rule 6 after compaction: the leader deleted the segments below its log start,
     /// which moved the first epoch entry up to it. A follower that wrote in an older
     /// epoch up to exactly that start holds records the leader's deleted ones

@@ -110,6 +110,9 @@ pub(crate) struct FetchPartition {
 #[derive(Clone, Debug)]
 pub(crate) struct FetchPartitionResponse {
     pub tp: Arc<TopicPartition>,
+    /// The partition's place in the fetch this answers: the follower finds its
+    /// replica there (checking that it is the one named) without a lookup.
+    pub index: u32,
     /// The topic id the partition was fetched under: a follower whose replica is
     /// of another creation of the topic by the time the answer comes ignores it.
     pub topic_id: u64,

@@ -22,6 +22,8 @@ struct Session {
     backoff_until: Duration,
     /// The slots of the replicas that follow this leader, in partition order.
     members: Vec<usize>,
+    /// The slot of each partition of the last fetch sent, by its place in it.
+    sent: Vec<usize>,
 }
 
 /// All fetch sessions of one broker.
@@ -100,13 +102,17 @@ impl Fetchers {
             }
             // Sized up front: a fetch names hundreds of partitions with many of them.
             let mut partitions = Vec::with_capacity(s.members.len());
+            s.sent.clear();
             partitions.extend(
                 s.members
                     .iter()
-                    .map(|&slot| replicas.in_slot(slot))
-                    .filter(|r| matches!(r.role, Role::Follower { leader: Some(l) } if l == leader))
-                    .filter_map(|r| {
+                    .map(|&slot| (slot, replicas.in_slot(slot)))
+                    .filter(|(_, r)| {
+                        matches!(r.role, Role::Follower { leader: Some(l) } if l == leader)
+                    })
+                    .filter_map(|(slot, r)| {
                         let st = r.state.as_ref()?;
+                        s.sent.push(slot);
                         Some(FetchPartition {
                             tp: r.name.clone(),
                             fetch_offset: r.log.log_end_offset(),
@@ -139,6 +145,13 @@ impl Fetchers {
             out.push((leader, id, partitions));
         }
         out
+    }
+
+    /// Where the `index`th partition of the last fetch sent to `leader` was: the
+    /// slot its replica had then (which may hold another by now).
+    pub(crate) fn sent_slot(&self, leader: BrokerId, index: u32) -> Option<usize> {
+        let s = self.sessions.get(&leader)?;
+        s.sent.get(usize::try_from(index).ok()?).copied()
     }
 
     /// An answer arrived; true when it answers the request in flight (a duplicate or

@@ -17,7 +17,10 @@ impl Broker {
         now: Duration,
     ) {
         let me = self.config.id;
-        let Some(r) = self.replicas.get_mut(&p.tp) else {
+        // The answer names the partition by the follower's own `Arc`, at its place
+        // in the fetch: found there without hashing, or else by name.
+        let hint = self.fetchers.sent_slot(leader, p.index);
+        let Some(r) = self.replicas.get_mut_hinted(hint, &p.tp) else {
             return;
         };
         let Role::Follower { leader: Some(l) } = r.role else {

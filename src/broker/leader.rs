@@ -133,6 +133,7 @@ impl Broker {
             news |= urgent;
             out.push(FetchPartitionResponse {
                 tp: p.tp.clone(),
+                index: u32::try_from(i).expect("a fetch names fewer than 2^32 partitions"),
                 topic_id: p.topic_id,
                 result,
             });

@@ -147,6 +147,26 @@ impl ReplicaMap {
         self.slot(slot)
     }
 
+    /// The replica named `name`, found in slot `hint` when the replica there is
+    /// named by that very `Arc`, and by hash otherwise.
+    pub(crate) fn get_mut_hinted(
+        &mut self,
+        hint: Option<usize>,
+        name: &Arc<TopicPartition>,
+    ) -> Option<&mut Replica> {
+        let held = |slot: usize| {
+            self.slots
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|r| Arc::ptr_eq(&r.name, name))
+        };
+        let slot = match hint.filter(|&s| held(s)) {
+            Some(slot) => slot,
+            None => *self.by_hash.get(&**name)?,
+        };
+        self.slots[slot].as_mut()
+    }
+
     /// Finds the slot of each of `names` (a fetch's partitions, in order), through
     /// `memo` where the name is the one it saw at that position last time, and
     /// by hash (remembered for next time) where not.
@@ -347,5 +367,37 @@ mod tests {
         assert_eq!(found(&m, &first), [None, Some(7), Some(2)]);
         let fresh = m.resolve(&mut memo, names.iter());
         assert_eq!(found(&m, &fresh), [None, Some(7), Some(2)]);
+    }
+
+    #[test]
+    fn a_hinted_lookup_takes_the_slot_only_when_it_holds_that_very_name() {
+        let mut m = ReplicaMap::default();
+        for p in 0..3 {
+            let (tp, r) = replica("t", p);
+            m.insert(tp, r);
+        }
+        let name_of = |m: &ReplicaMap, p: u32| m[&TopicPartition::new("t", p)].name.clone();
+        let one = name_of(&m, 1);
+        let slot_of_one = m.by_hash[&*one];
+        let slot_of_two = m.by_hash[&TopicPartition::new("t", 2)];
+        let found = |m: &mut ReplicaMap, hint, name: &Arc<TopicPartition>| {
+            m.get_mut_hinted(hint, name).map(|r| r.name.partition)
+        };
+        assert_eq!(found(&mut m, Some(slot_of_one), &one), Some(1));
+        // A wrong, missing or out-of-range hint falls back to the name.
+        assert_eq!(found(&mut m, Some(slot_of_two), &one), Some(1));
+        assert_eq!(found(&mut m, None, &one), Some(1));
+        assert_eq!(found(&mut m, Some(99), &one), Some(1));
+        // An equal name at another address is found by name too.
+        let equal = Arc::new(TopicPartition::new("t", 1));
+        assert_eq!(found(&mut m, Some(slot_of_one), &equal), Some(1));
+        // Once the replica is gone, its old slot and name find nothing, even
+        // when another replica has taken the slot.
+        m.remove(&one);
+        assert_eq!(found(&mut m, Some(slot_of_one), &one), None);
+        let (tp, r) = replica("t", 5);
+        m.insert(tp, r);
+        assert_eq!(m.by_hash[&TopicPartition::new("t", 5)], slot_of_one);
+        assert_eq!(found(&mut m, Some(slot_of_one), &one), None);
     }
 }

@@ -252,6 +252,7 @@ fn rule1_a_follower_ignores_an_answer_fetched_for_a_deleted_topic() {
         };
         let partitions = vec![FetchPartitionResponse {
             tp: Arc::new(tp()),
+            index: 0,
             topic_id,
             result: Ok(FetchData {
                 high_watermark: 0,

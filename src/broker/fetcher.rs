@@ -100,7 +100,7 @@ impl Fetchers {
             if !idle {
                 continue;
             }
-            // Sized up front: a fetch names hundreds of partitions with many of them.
+            // Sized up front: with many partitions, a fetch names hundreds.
             let mut partitions = Vec::with_capacity(s.members.len());
             s.sent.clear();
             partitions.extend(

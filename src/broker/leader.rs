@@ -505,11 +505,12 @@ impl Broker {
     }
 }
 
-/// One partition's part of the answer to a replica fetch (`r`: its replica here), and whether it is
-/// news that should not wait; `None` when it is left out (nothing the follower
-/// does not have, or a leadership not heard of here yet). `read` is the
-/// answer's byte budget and where a corrupt batch met is noted; without it no
-/// records are read, and a partition with records to send is news with none.
+/// One partition's part of the answer to a replica fetch (`r`: its replica here),
+/// and whether it is news that should not wait; `None` when it is left out
+/// (nothing the follower does not have, or a leadership not heard of here yet).
+/// `read` is the answer's byte budget and where a corrupt batch met is noted;
+/// without it no records are read, and a partition with records to send is news
+/// with none.
 fn fetch_result(
     r: Option<&Replica>,
     p: &FetchPartition,

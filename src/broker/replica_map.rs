@@ -51,8 +51,8 @@ pub(crate) struct Slots {
 #[derive(Debug, Default)]
 pub(crate) struct SlotMemo {
     generation: u64,
-    names: Vec<Arc<TopicPartition>>,
-    slots: Vec<u32>,
+    /// Each name of the last fetch, by position, and the slot it was found in.
+    seen: Vec<(Arc<TopicPartition>, u32)>,
 }
 
 impl ReplicaMap {
@@ -116,7 +116,9 @@ impl ReplicaMap {
 
     /// Every partition and its replica, in partition order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&TopicPartition, &Replica)> {
-        self.ordered.iter().map(|(tp, &slot)| (tp, self.slot(slot)))
+        self.ordered
+            .iter()
+            .map(|(tp, &slot)| (tp, self.in_slot(slot)))
     }
 
     /// Every replica, in partition order.
@@ -138,13 +140,9 @@ impl ReplicaMap {
 
     /// Every replica with its slot, in partition order.
     pub(crate) fn slots_in_order(&self) -> impl Iterator<Item = (usize, &Replica)> {
-        self.ordered.values().map(|&slot| (slot, self.slot(slot)))
-    }
-
-    /// The replica in `slot`, found by [`slots_in_order`](Self::slots_in_order) at
-    /// the current [`generation`](Self::generation).
-    pub(crate) fn in_slot(&self, slot: usize) -> &Replica {
-        self.slot(slot)
+        self.ordered
+            .values()
+            .map(|&slot| (slot, self.in_slot(slot)))
     }
 
     /// The replica named `name`, found in slot `hint` when the replica there is
@@ -176,34 +174,30 @@ impl ReplicaMap {
         names: impl ExactSizeIterator<Item = &'a Arc<TopicPartition>>,
     ) -> Slots {
         if memo.generation != self.generation {
-            memo.names.clear();
-            memo.slots.clear();
+            memo.seen.clear();
             memo.generation = self.generation;
         }
         let len = names.len();
         let mut slots = Vec::with_capacity(len);
         for (i, name) in names.enumerate() {
-            let slot = match memo.names.get(i) {
-                Some(seen) if Arc::ptr_eq(seen, name) => memo.slots[i],
+            let slot = match memo.seen.get(i) {
+                Some((seen, slot)) if Arc::ptr_eq(seen, name) => *slot,
                 _ => {
                     let slot = self
                         .by_hash
                         .get(&**name)
                         .map_or(NOT_HOSTED, |&s| u32::try_from(s).expect("slots fit u32"));
-                    if i < memo.names.len() {
-                        memo.names[i] = name.clone();
-                        memo.slots[i] = slot;
-                    } else {
-                        memo.names.push(name.clone());
-                        memo.slots.push(slot);
+                    let entry = (name.clone(), slot);
+                    match memo.seen.get_mut(i) {
+                        Some(old) => *old = entry,
+                        None => memo.seen.push(entry),
                     }
                     slot
                 }
             };
             slots.push(slot);
         }
-        memo.names.truncate(len);
-        memo.slots.truncate(len);
+        memo.seen.truncate(len);
         Slots {
             generation: self.generation,
             slots,
@@ -233,7 +227,10 @@ impl ReplicaMap {
         }
     }
 
-    fn slot(&self, slot: usize) -> &Replica {
+    /// The replica in `slot`, found through the index or by
+    /// [`slots_in_order`](Self::slots_in_order) at the current
+    /// [`generation`](Self::generation).
+    pub(crate) fn in_slot(&self, slot: usize) -> &Replica {
         self.slots[slot]
             .as_ref()
             .expect("an indexed slot holds a replica")
@@ -269,6 +266,16 @@ mod tests {
         let tp = TopicPartition::new(topic, partition);
         let r = Replica::memory(tp.clone(), Default::default(), Chunks::default());
         (tp, r)
+    }
+
+    /// A map hosting partitions `0..partitions` of topic `t`.
+    fn hosting_t(partitions: u32) -> ReplicaMap {
+        let mut m = ReplicaMap::default();
+        for p in 0..partitions {
+            let (tp, r) = replica("t", p);
+            m.insert(tp, r);
+        }
+        m
     }
 
     fn order(m: &ReplicaMap) -> Vec<(String, u32)> {
@@ -320,11 +327,7 @@ mod tests {
 
     #[test]
     fn a_fetch_finds_its_partitions_through_the_memo_until_a_replica_comes_or_goes() {
-        let mut m = ReplicaMap::default();
-        for p in 0..3 {
-            let (tp, r) = replica("t", p);
-            m.insert(tp, r);
-        }
+        let mut m = hosting_t(3);
         let names: Vec<Arc<TopicPartition>> = [0, 7, 2]
             .into_iter()
             .map(|p| Arc::new(TopicPartition::new("t", p)))
@@ -339,7 +342,7 @@ mod tests {
         let mut memo = SlotMemo::default();
         let first = m.resolve(&mut memo, names.iter());
         assert_eq!(found(&m, &first), [Some(0), None, Some(2)]);
-        assert_eq!(memo.names.len(), 3);
+        assert_eq!(memo.seen.len(), 3);
 
         // The same names again: found through the memo, by address.
         let again = m.resolve(&mut memo, names.iter());
@@ -352,8 +355,8 @@ mod tests {
             m.get_at(&slots, 0, &other[0]).map(|r| r.name.partition),
             Some(0)
         );
-        assert_eq!(memo.names.len(), 1);
-        assert!(Arc::ptr_eq(&memo.names[0], &other[0]));
+        assert_eq!(memo.seen.len(), 1);
+        assert!(Arc::ptr_eq(&memo.seen[0].0, &other[0]));
 
         // Once a replica comes, what was found before is looked up by name: the
         // partition not hosted then is found now.
@@ -371,11 +374,7 @@ mod tests {
 
     #[test]
     fn a_hinted_lookup_takes_the_slot_only_when_it_holds_that_very_name() {
-        let mut m = ReplicaMap::default();
-        for p in 0..3 {
-            let (tp, r) = replica("t", p);
-            m.insert(tp, r);
-        }
+        let mut m = hosting_t(3);
         let name_of = |m: &ReplicaMap, p: u32| m[&TopicPartition::new("t", p)].name.clone();
         let one = name_of(&m, 1);
         let slot_of_one = m.by_hash[&*one];

@@ -59,7 +59,8 @@ impl Hasher for FxHasher {
 /// loads: copying them into a buffer compiles to a `memcpy` call of unknown
 /// length, which was a tenth of a broker's time with 1000 partitions (every
 /// lookup hashes a topic name).
-fn tail_word(rest: &[u8]) -> u64 {
+#[inline]
+pub(crate) fn tail_word(rest: &[u8]) -> u64 {
     debug_assert!(rest.len() < 8);
     let mut word = 0;
     let mut at = 0;

@@ -148,7 +148,9 @@ const RECORD_OVERHEAD: usize = 4 + 8 + 4 + 4 + 4;
 const HEADER_OVERHEAD: usize = 4 + 4;
 
 /// Builds one batch from records: the producer encodes each record once, straight
-/// into the batch buffer, and computes the CRC when it finishes.
+/// into the batch buffer. The CRC is computed when the batch is finished, or, for
+/// the producer's batches, by the leader that stamps it into its log
+/// ([`finish_crc_later`](Self::finish_crc_later)).
 #[derive(Debug)]
 pub(crate) struct BatchBuilder {
     buf: BytesMut,
@@ -286,6 +288,30 @@ impl BatchBuilder {
     /// If no record was pushed (a batch holds at least one), or the batch exceeds
     /// 4 GiB.
     pub(crate) fn finish(self, base_sequence: Option<i32>) -> Batch {
+        let mut buf = self.header(base_sequence);
+        write_crc(&mut buf);
+        Batch {
+            bytes: buf.freeze(),
+        }
+    }
+
+    /// As [`finish`](Self::finish), but with the CRC field left zero: the batch
+    /// gets its CRC when a leader stamps it into its log ([`Batch::stamped`] and
+    /// its kin compute it). For the producer's batches: the CRC, a pass over the
+    /// whole batch, is then computed on the leader's thread, which copies or
+    /// writes the batch anyway, and not on the thread that called `send`.
+    ///
+    /// # Panics
+    ///
+    /// As `finish`.
+    pub(crate) fn finish_crc_later(self, base_sequence: Option<i32>) -> Batch {
+        Batch {
+            bytes: self.header(base_sequence).freeze(),
+        }
+    }
+
+    /// The buffer with its header written, the CRC field zero.
+    fn header(self, base_sequence: Option<i32>) -> BytesMut {
         assert!(self.count > 0, "a batch needs at least one record");
         let mut buf = self.buf;
         let length = to_u32(buf.len() - FRAME_PREFIX_LEN);
@@ -293,6 +319,7 @@ impl BatchBuilder {
         header[POS_BASE_OFFSET..POS_LENGTH].copy_from_slice(&0u64.to_le_bytes());
         header[POS_LENGTH..POS_LEADER_EPOCH].copy_from_slice(&length.to_le_bytes());
         header[POS_LEADER_EPOCH..POS_CRC].copy_from_slice(&0u32.to_le_bytes());
+        header[POS_CRC..CRC_START].copy_from_slice(&0u32.to_le_bytes());
         header[POS_MAGIC] = MAGIC;
         header[POS_ATTRIBUTES] = 0;
         header[POS_PRODUCER_ID..POS_BASE_SEQUENCE].copy_from_slice(&self.producer_id.to_le_bytes());
@@ -301,12 +328,14 @@ impl BatchBuilder {
         header[POS_RECORD_COUNT..POS_MAX_TIMESTAMP].copy_from_slice(&self.count.to_le_bytes());
         header[POS_MAX_TIMESTAMP..BATCH_HEADER_LEN]
             .copy_from_slice(&self.max_timestamp.to_le_bytes());
-        let crc = crc32fast::hash(&buf[CRC_START..]);
-        buf[POS_CRC..CRC_START].copy_from_slice(&crc.to_le_bytes());
-        Batch {
-            bytes: buf.freeze(),
-        }
+        buf
     }
+}
+
+/// Writes the CRC of a whole batch in `buf` into its CRC field.
+fn write_crc(buf: &mut [u8]) {
+    let crc = crc32fast::hash(&buf[CRC_START..]);
+    buf[POS_CRC..CRC_START].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A length that must fit the format's u32 fields; larger is a broken invariant
@@ -318,7 +347,12 @@ fn to_u32(len: usize) -> u32 {
     u32::try_from(len).expect("length above u32::MAX in a batch")
 }
 
-/// An encoded, CRC-valid record batch. Cloning is cheap (shared `Bytes`).
+/// An encoded record batch. Cloning is cheap (shared `Bytes`).
+///
+/// Every batch in a log is CRC-valid: one that is stamped with its offset and
+/// leader epoch ([`stamped`](Self::stamped) and its kin) gets its CRC then, and
+/// one appended as it is came from a leader that stamped it. Only a producer's
+/// batch on its way to the leader may have none yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Batch {
     bytes: Bytes,
@@ -349,8 +383,10 @@ impl Batch {
         Some(FRAME_PREFIX_LEN.saturating_add(length as usize))
     }
 
-    /// The same batch with base offset and leader epoch set. These fields lie before
-    /// the CRC field, so the CRC is not recomputed; the buffer is copied only if shared.
+    /// The same batch with base offset and leader epoch set, and its CRC computed:
+    /// a batch gets its CRC as a leader stamps it into its log (the producer's
+    /// batches come without one, see [`BatchBuilder::finish_crc_later`]). The
+    /// buffer is copied only if shared.
     pub(crate) fn stamped(self, base_offset: u64, leader_epoch: u32) -> Batch {
         let mut buf = match self.bytes.try_into_mut() {
             Ok(unique) => unique,
@@ -358,6 +394,7 @@ impl Batch {
         };
         buf[POS_BASE_OFFSET..POS_LENGTH].copy_from_slice(&base_offset.to_le_bytes());
         buf[POS_LEADER_EPOCH..POS_CRC].copy_from_slice(&leader_epoch.to_le_bytes());
+        write_crc(&mut buf);
         Batch {
             bytes: buf.freeze(),
         }
@@ -379,13 +416,12 @@ impl Batch {
 
     /// The same records under another producer id and base sequence (an idempotent
     /// producer that lost its sequence state on the broker starts over, as Kafka's
-    /// KIP-360 epoch bump). These fields are covered by the CRC, so it is recomputed.
+    /// KIP-360 epoch bump). For the producer's batches, whose CRC the leader
+    /// computes as it stamps them: these fields are covered by the CRC.
     pub(crate) fn with_producer(&self, producer_id: u64, base_sequence: i32) -> Batch {
         let mut buf = BytesMut::from(&self.bytes[..]);
         buf[POS_PRODUCER_ID..POS_BASE_SEQUENCE].copy_from_slice(&producer_id.to_le_bytes());
         buf[POS_BASE_SEQUENCE..POS_RECORD_COUNT].copy_from_slice(&base_sequence.to_le_bytes());
-        let crc = crc32fast::hash(&buf[CRC_START..]);
-        buf[POS_CRC..CRC_START].copy_from_slice(&crc.to_le_bytes());
         Batch {
             bytes: buf.freeze(),
         }
@@ -412,20 +448,28 @@ impl Batch {
         self.bytes.len()
     }
 
+    /// The batch's bytes as they are, in the two parts of
+    /// [`stamped_parts`](Self::stamped_parts).
+    pub(crate) fn parts(&self) -> ([u8; CRC_START], &[u8]) {
+        let mut head = [0u8; CRC_START];
+        head.copy_from_slice(&self.bytes[..CRC_START]);
+        (head, &self.bytes[CRC_START..])
+    }
+
     /// The batch's bytes as [`stamped`](Self::stamped) would give them, in two
-    /// parts and without copying the batch: the first bytes, up to the CRC field,
-    /// with `base_offset` and `leader_epoch` written in, and the rest as they are
-    /// (the CRC does not cover the stamped fields, so it stays valid).
+    /// parts and without copying the batch: the first bytes, up to the end of the
+    /// CRC field, with `base_offset`, `leader_epoch` and the CRC written in, and
+    /// the rest as it is (the CRC covers only the rest).
     pub(crate) fn stamped_parts(
         &self,
         base_offset: u64,
         leader_epoch: u32,
-    ) -> ([u8; POS_CRC], &[u8]) {
-        let mut head = [0u8; POS_CRC];
-        head.copy_from_slice(&self.bytes[..POS_CRC]);
+    ) -> ([u8; CRC_START], &[u8]) {
+        let (mut head, rest) = self.parts();
         head[POS_BASE_OFFSET..POS_LENGTH].copy_from_slice(&base_offset.to_le_bytes());
         head[POS_LEADER_EPOCH..POS_CRC].copy_from_slice(&leader_epoch.to_le_bytes());
-        (head, &self.bytes[POS_CRC..])
+        head[POS_CRC..CRC_START].copy_from_slice(&crc32fast::hash(rest).to_le_bytes());
+        (head, rest)
     }
     /// Offset of the first record.
     pub(crate) fn base_offset(&self) -> u64 {

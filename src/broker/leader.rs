@@ -442,11 +442,7 @@ impl Broker {
         let stamped: Vec<_> = reqs
             .iter()
             .map(|q| {
-                let s = storage::Stamped {
-                    batch: &q.batch,
-                    base_offset: at,
-                    leader_epoch: epoch,
-                };
+                let s = storage::Stamped::new(&q.batch, at, epoch);
                 at = s.next_offset();
                 s
             })

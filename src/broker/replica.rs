@@ -266,11 +266,7 @@ impl Replica {
         base_offset: u64,
         leader_epoch: u32,
     ) -> Result<()> {
-        self.append_all(&[Stamped {
-            batch,
-            base_offset,
-            leader_epoch,
-        }])
+        self.append_all(&[Stamped::new(batch, base_offset, leader_epoch)])
     }
 
     /// A leader appends `batches`, stamped with the offsets and epoch it gives

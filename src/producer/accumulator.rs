@@ -117,7 +117,8 @@ impl Queue {
             self.next_seq = self.next_seq.wrapping_add(open.count as i32);
             s
         });
-        let mut batch = open.builder.finish(base_seq);
+        // The leader computes the CRC as it stamps the batch into its log.
+        let mut batch = open.builder.finish_crc_later(base_seq);
         if let (Some(pid), Some(seq)) = (self.producer_id, base_seq) {
             batch = batch.with_producer(pid, seq);
         }
@@ -214,9 +215,8 @@ fn same_name(a: &str, b: &str) -> bool {
         // a `send` with a seven-byte name.
         return tail_word(a) == tail_word(b);
     }
-    let word = |s: &[u8], at: usize| {
-        u64::from_ne_bytes(s[at..at + 8].try_into().expect("eight bytes"))
-    };
+    let word =
+        |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().expect("eight bytes"));
     // Whole words from the front, then the last eight bytes, which may overlap
     // the last word compared.
     let mut at = 0;

@@ -180,23 +180,39 @@ pub(crate) struct Stamped<'a> {
     pub(crate) batch: &'a Batch,
     pub(crate) base_offset: u64,
     pub(crate) leader_epoch: u32,
+    /// The batch goes in as it is, stamp and CRC included.
+    as_is: bool,
 }
 
 impl<'a> Stamped<'a> {
-    /// `batch` with the base offset and leader epoch it carries (a follower
+    /// `batch` to be stamped with `base_offset` and `leader_epoch` (a leader
+    /// appends it): the log writes those and the batch's CRC (see
+    /// [`Batch::stamped`]), whatever the batch carries.
+    pub(crate) fn new(batch: &'a Batch, base_offset: u64, leader_epoch: u32) -> Self {
+        Stamped {
+            batch,
+            base_offset,
+            leader_epoch,
+            as_is: false,
+        }
+    }
+
+    /// `batch` with the base offset, leader epoch and CRC it carries (a follower
     /// appends what its leader stamped).
     pub(crate) fn as_is(batch: &'a Batch) -> Self {
         Stamped {
             batch,
             base_offset: batch.base_offset(),
             leader_epoch: batch.leader_epoch(),
+            as_is: true,
         }
     }
 
-    /// Whether the batch carries this base offset and leader epoch already.
+    /// Whether the batch goes in as it is ([`as_is`](Self::as_is)). A leader's
+    /// batch is stamped even when it carries its offset and epoch already: a
+    /// producer's batch has no CRC yet.
     pub(crate) fn is_as_is(&self) -> bool {
-        self.base_offset == self.batch.base_offset()
-            && self.leader_epoch == self.batch.leader_epoch()
+        self.as_is
     }
 
     /// Offset after the batch's last record, as stamped.

@@ -194,15 +194,19 @@ impl Segment {
         Ok(start + want == self.size && *total < max_bytes)
     }
 
-    /// Writes the frames of `batches`, each stamped with its base offset and leader
-    /// epoch, at the end of the file and notes them in the index: each batch's
-    /// stamped header and its rest as two slices of one vectored write for them
-    /// all, so no batch is copied. On an error nothing of them stays in the file.
+    /// Writes the frames of `batches`, each stamped with its base offset, leader
+    /// epoch and CRC unless it goes in as it is, at the end of the file and notes
+    /// them in the index: each batch's header and its rest as two slices of one
+    /// vectored write for them all, so no batch is copied. On an error nothing of
+    /// them stays in the file.
     fn append(&mut self, batches: &[Stamped<'_>], index_interval: usize) -> Result<()> {
         let start = self.size;
         let heads: Vec<_> = batches
             .iter()
-            .map(|s| s.batch.stamped_parts(s.base_offset, s.leader_epoch))
+            .map(|s| match s.is_as_is() {
+                true => s.batch.parts(),
+                false => s.batch.stamped_parts(s.base_offset, s.leader_epoch),
+            })
             .collect();
         let mut slices: Vec<IoSlice<'_>> = heads
             .iter()
@@ -380,15 +384,11 @@ impl Log for SegmentLog {
     }
 
     fn append(&mut self, batch: &Batch) -> Result<()> {
-        self.append_stamped(batch, batch.base_offset(), batch.leader_epoch())
+        self.append_all(&[Stamped::as_is(batch)])
     }
 
     fn append_stamped(&mut self, batch: &Batch, base_offset: u64, leader_epoch: u32) -> Result<()> {
-        self.append_all(&[Stamped {
-            batch,
-            base_offset,
-            leader_epoch,
-        }])
+        self.append_all(&[Stamped::new(batch, base_offset, leader_epoch)])
     }
 
     fn writes_runs_at_once(&self) -> bool {

@@ -7,18 +7,22 @@ use std::fs;
 use std::path::Path;
 
 use super::support::*;
-use crate::record::Batch;
+use crate::record::{Batch, BatchBuilder, Record};
 use crate::storage::{Log, MemoryLog, SegmentConfig, SegmentLog, Stamped};
 use crate::FsyncPolicy;
 
-/// `n` unstamped batches as a producer sends them (offset 0, epoch 0), of 1 to 4
-/// records of 30 to 200 bytes.
+/// `n` unstamped batches as a producer sends them (offset 0, epoch 0, no CRC
+/// yet), of 1 to 4 records of 30 to 200 bytes.
 fn producer_batches(rng: &mut SplitMix64, n: usize) -> Vec<Batch> {
     (0..n)
         .map(|_| {
             let count = 1 + rng.below(4) as u32;
             let len = 30 + rng.below(170) as usize;
-            simple_batch(0, count, len, 0, 1_000 + rng.below(1_000))
+            let mut b = BatchBuilder::new(None, 0);
+            for i in 0..count {
+                b.push(&Record::new(vec![i as u8; len]), 1_000 + rng.below(1_000));
+            }
+            b.finish_crc_later(None)
         })
         .collect()
 }
@@ -42,11 +46,7 @@ fn stamp<'a>(batches: &'a [Batch], log_end: u64, epochs: &[u32]) -> Vec<Stamped<
         .iter()
         .zip(epochs.iter().cycle())
         .map(|(batch, &leader_epoch)| {
-            let s = Stamped {
-                batch,
-                base_offset: at,
-                leader_epoch,
-            };
+            let s = Stamped::new(batch, at, leader_epoch);
             at = s.next_offset();
             s
         })
@@ -186,13 +186,41 @@ fn append_all_keeps_a_batch_that_carries_its_stamp_without_a_copy() {
     assert_eq!(stored[0].as_bytes().as_ptr(), fetched.as_bytes().as_ptr());
     // A leader's stamp changes the header: the log keeps a stamped copy.
     let produced = simple_batch(0, 2, 40, 0, 1_000);
-    log.append_all(&[Stamped {
-        batch: &produced,
-        base_offset: 3,
-        leader_epoch: 2,
-    }])
-    .unwrap();
+    log.append_all(&[Stamped::new(&produced, 3, 2)]).unwrap();
     let stored = read_all(&log);
     assert_ne!(stored[1].as_bytes().as_ptr(), produced.as_bytes().as_ptr());
     assert_eq!((stored[1].base_offset(), stored[1].leader_epoch()), (3, 2));
+}
+
+#[test]
+fn a_producers_batch_is_crc_valid_once_a_leader_stamps_it_even_with_the_stamp_it_carries() {
+    // A producer's batch comes without a CRC; the leader's stamp writes it, also
+    // at offset 0 in epoch 0, which the batch carries already.
+    let mut rng = SplitMix64::new(14);
+    let produced = producer_batches(&mut rng, 3);
+    assert!(
+        Batch::decode(produced[0].as_bytes().clone()).is_err(),
+        "no CRC yet"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = SegmentConfig::default();
+    let (mut segment, _) = SegmentLog::open(dir.path(), config).unwrap();
+    let mut memory = MemoryLog::new();
+    for log in [&mut segment as &mut dyn Log, &mut memory] {
+        log.append_all(&stamp(&produced[..1], 0, &[0])).unwrap();
+        log.append_stamped(&produced[1], log.log_end_offset(), 0)
+            .unwrap();
+        log.append_all(&stamp(&produced[2..], log.log_end_offset(), &[1]))
+            .unwrap();
+        for b in read_all(log) {
+            Batch::decode(b.as_bytes().clone()).expect("CRC-valid in the log");
+        }
+    }
+    // Recovery checks every CRC and cuts nothing.
+    let expected = bytes_of(&read_all(&segment));
+    drop(segment);
+    let (segment, report) = SegmentLog::open(dir.path(), config).unwrap();
+    assert_eq!(report, Default::default(), "recovery found nothing to cut");
+    assert_eq!(bytes_of(&read_all(&segment)), expected);
+    assert_eq!(bytes_of(&read_all(&memory)), expected);
 }

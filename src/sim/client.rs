@@ -276,7 +276,8 @@ impl SimProducer {
         self.next_serial += 1;
         part.pending = Some(PendingBatch {
             serial,
-            batch: builder.finish(seq),
+            // As the producer seals it: the leader computes the CRC.
+            batch: builder.finish_crc_later(seq),
             values,
             in_flight: None,
             retry_at: now,

@@ -554,12 +554,26 @@ impl State {
     /// Keeps the buffer of `batch`, which was answered, for a new batch, if
     /// nothing else holds it any more, it is at most `max_capacity` bytes, and the
     /// kept buffers stay within the pool's bound and, with the buffered records,
-    /// within `buffer_memory` bytes. Call it once the batch's records no longer
-    /// count as buffered.
-    pub(crate) fn recycle(&mut self, batch: Batch, max_capacity: usize, buffer_memory: usize) {
+    /// within `buffer_memory` bytes. Call it once the batch's records, `held`
+    /// bytes of them, no longer count as buffered.
+    ///
+    /// The buffer counts for no more than those `held` bytes, as it did while it
+    /// was in use: its batch header and the end its last record did not fill were
+    /// never counted. Otherwise, under backpressure, when the records waiting
+    /// fill `buffer_memory` to within a record, an answered batch would free a
+    /// few dozen bytes less than its buffer holds, and no buffer would be kept:
+    /// every new batch would be a new allocation, written into cold memory.
+    pub(crate) fn recycle(
+        &mut self,
+        batch: Batch,
+        held: usize,
+        max_capacity: usize,
+        buffer_memory: usize,
+    ) {
         if let Some(b) = batch.into_spare(max_capacity) {
-            self.spare
-                .give(b, buffer_memory.saturating_sub(self.buffered));
+            let unaccounted = b.capacity().saturating_sub(held);
+            let room = buffer_memory.saturating_sub(self.buffered) + unaccounted;
+            self.spare.give(b, room);
         }
     }
 
@@ -778,27 +792,41 @@ mod tests {
     #[cfg(not(loom))]
     #[test]
     fn answered_buffers_are_kept_only_within_buffer_memory_beside_what_is_buffered() {
+        let record = Record::new("v");
+        let held = BatchBuilder::encoded_len(&record);
         let answered = || {
             let mut b = BatchBuilder::new(None, 4096);
-            b.push(&Record::new("v"), 0);
-            b.finish(None)
+            b.push(&record, 0);
+            b.finish_crc_later(None)
         };
+        let capacity = answered()
+            .into_spare(usize::MAX)
+            .expect("unique")
+            .capacity();
+        assert!(capacity > held);
         let buffer_memory = 64 * 1024;
-        let mut state = State::default();
-        state.recycle(answered(), 8192, buffer_memory);
+        // Under backpressure: what waits fills buffer memory but for the bytes the
+        // answered batch's records freed. Its buffer is kept, though it is larger.
+        let mut state = State {
+            buffered: buffer_memory - held,
+            ..State::default()
+        };
+        state.recycle(answered(), held, 8192, buffer_memory);
         assert_eq!(state.spare_buffers(), 1);
         // A buffer shared with a log is not kept.
+        state.buffered = 0;
         let shared = answered();
         let log_copy = shared.clone();
-        state.recycle(shared, 8192, buffer_memory);
+        state.recycle(shared, held, 8192, buffer_memory);
         assert_eq!(state.spare_buffers(), 1);
         drop(log_copy);
-        // No room beside what is buffered.
-        state.buffered = buffer_memory - 100;
-        state.recycle(answered(), 8192, buffer_memory);
+        // A second is kept only while, beside what is buffered, the kept buffer
+        // (by its capacity) and the answered batch's records fit.
+        state.buffered = buffer_memory - capacity - held + 1;
+        state.recycle(answered(), held, 8192, buffer_memory);
         assert_eq!(state.spare_buffers(), 1);
-        state.buffered = 0;
-        state.recycle(answered(), 8192, buffer_memory);
+        state.buffered -= 1;
+        state.recycle(answered(), held, 8192, buffer_memory);
         assert_eq!(state.spare_buffers(), 2);
     }
 }

@@ -320,5 +320,10 @@ fn finish(shared: &Shared, state: &mut State, f: InFlight, result: Result<u64>) 
         .finished(state, sealed.bytes, sealed.count as usize);
     // Twice batch.size: a batch of one record above it is not kept.
     let config = &shared.config;
-    state.recycle(sealed.batch, 2 * config.batch_size, config.buffer_memory);
+    state.recycle(
+        sealed.batch,
+        sealed.bytes,
+        2 * config.batch_size,
+        config.buffer_memory,
+    );
 }

@@ -148,8 +148,8 @@ const RECORD_OVERHEAD: usize = 4 + 8 + 4 + 4 + 4;
 const HEADER_OVERHEAD: usize = 4 + 4;
 
 /// Builds one batch from records: the producer encodes each record once, straight
-/// into the batch buffer. The CRC is computed when the batch is finished, or, for
-/// the producer's batches, by the leader that stamps it into its log
+/// into the batch buffer. The CRC is computed when the batch is finished, or by
+/// the leader that stamps it into its log
 /// ([`finish_crc_later`](Self::finish_crc_later)).
 #[derive(Debug)]
 pub(crate) struct BatchBuilder {
@@ -297,9 +297,9 @@ impl BatchBuilder {
 
     /// As [`finish`](Self::finish), but with the CRC field left zero: the batch
     /// gets its CRC when a leader stamps it into its log ([`Batch::stamped`] and
-    /// its kin compute it). For the producer's batches: the CRC, a pass over the
-    /// whole batch, is then computed on the leader's thread, which copies or
-    /// writes the batch anyway, and not on the thread that called `send`.
+    /// its kin compute a CRC that is zero). The CRC, a pass over the whole batch,
+    /// is then computed on the leader's thread, which copies the batch into a
+    /// memory log anyway, and not on the thread that called `send`.
     ///
     /// # Panics
     ///
@@ -338,6 +338,17 @@ fn write_crc(buf: &mut [u8]) {
     buf[POS_CRC..CRC_START].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// The CRC of a batch whose CRC field holds `field` and whose bytes after the
+/// field are `rest`: `field` itself unless it is zero, the mark of a batch sealed
+/// without its CRC ([`BatchBuilder::finish_crc_later`]). A batch whose CRC is
+/// zero is computed again, to zero.
+fn sealed_crc(field: u32, rest: &[u8]) -> u32 {
+    match field {
+        0 => crc32fast::hash(rest),
+        crc => crc,
+    }
+}
+
 /// A length that must fit the format's u32 fields; larger is a broken invariant
 /// (the caller checks `max.message.bytes` first).
 // `#[inline]`: called three times per record by `BatchBuilder::push`, and it
@@ -349,10 +360,11 @@ fn to_u32(len: usize) -> u32 {
 
 /// An encoded record batch. Cloning is cheap (shared `Bytes`).
 ///
-/// Every batch in a log is CRC-valid: one that is stamped with its offset and
-/// leader epoch ([`stamped`](Self::stamped) and its kin) gets its CRC then, and
-/// one appended as it is came from a leader that stamped it. Only a producer's
-/// batch on its way to the leader may have none yet.
+/// Every batch in a log is CRC-valid: one sealed without its CRC (a zero in the
+/// field) gets it when it is stamped with its offset and leader epoch
+/// ([`stamped`](Self::stamped) and its kin), and one appended as it is came from a
+/// leader that stamped it. Only a producer's batch on its way to the leader may
+/// have none yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Batch {
     bytes: Bytes,
@@ -383,10 +395,10 @@ impl Batch {
         Some(FRAME_PREFIX_LEN.saturating_add(length as usize))
     }
 
-    /// The same batch with base offset and leader epoch set, and its CRC computed:
-    /// a batch gets its CRC as a leader stamps it into its log (the producer's
-    /// batches come without one, see [`BatchBuilder::finish_crc_later`]). The
-    /// buffer is copied only if shared.
+    /// The same batch with base offset and leader epoch set, and its CRC computed
+    /// if it was sealed without one ([`BatchBuilder::finish_crc_later`]): the CRC
+    /// does not cover the stamped fields, so one the batch was sealed with stays
+    /// valid. The buffer is copied only if shared.
     pub(crate) fn stamped(self, base_offset: u64, leader_epoch: u32) -> Batch {
         let mut buf = match self.bytes.try_into_mut() {
             Ok(unique) => unique,
@@ -394,7 +406,9 @@ impl Batch {
         };
         buf[POS_BASE_OFFSET..POS_LENGTH].copy_from_slice(&base_offset.to_le_bytes());
         buf[POS_LEADER_EPOCH..POS_CRC].copy_from_slice(&leader_epoch.to_le_bytes());
-        write_crc(&mut buf);
+        let field = read_u32(&buf, POS_CRC).expect("a batch holds its header");
+        let crc = sealed_crc(field, &buf[CRC_START..]);
+        buf[POS_CRC..CRC_START].copy_from_slice(&crc.to_le_bytes());
         Batch {
             bytes: buf.freeze(),
         }
@@ -416,12 +430,13 @@ impl Batch {
 
     /// The same records under another producer id and base sequence (an idempotent
     /// producer that lost its sequence state on the broker starts over, as Kafka's
-    /// KIP-360 epoch bump). For the producer's batches, whose CRC the leader
-    /// computes as it stamps them: these fields are covered by the CRC.
+    /// KIP-360 epoch bump). These fields are covered by the CRC: the field is
+    /// zeroed, and the leader computes the CRC as it stamps the batch.
     pub(crate) fn with_producer(&self, producer_id: u64, base_sequence: i32) -> Batch {
         let mut buf = BytesMut::from(&self.bytes[..]);
         buf[POS_PRODUCER_ID..POS_BASE_SEQUENCE].copy_from_slice(&producer_id.to_le_bytes());
         buf[POS_BASE_SEQUENCE..POS_RECORD_COUNT].copy_from_slice(&base_sequence.to_le_bytes());
+        buf[POS_CRC..CRC_START].copy_from_slice(&0u32.to_le_bytes());
         Batch {
             bytes: buf.freeze(),
         }
@@ -458,8 +473,9 @@ impl Batch {
 
     /// The batch's bytes as [`stamped`](Self::stamped) would give them, in two
     /// parts and without copying the batch: the first bytes, up to the end of the
-    /// CRC field, with `base_offset`, `leader_epoch` and the CRC written in, and
-    /// the rest as it is (the CRC covers only the rest).
+    /// CRC field, with `base_offset`, `leader_epoch` and, if the batch was sealed
+    /// without it, the CRC written in, and the rest as it is (the CRC covers only
+    /// the rest).
     pub(crate) fn stamped_parts(
         &self,
         base_offset: u64,
@@ -468,7 +484,8 @@ impl Batch {
         let (mut head, rest) = self.parts();
         head[POS_BASE_OFFSET..POS_LENGTH].copy_from_slice(&base_offset.to_le_bytes());
         head[POS_LEADER_EPOCH..POS_CRC].copy_from_slice(&leader_epoch.to_le_bytes());
-        head[POS_CRC..CRC_START].copy_from_slice(&crc32fast::hash(rest).to_le_bytes());
+        let field = read_u32(&head, POS_CRC).expect("the head holds the CRC field");
+        head[POS_CRC..CRC_START].copy_from_slice(&sealed_crc(field, rest).to_le_bytes());
         (head, rest)
     }
     /// Offset of the first record.
@@ -719,6 +736,59 @@ mod tests {
             b.push(r, 7);
         }
         b.finish(Some(12))
+    }
+
+    /// `batch` stamped in each of the three ways a log stamps, as bytes.
+    fn stamped_three_ways(batch: &Batch, base: u64, epoch: u32) -> [Vec<u8>; 3] {
+        let (head, rest) = batch.stamped_parts(base, epoch);
+        let with = batch.stamped_with(base, epoch, |parts| Bytes::from(parts.concat()));
+        [
+            batch.clone().stamped(base, epoch).as_bytes().to_vec(),
+            [&head[..], rest].concat(),
+            with.as_bytes().to_vec(),
+        ]
+    }
+
+    #[test]
+    fn a_stamp_computes_the_crc_of_a_batch_sealed_without_it_and_keeps_one_sealed_with_it() {
+        let mut b = BatchBuilder::new(Some(77), 64);
+        for r in &sample_records() {
+            b.push(r, 7);
+        }
+        let later = b.finish_crc_later(Some(12));
+        let sealed = sample_batch();
+        assert!(
+            Batch::decode(later.as_bytes().clone()).is_err(),
+            "no CRC yet"
+        );
+        for bytes in stamped_three_ways(&later, 40, 3) {
+            let stamped = Batch::decode(bytes.into()).expect("the stamp wrote the CRC");
+            assert_eq!(stamped, sealed.clone().stamped(40, 3));
+        }
+        // A CRC the batch was sealed with is kept as it is, not computed again:
+        // a wrong one (here by a flipped bit) stays wrong, and recovery finds it.
+        let mut bad = sealed.as_bytes().to_vec();
+        bad[POS_CRC] ^= 1;
+        let bad = Batch {
+            bytes: Bytes::from(bad),
+        };
+        for bytes in stamped_three_ways(&bad, 40, 3) {
+            assert_eq!(
+                bytes[POS_CRC..CRC_START],
+                bad.as_bytes()[POS_CRC..CRC_START]
+            );
+            assert!(Batch::decode(bytes.into()).is_err());
+        }
+        // Another producer id and sequence on a sealed batch: the leader's stamp
+        // computes the CRC over the new fields.
+        let moved = sealed.with_producer(5, 0);
+        for bytes in stamped_three_ways(&moved, 40, 3) {
+            let stamped = Batch::decode(bytes.into()).expect("CRC-valid");
+            assert_eq!(
+                (stamped.producer_id(), stamped.base_sequence()),
+                (Some(5), Some(0))
+            );
+        }
     }
 
     #[test]

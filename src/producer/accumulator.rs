@@ -20,6 +20,9 @@ use super::DeliverySlot;
 #[derive(Debug)]
 pub(crate) struct OpenBatch {
     builder: BatchBuilder,
+    /// Sealed with its CRC, rather than leaving it to the leader
+    /// (see [`BatchLimits::crc_at_seal`]).
+    crc_at_seal: bool,
     slot: Arc<DeliverySlot>,
     count: u32,
     bytes: usize,
@@ -117,9 +120,14 @@ impl Queue {
             self.next_seq = self.next_seq.wrapping_add(open.count as i32);
             s
         });
-        // The leader computes the CRC as it stamps the batch into its log.
-        let mut batch = open.builder.finish_crc_later(base_seq);
-        if let (Some(pid), Some(seq)) = (self.producer_id, base_seq) {
+        let restamp = self.producer_id.zip(base_seq);
+        // Restamped, the batch gets its CRC from the leader either way.
+        let mut batch = if open.crc_at_seal && restamp.is_none() {
+            open.builder.finish(base_seq)
+        } else {
+            open.builder.finish_crc_later(base_seq)
+        };
+        if let Some((pid, seq)) = restamp {
             batch = batch.with_producer(pid, seq);
         }
         self.ready.push_back(Sealed {
@@ -345,6 +353,14 @@ pub(crate) struct BatchLimits {
     pub(crate) batch_size: usize,
     pub(crate) max_message_bytes: usize,
     pub(crate) producer_id: Option<u64>,
+    /// Whether a batch is sealed with its CRC (brokers on disk) or leaves it to
+    /// the leader that stamps it (in memory). A memory leader copies each batch
+    /// into its log and computes the CRC on its way; the thread calling `send`
+    /// sets the pace there, and this takes a pass over every batch off it. A
+    /// segment log writes the batch without touching it, and its broker's
+    /// thread, in the kernel for most of its time, sets the pace: the sealing
+    /// thread computes the CRC while the batch is still in its cache.
+    pub(crate) crc_at_seal: bool,
 }
 
 /// Everything the accumulator holds.
@@ -452,6 +468,7 @@ impl State {
         let last = q.last_batch_bytes;
         let mut opened = None;
         let open = q.open.get_or_insert_with(|| OpenBatch {
+            crc_at_seal: limits.crc_at_seal,
             // Sized for what is likely to come: the size of the partition's last
             // batch (whole batches under load, so no growing by reallocation and
             // copying), a few records otherwise, not batch.size for a lone record.
@@ -598,6 +615,7 @@ mod tests {
         batch_size: 16 * 1024,
         max_message_bytes: 1024 * 1024,
         producer_id: None,
+        crc_at_seal: false,
     };
 
     fn append(state: &mut State) -> Appended {
@@ -605,6 +623,26 @@ mod tests {
         let size = BatchBuilder::encoded_len(&record);
         let t = state.topics.index("t");
         state.append(t, Some(0), 1, &record, 0, size, LIMITS)
+    }
+
+    #[test]
+    fn a_batch_is_sealed_with_its_crc_only_when_its_limits_ask_for_it() {
+        for crc_at_seal in [false, true] {
+            let mut state = State::default();
+            let record = Record::new("v");
+            let size = BatchBuilder::encoded_len(&record);
+            let t = state.topics.index("t");
+            let limits = BatchLimits {
+                crc_at_seal,
+                ..LIMITS
+            };
+            state.append(t, Some(0), 1, &record, 0, size, limits);
+            let q = state.queue_mut("t", 0).expect("queue");
+            q.seal(None);
+            let batch = q.ready.pop_front().expect("sealed").batch;
+            let decoded = Batch::decode(batch.as_bytes().clone());
+            assert_eq!(decoded.is_ok(), crc_at_seal, "crc_at_seal {crc_at_seal}");
+        }
     }
 
     #[test]

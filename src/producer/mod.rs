@@ -38,6 +38,9 @@ pub(crate) struct Shared {
     config: ProducerConfig,
     /// Set when the producer is idempotent (enable.idempotence with acks=all).
     producer_id: Option<u64>,
+    /// Batches are sealed with their CRC: the brokers keep their logs on disk
+    /// (see `BatchLimits::crc_at_seal`).
+    crc_at_seal: bool,
     /// The accumulator, its progress condvar and the sender thread's wake-up.
     handoff: Handoff<Sender<()>>,
     /// Where leaders leave their answers, taken by the sender thread or by a
@@ -134,10 +137,12 @@ impl Producer {
             None
         };
         let (wake, wake_rx) = crossbeam_channel::bounded(1);
+        let crc_at_seal = cluster.builder.data_dir.is_some();
         let shared = Arc::new_cyclic(|me| Shared {
             cluster,
             config,
             producer_id,
+            crc_at_seal,
             handoff: Handoff::new(wake.clone()),
             answers: Arc::new(answers::Answers::new(AnswerWake {
                 sender: wake,
@@ -306,6 +311,7 @@ impl Producer {
             batch_size: config.batch_size,
             max_message_bytes: checked.max_message_bytes,
             producer_id: shared.producer_id,
+            crc_at_seal: shared.crc_at_seal,
         };
         let a = state.append(
             checked.topic,

@@ -203,9 +203,12 @@ impl Segment {
         let start = self.size;
         let heads: Vec<_> = batches
             .iter()
-            .map(|s| match s.is_as_is() {
-                true => s.batch.parts(),
-                false => s.batch.stamped_parts(s.base_offset, s.leader_epoch),
+            .map(|s| {
+                if s.is_as_is() {
+                    s.batch.parts()
+                } else {
+                    s.batch.stamped_parts(s.base_offset, s.leader_epoch)
+                }
             })
             .collect();
         let mut slices: Vec<IoSlice<'_>> = heads

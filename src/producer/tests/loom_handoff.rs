@@ -58,6 +58,7 @@ fn send(h: &Model, buffer_memory: usize, linger_zero: bool) -> Delivery {
         batch_size: BATCH_SIZE,
         max_message_bytes: MAX_MESSAGE_BYTES,
         producer_id: None,
+        crc_at_seal: false,
     };
     let check = |state: &mut State| Ok::<_, ()>(state.topics.index("t"));
     h.send(size, buffer_memory, far, check, |state, t| {
@@ -81,6 +82,7 @@ fn send_many(
         batch_size: BATCH_SIZE,
         max_message_bytes: MAX_MESSAGE_BYTES,
         producer_id: None,
+        crc_at_seal: false,
     };
     let mut out = Vec::new();
     h.send_many(

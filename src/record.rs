@@ -400,15 +400,12 @@ impl Batch {
     /// does not cover the stamped fields, so one the batch was sealed with stays
     /// valid. The buffer is copied only if shared.
     pub(crate) fn stamped(self, base_offset: u64, leader_epoch: u32) -> Batch {
+        let (head, _) = self.stamped_parts(base_offset, leader_epoch);
         let mut buf = match self.bytes.try_into_mut() {
             Ok(unique) => unique,
             Err(shared) => BytesMut::from(&shared[..]),
         };
-        buf[POS_BASE_OFFSET..POS_LENGTH].copy_from_slice(&base_offset.to_le_bytes());
-        buf[POS_LEADER_EPOCH..POS_CRC].copy_from_slice(&leader_epoch.to_le_bytes());
-        let field = read_u32(&buf, POS_CRC).expect("a batch holds its header");
-        let crc = sealed_crc(field, &buf[CRC_START..]);
-        buf[POS_CRC..CRC_START].copy_from_slice(&crc.to_le_bytes());
+        buf[..CRC_START].copy_from_slice(&head);
         Batch {
             bytes: buf.freeze(),
         }

@@ -52,7 +52,9 @@
 //! 16 KiB batch buffer, and each full batch (132 records, the count replog's
 //! accumulator puts in a 16 KiB batch) is handed as a shared `Bytes` over a bounded
 //! crossbeam channel to each of three "replica" threads, which copy it into their
-//! own `Vec` (cleared, capacity kept, every 64 MiB). A sample ends when all three have
+//! own `Vec` (cleared, capacity kept, every 64 MiB). The sending thread writes the
+//! next batch into the oldest buffer all three have let go of, as replog's producer
+//! writes into an answered batch's buffer. A sample ends when all three have
 //! confirmed they copied everything (the `flush`). Channel capacity is 2048 batches,
 //! the 32 MiB of replog's default `buffer.memory`, so both have the same room before
 //! backpressure.

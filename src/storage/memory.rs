@@ -18,10 +18,6 @@ use crate::Result;
 #[derive(Debug, Default)]
 pub(crate) struct MemoryLog {
     batches: Vec<Batch>,
-    /// Each batch's next offset, beside `batches`: finding the batch that holds an
-    /// offset searches this dense array instead of reading every probed batch's
-    /// header (a cache miss per probe, once per partition of every fetch).
-    nexts: Vec<u64>,
     /// Log start offset: the first batch's base offset, or where an empty log starts.
     start: u64,
     /// Log end offset.
@@ -48,12 +44,7 @@ impl MemoryLog {
 
     /// Index of the batch holding `offset` (which must be below the end).
     fn batch_holding(&self, offset: u64) -> usize {
-        debug_assert_eq!(
-            self.nexts.len(),
-            self.batches.len(),
-            "offset index out of step"
-        );
-        self.nexts.partition_point(|&next| next <= offset)
+        self.batches.partition_point(|b| b.next_offset() <= offset)
     }
 
     /// An append must start at the log end; nothing is written otherwise.
@@ -74,7 +65,6 @@ impl MemoryLog {
             .assign(batch.leader_epoch(), batch.base_offset());
         self.end = batch.next_offset();
         self.size += batch.len() as u64;
-        self.nexts.push(self.end);
         self.batches.push(batch);
     }
 
@@ -82,7 +72,6 @@ impl MemoryLog {
         for b in self.batches.drain(..count) {
             self.size -= b.len() as u64;
         }
-        self.nexts.drain(..count);
         self.start = self.batches.first().map_or(self.end, Batch::base_offset);
     }
 }
@@ -129,7 +118,6 @@ impl Log for MemoryLog {
         for b in self.batches.drain(keep..) {
             self.size -= b.len() as u64;
         }
-        self.nexts.truncate(keep);
         self.end = self.batches.last().map_or(self.start, Batch::next_offset);
         self.epochs.truncate_from_end(self.end);
         Ok(())

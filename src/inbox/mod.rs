@@ -14,8 +14,8 @@
 //! A receiver whose messages come seldom sleeps at once ([`Waits`]): a spin lasts
 //! tens of microseconds, and where waits are several times longer it ends in the
 //! sleep anyway, having spent the core for nothing. Measured as above at a steady
-//! 1,000 records/s end to end, the process used 0.11 cores instead of 0.30, with
-//! the same latency.
+//! 1,000 records/s end to end, the process used 0.11 cores instead of 0.30, at no
+//! higher latency.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -335,7 +335,7 @@ mod unit_tests {
     }
 
     #[test]
-    fn waits_of_about_a_spin_keep_spinning() {
+    fn waits_averaging_under_the_limit_keep_spinning() {
         let waits = Waits::default();
         for _ in 0..1_000 {
             // Messages found at once, and waits of half the limit.
@@ -355,12 +355,18 @@ mod unit_tests {
             );
         }
         assert!(!rx.waits.spin_first());
-        // Messages waiting at once: spinning again after a few.
-        for i in 0..6 {
-            tx.send(i).expect("receiver alive");
-            assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok(i));
+        // Messages waiting at once: spinning again after a few (more only if this
+        // thread loses its core between looking at the clock and the inbox).
+        let mut n = 0;
+        while !rx.waits.spin_first() {
+            tx.send(n).expect("receiver alive");
+            assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok(n));
+            n += 1;
+            assert!(
+                n < 100,
+                "still sleeping at once after {n} messages found at once"
+            );
         }
-        assert!(rx.waits.spin_first());
     }
 
     #[test]

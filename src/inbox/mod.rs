@@ -160,7 +160,8 @@ const SPIN_WORTH: Duration = Duration::from_micros(250);
 
 /// A receiver's recent waits, from which it decides whether its next wait spins
 /// before it sleeps. An exponentially weighted mean (weight 1/8) of how long each
-/// wait took, a message found at once counting as zero; each wait counts as at most
+/// wait took, a message found at once counting as the moment between two clock
+/// reads (about zero); each wait counts as at most
 /// twice [`SPIN_WORTH`], so that after an idle spell (or under a steady load
 /// after a burst) a handful of waits is enough to change the decision.
 #[derive(Debug, Default)]

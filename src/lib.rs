@@ -5,7 +5,8 @@
 //! `min.insync.replicas`, leader epochs, clean and unclean leader election, consumer
 //! groups, and segment files with CRC32.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
-// The one exception, allowed where it stands: reading the TSC in `wall_clock`.
+// Two exceptions, each allowed where it stands and argued there: reading the TSC in
+// `wall_clock`, and the delivery slot's reference count in `producer::slot_ref`.
 #![deny(unsafe_code)]
 
 #[doc(hidden)]

@@ -386,7 +386,7 @@ pub(crate) struct ProduceRequest {
 #[derive(Clone, Debug)]
 pub(crate) struct ProduceReply {
     pub to: ReplyTo,
-    pub slot: Option<std::sync::Arc<crate::producer::DeliverySlot>>,
+    pub slot: Option<crate::producer::SlotRef>,
 }
 
 /// Who takes a produce answer.

@@ -14,6 +14,7 @@ use crate::Error;
 use super::delivery::Waiters;
 use super::dispatch::{InFlight, RETRY_BACKOFF, RETRY_BACKOFF_MAX};
 use super::pool::BufferPool;
+use super::slot_ref::{SlotRef, SlotRefs};
 use super::DeliverySlot;
 
 /// A batch still taking records.
@@ -23,7 +24,7 @@ pub(crate) struct OpenBatch {
     /// Sealed with its CRC, rather than leaving it to the leader
     /// (see [`BatchLimits::crc_at_seal`]).
     crc_at_seal: bool,
-    slot: Arc<DeliverySlot>,
+    slot: SlotRefs,
     count: u32,
     bytes: usize,
     pub(crate) created: Instant,
@@ -33,7 +34,7 @@ pub(crate) struct OpenBatch {
 #[derive(Debug)]
 pub(crate) struct Sealed {
     pub(crate) batch: Batch,
-    pub(crate) slot: Arc<DeliverySlot>,
+    pub(crate) slot: SlotRef,
     pub(crate) count: u32,
     pub(crate) bytes: usize,
     pub(crate) created: Instant,
@@ -132,7 +133,7 @@ impl Queue {
         }
         self.ready.push_back(Sealed {
             batch,
-            slot: open.slot,
+            slot: open.slot.into_ref(),
             count: open.count,
             bytes: open.bytes,
             created: open.created,
@@ -333,7 +334,7 @@ impl Topics {
 /// Where an appended record went.
 #[derive(Debug)]
 pub(crate) struct Appended {
-    pub(crate) slot: Arc<DeliverySlot>,
+    pub(crate) slot: SlotRef,
     pub(crate) index: u32,
     /// This record's partition sealed a full batch: there is work to send now.
     pub(crate) full: bool,
@@ -477,7 +478,7 @@ impl State {
                 limits.producer_id,
                 (size * 8).max(last).min(limit) + BATCH_HEADER_LEN,
             ),
-            slot: DeliverySlot::new(topic, p, self.waiters.clone()),
+            slot: DeliverySlot::for_batch(topic, p, self.waiters.clone()),
             count: 0,
             bytes: 0,
             created: *opened.insert(Instant::now()),
@@ -486,7 +487,7 @@ impl State {
         let index = open.count;
         open.count += 1;
         open.bytes += size;
-        let slot = open.slot.clone();
+        let slot = open.slot.take();
         if open.bytes >= limit {
             q.seal(limits.producer_id);
             full = true;

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use super::slot_ref::{SlotRef, SlotRefs};
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::{Error, Result};
 
@@ -94,16 +95,26 @@ pub(crate) struct DeliverySlot {
 
 impl DeliverySlot {
     /// A slot for a batch of `topic`-`partition` of the producer whose futures
-    /// `waiters` counts.
-    pub(crate) fn new(topic: &str, partition: u32, waiters: Arc<Waiters>) -> Arc<Self> {
-        Arc::new(DeliverySlot {
+    /// `waiters` counts, behind its first reference.
+    pub(crate) fn shared(topic: &str, partition: u32, waiters: Arc<Waiters>) -> SlotRef {
+        SlotRef::new(DeliverySlot::unshared(topic, partition, waiters))
+    }
+
+    /// As [`shared`](Self::shared), for an open batch: with counts for its records'
+    /// deliveries taken in advance.
+    pub(crate) fn for_batch(topic: &str, partition: u32, waiters: Arc<Waiters>) -> SlotRefs {
+        SlotRefs::new(DeliverySlot::unshared(topic, partition, waiters))
+    }
+
+    fn unshared(topic: &str, partition: u32, waiters: Arc<Waiters>) -> Self {
+        DeliverySlot {
             outcome: AtomicU64::new(PENDING),
             state: Mutex::new(SlotState::default()),
             cond: Condvar::new(),
             topic: topic.to_string(),
             partition,
             waiters,
-        })
+        }
     }
 
     /// Completes the batch with its base offset or an error; a second completion
@@ -240,7 +251,7 @@ impl DeliverySlot {
 pub struct Delivery {
     /// The batch's slot; a record refused before it reached a batch gets a slot
     /// of its own, already failed.
-    slot: Arc<DeliverySlot>,
+    slot: SlotRef,
     /// The record's index in the batch (low 32 bits) and [`WAITING`].
     // Two words, not an enum: a `Delivery` is returned and stored once per
     // record, and a two-word struct comes back in registers, where an enum came
@@ -255,7 +266,7 @@ const WAITING: u64 = 1 << 32;
 
 impl Delivery {
     #[inline]
-    pub(crate) fn new(slot: Arc<DeliverySlot>, index: u32) -> Self {
+    pub(crate) fn new(slot: SlotRef, index: u32) -> Self {
         Delivery {
             slot,
             word: index as u64,
@@ -265,7 +276,7 @@ impl Delivery {
     /// A record refused before it reached a batch (unknown topic, too large …).
     #[cold]
     pub(crate) fn failed(e: Error) -> Self {
-        let slot = DeliverySlot::new("", 0, Arc::default());
+        let slot = DeliverySlot::shared("", 0, Arc::default());
         slot.complete(Err(e));
         Delivery::new(slot, 0)
     }
@@ -287,7 +298,7 @@ impl Delivery {
     /// rather than a copy.
     #[inline(always)]
     fn offset(&self, word: u64) -> Result<Option<u64>> {
-        if word == FAILED && Arc::strong_count(&self.slot) == 1 {
+        if word == FAILED && SlotRef::strong_count(&self.slot) == 1 {
             if let Some(e) = self.slot.state.lock().error.take() {
                 return Err(e);
             }
@@ -425,7 +436,7 @@ mod tests {
     #[test]
     fn a_polled_future_counts_as_waiting_until_it_resolves() {
         let waiters = Arc::new(Waiters::default());
-        let slot = DeliverySlot::new("t", 0, waiters.clone());
+        let slot = DeliverySlot::shared("t", 0, waiters.clone());
         let mut d = Delivery::new(slot.clone(), 2);
         assert!(poll(&mut d).is_pending());
         assert_eq!(waiters.count(), 1);
@@ -464,7 +475,7 @@ mod tests {
 
     #[test]
     fn every_record_of_a_failed_batch_gets_the_error() {
-        let slot = DeliverySlot::new("t", 0, Arc::default());
+        let slot = DeliverySlot::shared("t", 0, Arc::default());
         let first = Delivery::new(slot.clone(), 0);
         let second = Delivery::new(slot.clone(), 1);
         drop(slot);
@@ -478,9 +489,9 @@ mod tests {
 
     #[test]
     fn wait_offset_gives_the_offset_or_the_error_that_wait_gives() {
-        let acked = DeliverySlot::new("t", 1, Arc::default());
-        let unanswered = DeliverySlot::new("t", 1, Arc::default());
-        let failed = DeliverySlot::new("t", 1, Arc::default());
+        let acked = DeliverySlot::shared("t", 1, Arc::default());
+        let unanswered = DeliverySlot::shared("t", 1, Arc::default());
+        let failed = DeliverySlot::shared("t", 1, Arc::default());
         acked.complete(Ok(Some(40)));
         unanswered.complete(Ok(None));
         failed.complete(Err(Error::NotEnoughReplicas {
@@ -520,7 +531,7 @@ mod tests {
     #[test]
     fn a_waiting_future_dropped_or_waited_on_stops_counting() {
         let waiters = Arc::new(Waiters::default());
-        let slot = DeliverySlot::new("t", 0, waiters.clone());
+        let slot = DeliverySlot::shared("t", 0, waiters.clone());
         let mut first = Delivery::new(slot.clone(), 0);
         let mut second = Delivery::new(slot.clone(), 1);
         let never_polled = Delivery::new(slot.clone(), 2);

@@ -12,6 +12,7 @@ mod handoff;
 mod partitioner;
 mod pool;
 mod sender;
+mod slot_ref;
 
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -30,6 +31,7 @@ pub(crate) use delivery::DeliverySlot;
 pub use delivery::{Delivery, RecordMetadata};
 use handoff::{Handoff, Refused};
 pub(crate) use partitioner::partition_for_key;
+pub(crate) use slot_ref::SlotRef;
 
 /// What the sender thread and the handles share.
 #[derive(Debug)]

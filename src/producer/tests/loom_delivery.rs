@@ -22,7 +22,7 @@ fn meta(offset: u64) -> RecordMetadata {
 #[test]
 fn loom_delivery_wait_sees_the_result() {
     loom::model(|| {
-        let slot = DeliverySlot::new("t", 0, Default::default());
+        let slot = DeliverySlot::shared("t", 0, Default::default());
         let delivery = Delivery::new(slot.clone(), 0);
         let completer = thread::spawn(move || slot.complete(Ok(Some(7))));
         assert_eq!(delivery.wait().expect("completed Ok"), meta(7));
@@ -34,7 +34,7 @@ fn loom_delivery_wait_sees_the_result() {
 #[test]
 fn loom_delivery_future_is_woken() {
     loom::model(|| {
-        let slot = DeliverySlot::new("t", 0, Default::default());
+        let slot = DeliverySlot::shared("t", 0, Default::default());
         let delivery = Delivery::new(slot.clone(), 0);
         let completer = thread::spawn(move || slot.complete(Ok(Some(3))));
         assert_eq!(
@@ -51,7 +51,7 @@ fn loom_delivery_future_is_woken() {
 fn loom_delivery_a_late_answer_wakes_a_lone_future() {
     loom::model(|| {
         let waiters = Arc::new(Waiters::default());
-        let slot = DeliverySlot::new("t", 0, waiters.clone());
+        let slot = DeliverySlot::shared("t", 0, waiters.clone());
         let delivery = Delivery::new(slot.clone(), 0);
         let completer = thread::spawn(move || {
             // Longer than the future yields.
@@ -76,7 +76,7 @@ fn loom_delivery_a_late_answer_wakes_a_lone_future() {
 fn loom_delivery_two_futures_are_both_woken() {
     loom::model(|| {
         let waiters = Arc::new(Waiters::default());
-        let slot = DeliverySlot::new("t", 0, waiters.clone());
+        let slot = DeliverySlot::shared("t", 0, waiters.clone());
         let first = Delivery::new(slot.clone(), 0);
         let second = Delivery::new(slot.clone(), 1);
         let completer = thread::spawn(move || slot.complete(Ok(Some(3))));
@@ -93,7 +93,7 @@ fn loom_delivery_two_futures_are_both_woken() {
 #[test]
 fn loom_delivery_one_of_two_completions() {
     loom::model(|| {
-        let slot = DeliverySlot::new("t", 0, Default::default());
+        let slot = DeliverySlot::shared("t", 0, Default::default());
         let delivery = Delivery::new(slot.clone(), 0);
         let other = slot.clone();
         let ok = thread::spawn(move || slot.complete(Ok(Some(1))));
@@ -112,7 +112,7 @@ fn loom_delivery_one_of_two_completions() {
 #[test]
 fn loom_delivery_second_completion_is_ignored() {
     loom::model(|| {
-        let slot = DeliverySlot::new("t", 0, Default::default());
+        let slot = DeliverySlot::shared("t", 0, Default::default());
         let delivery = Delivery::new(slot.clone(), 0);
         let other = slot.clone();
         let first = thread::spawn(move || slot.complete(Ok(Some(1))));

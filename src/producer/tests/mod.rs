@@ -4,6 +4,7 @@
 mod loom_answers;
 mod loom_delivery;
 mod loom_handoff;
+mod loom_slot_ref;
 
 use crate::producer::handoff::Wake;
 use crate::sync::{Arc, Condvar, Mutex};

@@ -33,8 +33,10 @@ use std::ptr::NonNull;
 use super::DeliverySlot;
 use crate::sync::{AtomicUsize, Ordering};
 
-/// Counts an open batch takes in advance with one atomic addition: one per
-/// record, so a 16 KiB batch of 100-byte records (132) takes three.
+/// Counts an open batch takes in advance, the first ones as it is created and
+/// the rest with one atomic addition each time they run out: one per record. A
+/// 16 KiB batch of 100-byte records (132) makes two additions, and gives back
+/// what is left with one subtraction when it is sealed.
 pub(crate) const ADVANCE: usize = 64;
 
 /// Above this many counts the process aborts, as `Arc` does: only leaked

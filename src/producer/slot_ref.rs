@@ -94,6 +94,19 @@ impl SlotRef {
         }
     }
 
+    /// Another reference to the slot, owning a count the caller already holds.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds one count that nothing else will give back, and hands it
+    /// to the new reference.
+    unsafe fn for_held_count(&self) -> SlotRef {
+        SlotRef {
+            ptr: self.ptr,
+            _owns: PhantomData,
+        }
+    }
+
     /// Gives back `n` counts, one of which may be this reference's own; frees the
     /// slot if they were the last.
     ///
@@ -123,10 +136,8 @@ impl SlotRef {
 impl Clone for SlotRef {
     fn clone(&self) -> Self {
         self.add(1);
-        SlotRef {
-            ptr: self.ptr,
-            _owns: PhantomData,
-        }
+        // SAFETY: the count just added.
+        unsafe { self.for_held_count() }
     }
 }
 
@@ -178,24 +189,14 @@ impl SlotRefs {
             self.spare = ADVANCE;
         }
         self.spare -= 1;
-        SlotRef {
-            ptr: self.slot.ptr,
-            _owns: PhantomData,
-        }
+        // SAFETY: a spare count, which `spare` no longer holds.
+        unsafe { self.slot.for_held_count() }
     }
 
     /// The batch's own reference, the spare counts given back.
     pub(crate) fn into_ref(self) -> SlotRef {
         self.slot.clone()
         // `self` drops here: its spares, and the count its `slot` held.
-    }
-}
-
-impl Deref for SlotRefs {
-    type Target = SlotRef;
-
-    fn deref(&self) -> &SlotRef {
-        &self.slot
     }
 }
 
